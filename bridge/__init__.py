@@ -1,0 +1,61 @@
+"""crm-bridge: the app factory.
+
+``create_app`` builds the app from three configuration layers, attaches the extensions, the
+blueprints and the ``bridge`` CLI group, and starts the inline delivery worker when
+``BRIDGE_WORKER=inline``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from bridge import config as config_module
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    instance_path = os.path.abspath(os.environ.get("BRIDGE_INSTANCE_PATH") or "instance")
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    app.config.from_object(config_module.DefaultConfig)
+    app.config.from_pyfile("config.py", silent=True)
+    config_module.load_environment(app.config)
+    if test_config:
+        app.config.from_mapping(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    config_module.finalise(app.config, app.instance_path)
+
+    from bridge import database, errors, logs
+    from bridge.extensions import csrf, db, migrate
+
+    logs.install_scrubbing()
+    database.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
+    csrf.init_app(app)
+    errors.init_app(app)
+
+    _register_blueprints(app)
+
+    from bridge import cli, worker
+
+    cli.init_app(app)
+    worker.init_app(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from bridge import health, login_links, signup
+    from bridge.admin import bp as admin_bp
+    from bridge.api import bp as api_bp
+    from bridge.extensions import csrf
+    from bridge.inbound import activity_bp, inbound_bp
+
+    # Machine-to-machine endpoints authenticate with keys and tokens, not cookies: no CSRF.
+    for machine_bp in (inbound_bp, activity_bp, api_bp, health.bp):
+        csrf.exempt(machine_bp)
+        app.register_blueprint(machine_bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(signup.bp)
+    app.register_blueprint(login_links.bp)

@@ -1,0 +1,3 @@
+"""API: connections. Stub."""
+
+from bridge.api import bp  # noqa: F401

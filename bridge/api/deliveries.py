@@ -1,0 +1,3 @@
+"""API: deliveries. Stub."""
+
+from bridge.api import bp  # noqa: F401

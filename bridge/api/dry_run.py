@@ -1,0 +1,3 @@
+"""API: dry_run. Stub."""
+
+from bridge.api import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""API: events. Stub."""
+
+from bridge.api import bp  # noqa: F401

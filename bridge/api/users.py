@@ -1,0 +1,3 @@
+"""API: users. Stub."""
+
+from bridge.api import bp  # noqa: F401

@@ -1,0 +1,67 @@
+"""The ``bridge`` CLI group (``flask --app app bridge …`` or ``crm-bridge …``).
+
+Every command takes ``--json``. Commands are thin: parse options, call a service, print.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup, ScriptInfo
+
+bridge_group = AppGroup("bridge", help="crm-bridge administration.")
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any], str] | None = None) -> None:
+    """Print ``data`` as JSON, or as text through ``render``."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(render(data) if render else str(data))
+
+
+def fail(message: str, as_json: bool = False, code: str = "error") -> None:
+    """Exit 1 with a clear message (a JSON object with --json)."""
+    if as_json:
+        click.echo(json.dumps({"success": False, "error": code, "message": message}))
+    else:
+        click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+@bridge_group.command("init")
+@json_option
+def init_command(as_json: bool) -> None:
+    """Create or migrate the schema; create the roles subscriber and administrator."""
+    from bridge.database import upgrade_schema
+    from bridge.extensions import db
+    from bridge.users import ensure_default_roles
+
+    upgrade_schema()
+    ensure_default_roles()
+    db.session.commit()
+    emit(
+        {"success": True, "database": db.engine.url.render_as_string(hide_password=True)},
+        as_json,
+        lambda d: f"Database ready: {d['database']}",
+    )
+
+
+def init_app(app: Flask) -> None:
+    from bridge.cli import connections, deliveries, serve, users  # noqa: F401  (commands register on import)
+
+    app.cli.add_command(bridge_group)
+
+
+def main() -> None:
+    """Console script ``crm-bridge``: the ``bridge`` group with the app loaded from ``create_app``."""
+    from bridge import create_app
+
+    bridge_group.main(prog_name="crm-bridge", obj=ScriptInfo(create_app=create_app))

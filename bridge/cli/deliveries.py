@@ -1,0 +1,3 @@
+"""CLI: deliveries. Stub."""
+
+from bridge.cli import bridge_group  # noqa: F401

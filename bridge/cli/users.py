@@ -1,0 +1,3 @@
+"""CLI: users. Stub."""
+
+from bridge.cli import bridge_group  # noqa: F401

@@ -1,0 +1,255 @@
+"""Connections: settings (defaults, validation, secrets encrypted at rest), access keys
+(hashed, rotation with a grace period) and building an adapter for a connection."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from bridge import crypto
+from bridge.adapters import adapter_class
+from bridge.extensions import db
+from bridge.http import OutboundClient, outbound_client
+from bridge.models import AccessKey, Connection, utcnow
+from crm_adapters.base import DEFAULT_FIELD_MAP, Adapter, Setting
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ACCESS_KEY_PREFIX = "cbk_"
+
+COMMON_SETTINGS: list[Setting] = [
+    Setting("enabled", "Enabled", default=True, kind="bool"),
+    Setting("push_on_register", "Push new registrations", default=True, kind="bool"),
+    Setting("push_updates", "Push profile updates", default=False, kind="bool"),
+    Setting("field_map", "Field map (local key → CRM field)", default=dict(DEFAULT_FIELD_MAP), kind="json"),
+    Setting("assign_tags", "Tags applied on registration", default=[], kind="list"),
+    Setting("default_role", "Default role", default="subscriber"),
+    Setting("username_format", "Username format (email | flname | fnamenum)", default="email"),
+    Setting("send_welcome_email", "Send welcome email", default=False, kind="bool"),
+    Setting("return_password_field", "CRM field receiving generated passwords", default=None),
+    Setting("return_password_in_response", "Return password in webhook response", default=False, kind="bool"),
+    Setting("always_load_from_crm", "Always load contact from CRM", default=False, kind="bool"),
+    Setting("password_length", "Generated password length", default=16, kind="int"),
+]
+USERNAME_FORMATS = ("email", "flname", "fnamenum")
+MIN_PASSWORD_LENGTH = 12
+
+
+class InvalidConnection(ValueError):
+    """A connection could not be saved: ``problems`` lists each reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def settings_for_type(type_slug: str) -> list[Setting]:
+    return COMMON_SETTINGS + list(adapter_class(type_slug).settings)
+
+
+def _setting_index(type_slug: str) -> dict[str, Setting]:
+    return {setting.name: setting for setting in settings_for_type(type_slug)}
+
+
+def parse_cli_value(raw: str) -> Any:
+    """``--set`` values are JSON when they parse, else plain strings (CONTRACT §2)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _coerce(setting: Setting, value: Any) -> Any:
+    if value is None:
+        return None
+    kind = setting.kind
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+            return value.lower() in ("1", "true", "yes", "on")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{setting.name} must be true or false")
+    if kind == "int":
+        if isinstance(value, bool):
+            raise ValueError(f"{setting.name} must be a whole number")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{setting.name} must be a whole number") from None
+    if kind == "list":
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list) and all(isinstance(i, str) for i in value):
+            return value
+        raise ValueError(f"{setting.name} must be a list of strings")
+    if kind == "json":
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(f"{setting.name} must be JSON") from None
+        return value
+    if kind in ("str", "url"):
+        if not isinstance(value, str | int | float):
+            raise ValueError(f"{setting.name} must be a string")
+        value = str(value)
+        if kind == "url" and value and not re.match(r"^https?://", value):
+            raise ValueError(f"{setting.name} must be an http(s) URL")
+        return value
+    return value
+
+
+def _check_common(settings: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    field_map = settings.get("field_map")
+    if field_map is not None and not (
+        isinstance(field_map, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in field_map.items())
+    ):
+        problems.append("field_map must be an object of local key → CRM field name")
+    if settings.get("username_format", "email") not in USERNAME_FORMATS:
+        problems.append(f"username_format must be one of {', '.join(USERNAME_FORMATS)}")
+    length = settings.get("password_length")
+    if length is not None and length < MIN_PASSWORD_LENGTH:
+        problems.append(f"password_length must be at least {MIN_PASSWORD_LENGTH}")
+    return problems
+
+
+def missing_settings(connection: Connection) -> list[str]:
+    """Required settings not yet given. A connection may be saved incomplete (its access key
+    works and payloads carrying the contact are served); API calls need these."""
+    settings = effective_settings(connection)
+    return [s.name for s in settings_for_type(connection.type) if s.required and settings.get(s.name) in (None, "")]
+
+
+def effective_settings(connection: Connection) -> dict[str, Any]:
+    """Defaults overlaid with what is stored, secrets decrypted: what an adapter receives."""
+    result: dict[str, Any] = {}
+    for setting in settings_for_type(connection.type):
+        default = setting.default
+        result[setting.name] = json.loads(json.dumps(default)) if default is not None else None
+    for key, value in (connection.settings or {}).items():
+        result[key] = crypto.decrypt(value) if crypto.is_encrypted(value) else value
+    return result
+
+
+def public_settings(connection: Connection) -> dict[str, Any]:
+    """Settings safe to show: secrets masked (never shown again in full once saved)."""
+    index = _setting_index(connection.type)
+    shown = effective_settings(connection)
+    for name, setting in index.items():
+        if setting.secret and shown.get(name):
+            shown[name] = crypto.mask(str(shown[name]))
+    return shown
+
+
+def secret_values(connection: Connection) -> list[str]:
+    """Plain secret values of a connection, for redaction of logs and attempts."""
+    index = _setting_index(connection.type)
+    settings = effective_settings(connection)
+    values = [str(settings[name]) for name, s in index.items() if s.secret and settings.get(name)]
+    return [v for v in values if len(v) >= 4]
+
+
+def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
+    """Validate and store setting changes (``None`` removes a setting). Raises InvalidConnection."""
+    index = _setting_index(connection.type)
+    problems: list[str] = []
+    stored = dict(connection.settings or {})
+    for name, raw in changes.items():
+        setting = index.get(name)
+        if setting is None:
+            problems.append(f"unknown setting {name!r} for type {connection.type}")
+            continue
+        try:
+            value = _coerce(setting, raw)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        if value is None:
+            stored.pop(name, None)
+        elif setting.secret and isinstance(value, str) and value:
+            stored[name] = crypto.encrypt(value)
+        else:
+            stored[name] = value
+    candidate = Connection(name=connection.name, type=connection.type, settings=stored)
+    merged = effective_settings(candidate)
+    problems += _check_common(merged)
+    problems += adapter_class(connection.type).validate_config(merged)
+    if problems:
+        raise InvalidConnection(problems)
+    connection.settings = stored
+
+
+def create_connection(name: str, type_slug: str, settings: Mapping[str, Any] | None = None) -> tuple[Connection, str]:
+    """Create a connection and its first access key. Returns the key in full: it is shown once."""
+    problems = []
+    if not NAME_PATTERN.match(name or ""):
+        problems.append("name must be a lower-case slug (letters, digits, - and _)")
+    elif db.session.scalar(select(Connection.id).where(Connection.name == name)):
+        problems.append(f"a connection named {name!r} exists")
+    adapter_class(type_slug)  # raises UnknownAdapterType
+    if problems:
+        raise InvalidConnection(problems)
+    connection = Connection(name=name, type=type_slug, settings={})
+    apply_settings(connection, settings or {})
+    db.session.add(connection)
+    key = _add_access_key(connection)
+    db.session.flush()
+    return connection, key
+
+
+def _add_access_key(connection: Connection) -> str:
+    key = crypto.new_token(ACCESS_KEY_PREFIX)
+    connection.access_keys.append(AccessKey(key_hash=crypto.token_hash(key), hint=key[-4:]))
+    return key
+
+
+def rotate_access_key(connection: Connection, grace_hours: float = 24) -> str:
+    """A new key; current keys keep working for ``grace_hours`` (0: revoked at once)."""
+    now = utcnow()
+    until = now + timedelta(hours=grace_hours)
+    for key in connection.access_keys:
+        if key.expires_at is None or key.expires_at > until:
+            key.expires_at = until
+    new_key = _add_access_key(connection)
+    db.session.flush()
+    return new_key
+
+
+def find_by_access_key(key: str | None) -> Connection | None:
+    """The connection this key selects, or None. Looked up by SHA-256, confirmed in constant time."""
+    if not key or len(key) > 512:
+        return None
+    digest = crypto.token_hash(key)
+    row = db.session.scalar(select(AccessKey).where(AccessKey.key_hash == digest))
+    if row is None or not crypto.same_secret(row.key_hash, digest):
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    return row.connection
+
+
+def get_connection(name: str) -> Connection | None:
+    return db.session.scalar(select(Connection).where(Connection.name == name))
+
+
+def any_connection_exists() -> bool:
+    return db.session.scalar(select(Connection.id).limit(1)) is not None
+
+
+def build_adapter(connection: Connection, http: OutboundClient | None = None) -> Adapter:
+    """The connection's adapter, with an outbound client that redacts its secrets."""
+    client = http or outbound_client(secret_values(connection))
+    return adapter_class(connection.type)(effective_settings(connection), client)
+
+
+def webhook_urls(base_url: str, access_key: str) -> dict[str, str]:
+    base = base_url.rstrip("/") + "/"
+    actions = ("add", "update", "update_tags")
+    return {action: f"{base}?wpf_action={action}&access_key={access_key}" for action in actions}

@@ -1,0 +1,59 @@
+"""The transactional outbox: pushes are rows written in the caller's transaction.
+
+``enqueue`` only adds a row to the current session; it never commits, so the push exists if and
+only if the change that caused it is committed. Claiming, retry scheduling and delivery live in
+the worker (``bridge.worker``), which is the only place that decides to retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.extensions import db
+from bridge.models import Connection, Delivery, User, utcnow
+
+# Delivery kinds (DESIGN.md).
+CONTACT_UPSERT = "contact.upsert"
+CONTACT_UPDATE = "contact.update"
+TAGS_APPLY = "tags.apply"
+PASSWORD_RETURN = "password.return"  # noqa: S105 (a job kind, not a password)
+WEBHOOK_INBOUND = "webhook.inbound"
+MAIL_WELCOME = "mail.welcome"
+
+STATUSES = ("pending", "in_flight", "succeeded", "failed", "dead")
+OPEN_STATUSES = ("pending", "in_flight", "failed")
+
+
+def ordering_key(connection: Connection | None, user: User | None) -> str | None:
+    """Per user and connection, deliveries go out in the order they were made."""
+    if connection is None or user is None:
+        return None
+    return f"{connection.id}:{user.id}"
+
+
+def enqueue(
+    kind: str,
+    *,
+    connection: Connection | None = None,
+    user: User | None = None,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+    ordering: str | None = None,
+) -> Delivery:
+    """Add an outbound job to the current transaction (flushes to get its id; never commits)."""
+    if user is not None and user.id is None:
+        db.session.flush()
+    delivery = Delivery(
+        kind=kind,
+        connection_id=connection.id if connection is not None else None,
+        user_id=user.id if user is not None else None,
+        payload=payload or {},
+        status="pending",
+        attempts=0,
+        next_attempt_at=utcnow(),
+        ordering_key=ordering or ordering_key(connection, user),
+        dedupe_key=dedupe_key,
+    )
+    db.session.add(delivery)
+    db.session.flush()
+    return delivery

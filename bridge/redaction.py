@@ -1,0 +1,104 @@
+"""Scrubbing secrets out of anything we log or store: URLs, headers, bodies, payloads.
+
+One module so the inbound log, delivery attempts and log records all redact the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "[redacted]"
+MASKED = "********"
+
+SECRET_PARAMS = frozenset({"access_key", "api_key", "apikey", "token", "access_token", "key", "secret"})
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-access-key",
+        "x-api-key",
+        "api-token",
+        "api-key",
+        "cookie",
+        "set-cookie",
+        "x-hubspot-signature",
+        "x-hubspot-signature-v3",
+        "webhook-signature",
+    }
+)
+_PASSWORD_KEY = re.compile(r"(pass(word)?|pwd|secret|user_pass|app_password|client_secret|token)", re.I)
+# access_key=... anywhere in a string (query strings, request lines, form bodies).
+_ACCESS_KEY_IN_TEXT = re.compile(r"(?i)(access_key|api_key|access_token)(=|%3D)[^&\s\"']*")
+
+
+def is_password_key(key: str) -> bool:
+    return bool(_PASSWORD_KEY.search(key))
+
+
+def scrub_text(value: str, secrets: Iterable[str] = ()) -> str:
+    """Remove ``access_key=…`` style parameters and any known secret value from free text."""
+    value = _ACCESS_KEY_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            value = value.replace(secret, REDACTED)
+    return value
+
+
+def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
+    parts = urlsplit(url)
+    query = [
+        (name, REDACTED if name.lower() in SECRET_PARAMS else value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@" + netloc.rsplit("@", 1)[1]
+    rebuilt = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="[]"), parts.fragment))
+    return scrub_text(rebuilt, secrets)
+
+
+def redact_headers(headers: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[str, str]:
+    return {
+        name: (REDACTED if name.lower() in SECRET_HEADERS else scrub_text(str(value), secrets))
+        for name, value in headers.items()
+    }
+
+
+def redact_data(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """Mask password-like keys at any depth; scrub secret values from strings."""
+    secrets = tuple(secrets)
+    if isinstance(value, Mapping):
+        return {
+            key: (MASKED if is_password_key(str(key)) and val not in (None, "") else redact_data(val, secrets))
+            for key, val in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_data(item, secrets) for item in value]
+    if isinstance(value, str):
+        return scrub_text(value, secrets)
+    return value
+
+
+def redact_body(body: bytes | str | None, content_type: str = "", secrets: Iterable[str] = ()) -> str:
+    """A request or response body as loggable text: JSON and forms get password keys masked."""
+    if body is None:
+        return ""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    if not text:
+        return ""
+    stripped = text.lstrip()
+    if stripped[:1] in "[{":
+        try:
+            return json.dumps(redact_data(json.loads(text), secrets), ensure_ascii=False)
+        except ValueError:
+            pass
+    if "form" in content_type or ("=" in text and "\n" not in text and " " not in text.strip()):
+        pairs = parse_qsl(text, keep_blank_values=True)
+        if pairs:
+            masked = [(k, MASKED if is_password_key(k) or k.lower() in SECRET_PARAMS else v) for k, v in pairs]
+            return scrub_text(urlencode(masked, safe="[]"), secrets)
+    return scrub_text(text, secrets)

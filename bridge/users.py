@@ -1,0 +1,403 @@
+"""Users: matching, creating and updating accounts; usernames, passwords, roles and tags.
+
+These rules are shared by the inbound webhook, local registration, the CLI and the worker, so
+none of them lives in a view. Functions add to the current session and flush; the caller owns
+the transaction (and its retry when a concurrent request won a unique constraint).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from bridge.extensions import db
+from bridge.models import Connection, ContactLink, CrmActivity, Role, User, UserTag, utcnow
+
+ADMIN_ROLE = "administrator"
+DEFAULT_ROLES = {"subscriber": "Subscriber", ADMIN_ROLE: "Administrator"}
+USER_COLUMNS = ("first_name", "last_name")
+SPECIAL_FIELDS = ("email", "user_login", "user_pass", "role")
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+_USERNAME_UNSAFE = re.compile(r"[^a-z0-9._@+-]+")
+
+
+class UserRuleError(ValueError):
+    """A request broke a user rule. ``code`` is the API error code."""
+
+    status = 400
+    code = "invalid_parameter"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownRole(UserRuleError):
+    code = "unknown_role"
+
+
+class ForbiddenRole(UserRuleError):
+    code = "forbidden_role"
+
+
+class EmailTaken(UserRuleError):
+    status = 409
+    code = "email_taken"
+
+
+# -- roles ------------------------------------------------------------------------------------
+
+
+def ensure_default_roles() -> None:
+    existing = set(db.session.scalars(select(Role.slug)))
+    for slug, title in DEFAULT_ROLES.items():
+        if slug not in existing:
+            db.session.add(Role(slug=slug, title=title))
+    db.session.flush()
+
+
+def role_exists(slug: str) -> bool:
+    return db.session.scalar(select(Role.id).where(Role.slug == slug)) is not None
+
+
+def resolve_role(requested: str | None, default: str, *, allow_admin: bool = False) -> str:
+    """The role to assign: ``requested`` or ``default``; it must exist, and ``administrator``
+    is only ever given by the site owner (CLI), never by a webhook or registration."""
+    role = (requested or default or "subscriber").strip()
+    if role == ADMIN_ROLE and not allow_admin:
+        raise ForbiddenRole(f"role {role!r} cannot be assigned this way")
+    if not role_exists(role):
+        raise UnknownRole(f"role {role!r} does not exist")
+    return role
+
+
+# -- passwords --------------------------------------------------------------------------------
+
+
+def generate_password(length: int = 16) -> str:
+    """Letters and digits from ``secrets``, with at least one of each kind."""
+    length = max(12, int(length))
+    while True:
+        password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+        if any(c.isdigit() for c in password) and any(c.isalpha() for c in password):
+            return password
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password)
+
+
+def check_password(user: User, password: str) -> bool:
+    return bool(user.password_hash) and check_password_hash(user.password_hash or "", password)
+
+
+# -- lookup -----------------------------------------------------------------------------------
+
+
+def normalise_email(email: str | None) -> str | None:
+    email = (email or "").strip().lower()
+    return email or None
+
+
+def find_by_email(email: str | None) -> User | None:
+    email = normalise_email(email)
+    if not email:
+        return None
+    return db.session.scalar(select(User).where(User.email == email))
+
+
+def current_link(connection: Connection, contact_id: str) -> ContactLink | None:
+    return db.session.scalar(
+        select(ContactLink).where(
+            ContactLink.connection_id == connection.id,
+            ContactLink.contact_id == contact_id,
+            ContactLink.unlinked_at.is_(None),
+        )
+    )
+
+
+def find_by_contact(connection: Connection, contact_id: str | None) -> User | None:
+    if not contact_id:
+        return None
+    link = current_link(connection, contact_id)
+    return link.user if link else None
+
+
+def match_user(connection: Connection, contact_id: str | None, email: str | None) -> User | None:
+    """The user for a CRM contact: by this connection's contact id, then by email."""
+    return find_by_contact(connection, contact_id) or find_by_email(email)
+
+
+def link_contact(user: User, connection: Connection, contact_id: str) -> bool:
+    """Make ``contact_id`` the user's current contact on ``connection``. Earlier links (of this
+    user, or of this contact to another user) are closed, not deleted. True if anything changed."""
+    existing = current_link(connection, contact_id)
+    if existing is not None and existing.user_id == user.id:
+        return False
+    now = utcnow()
+    stale = db.session.scalars(
+        select(ContactLink).where(
+            ContactLink.connection_id == connection.id,
+            ContactLink.unlinked_at.is_(None),
+            (ContactLink.user_id == user.id) | (ContactLink.contact_id == contact_id),
+        )
+    )
+    for link in stale:
+        link.unlinked_at = now
+    db.session.flush()
+    db.session.add(ContactLink(connection_id=connection.id, contact_id=contact_id, user_id=user.id, linked_at=now))
+    db.session.flush()
+    return True
+
+
+def contact_id_for(user: User, connection: Connection) -> str | None:
+    return db.session.scalar(
+        select(ContactLink.contact_id).where(
+            ContactLink.connection_id == connection.id,
+            ContactLink.user_id == user.id,
+            ContactLink.unlinked_at.is_(None),
+        )
+    )
+
+
+def user_for_any_contact(contact_id: str) -> User | None:
+    """The user linked to a contact id on any connection: current link first, then the most
+    recent earlier link (so activity for a contact id that was re-linked still lands)."""
+    link = db.session.scalar(
+        select(ContactLink)
+        .where(ContactLink.contact_id == contact_id)
+        .order_by(ContactLink.unlinked_at.is_not(None), ContactLink.linked_at.desc(), ContactLink.id.desc())
+        .limit(1)
+    )
+    return link.user if link else None
+
+
+# -- usernames --------------------------------------------------------------------------------
+
+
+def username_taken(username: str) -> bool:
+    return db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is not None
+
+
+def _clean(value: str | None) -> str:
+    return _USERNAME_UNSAFE.sub("", (value or "").strip().lower())
+
+
+def make_username(
+    username_format: str,
+    *,
+    email: str,
+    first_name: str = "",
+    last_name: str = "",
+    preferred: str | None = None,
+) -> str:
+    """A free username: the CRM's ``user_login`` when given and free, else by format
+    (``email``; ``flname`` first+last; ``fnamenum`` first name + number), made unique by a
+    numeric suffix."""
+    preferred_clean = _clean(preferred)
+    if preferred_clean and not username_taken(preferred_clean):
+        return preferred_clean
+    local_part = _clean(email.split("@", 1)[0]) or "user"
+    if username_format == "flname":
+        base = _clean(first_name + last_name) or local_part
+    elif username_format == "fnamenum":
+        first = _clean(first_name) or local_part
+        number = 1
+        while username_taken(f"{first}{number}"):
+            number += 1
+        return f"{first}{number}"
+    else:
+        base = _clean(email) or local_part
+    if not username_taken(base):
+        return base
+    number = 2
+    while username_taken(f"{base}{number}"):
+        number += 1
+    return f"{base}{number}"
+
+
+# -- creating and updating --------------------------------------------------------------------
+
+
+def create_user(
+    *,
+    email: str,
+    username: str | None = None,
+    password: str | None = None,
+    password_hash: str | None = None,
+    first_name: str = "",
+    last_name: str = "",
+    role: str = "subscriber",
+    meta: Mapping[str, Any] | None = None,
+    username_format: str = "email",
+) -> User:
+    """Insert a user (flushed, not committed). Raises ``EmailTaken`` when the email exists."""
+    email_normalised = normalise_email(email)
+    if not email_normalised:
+        raise UserRuleError("email is required")
+    if find_by_email(email_normalised) is not None:
+        raise EmailTaken(f"a user with email {email_normalised} exists")
+    if username and username_taken(username):
+        username = make_username(username_format, email=email_normalised, preferred=username)
+    user = User(
+        email=email_normalised,
+        username=username
+        or make_username(username_format, email=email_normalised, first_name=first_name, last_name=last_name),
+        password_hash=password_hash or (hash_password(password) if password else None),
+        role=role,
+        first_name=first_name or "",
+        last_name=last_name or "",
+        meta=dict(meta or {}),
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def apply_fields(user: User, fields: Mapping[str, Any]) -> list[str]:
+    """Set local fields on a user; returns the keys whose value changed.
+
+    ``first_name``/``last_name`` are columns, ``email`` changes only when the new one is free,
+    the special keys ``user_login``/``user_pass``/``role`` are handled by the caller, and every
+    other key lands in ``meta``.
+    """
+    changed: list[str] = []
+    meta = dict(user.meta or {})
+    for key, value in fields.items():
+        if key in ("user_login", "user_pass", "role"):
+            continue
+        if key == "email":
+            email = normalise_email(value if isinstance(value, str) else None)
+            if email and email != user.email and find_by_email(email) is None:
+                user.email = email
+                changed.append("email")
+            continue
+        if key in USER_COLUMNS:
+            text = "" if value is None else str(value)
+            if getattr(user, key) != text:
+                setattr(user, key, text)
+                changed.append(key)
+            continue
+        if meta.get(key) != value:
+            meta[key] = value
+            changed.append(key)
+    if meta != (user.meta or {}):
+        user.meta = meta
+    if changed:
+        user.updated_at = utcnow()
+    return changed
+
+
+def tag_names(user: User, connection: Connection | None) -> list[str]:
+    connection_id = connection.id if connection is not None else None
+    query = select(UserTag.name).where(UserTag.user_id == user.id)
+    query = query.where(
+        UserTag.connection_id == connection_id if connection_id is not None else UserTag.connection_id.is_(None)
+    )
+    return list(db.session.scalars(query.order_by(UserTag.id)))
+
+
+def replace_tags(user: User, connection: Connection | None, tags: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Make the user's tag set for ``connection`` (None: local tags) exactly ``tags``.
+    Returns (added, removed), each in a stable order."""
+    wanted = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
+    current = tag_names(user, connection)
+    added = [t for t in wanted if t not in current]
+    removed = [t for t in current if t not in wanted]
+    connection_id = connection.id if connection is not None else None
+    if removed:
+        scope = UserTag.connection_id == connection_id if connection_id is not None else UserTag.connection_id.is_(None)
+        db.session.execute(
+            delete(UserTag).where(UserTag.user_id == user.id, scope, UserTag.name.in_(removed)),
+            execution_options={"synchronize_session": False},
+        )
+    for name in added:
+        db.session.add(UserTag(user_id=user.id, connection_id=connection_id, name=name))
+    if added or removed:
+        db.session.flush()
+        db.session.expire(user, ["tags"])
+    return added, removed
+
+
+def change_local_tags(user: User, add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    current = tag_names(user, None)
+    remove_set = {t.strip() for t in remove}
+    wanted = [t for t in current if t not in remove_set] + [t for t in add if t.strip() not in current]
+    return replace_tags(user, None, wanted)
+
+
+# -- JSON -------------------------------------------------------------------------------------
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+def tags_by_scope(user: User) -> dict[str, list[str]]:
+    """``{"fluent": ["vip"], "": ["local"]}``: per connection name, local tags under ``""``."""
+    rows = db.session.execute(
+        select(Connection.name, UserTag.name)
+        .select_from(UserTag)
+        .outerjoin(Connection, Connection.id == UserTag.connection_id)
+        .where(UserTag.user_id == user.id)
+        .order_by(UserTag.id)
+    )
+    result: dict[str, list[str]] = {}
+    for connection_name, tag in rows:
+        result.setdefault(connection_name or "", []).append(tag)
+    return result
+
+
+def activity_json(user: User, limit: int = 100) -> list[dict[str, Any]]:
+    rows = db.session.scalars(
+        select(CrmActivity)
+        .where(CrmActivity.user_id == user.id)
+        .order_by(CrmActivity.received_at.desc(), CrmActivity.id.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "id": row.id,
+            "event_type": row.event_type,
+            "contact_id": row.contact_id,
+            "payload": row.payload,
+            "received_at": iso(row.received_at),
+            "source": row.source,
+        }
+        for row in rows
+    ]
+
+
+def user_to_json(user: User, *, with_activity: bool = True) -> dict[str, Any]:
+    links = db.session.execute(
+        select(Connection.name, ContactLink.contact_id, ContactLink.linked_at)
+        .join(Connection, Connection.id == ContactLink.connection_id)
+        .where(ContactLink.user_id == user.id, ContactLink.unlinked_at.is_(None))
+        .order_by(ContactLink.id)
+    )
+    data: dict[str, Any] = {
+        "id": user.id,
+        "email": user.email,
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "role": user.role,
+        "meta": user.meta or {},
+        "created_at": iso(user.created_at),
+        "updated_at": iso(user.updated_at),
+        "tags": tags_by_scope(user),
+        "crm_links": [
+            {"connection": name, "contact_id": contact_id, "linked_at": iso(linked_at)}
+            for name, contact_id, linked_at in links
+        ],
+    }
+    if with_activity:
+        data["crm_activity"] = activity_json(user)
+    return data

@@ -1,0 +1,357 @@
+"""The adapter contract: what every CRM module implements, and the plumbing they share.
+
+An adapter knows one CRM and nothing else: no Flask, no database, no ``requests``. It gets the
+connection's plain settings and an :class:`HttpClient` (the one outbound client, which applies
+the SSRF policy, timeouts and redaction), and returns plain data. Like django-anymail's
+backends, the base class owns status handling so each CRM module only builds requests and
+reads replies.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from crm_adapters.errors import (
+    AuthRefused,
+    ContactNotFound,
+    CrmRejected,
+    CrmUnavailable,
+    RateLimited,
+)
+
+DEFAULT_FIELD_MAP: dict[str, str] = {
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "email": "email",
+}
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One connection setting: drives the CLI, API validation and the admin form."""
+
+    name: str
+    label: str
+    required: bool = False
+    secret: bool = False
+    default: Any = None
+    help: str = ""
+    kind: str = "str"  # str | int | bool | json | url
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+@dataclass
+class HttpResponse:
+    """A response as the outbound client hands it to adapters (already size-capped)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = b""
+    url: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON (CRMs send HTML on 5xx)."""
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lowered:
+                return value
+        return None
+
+
+class HttpClient(Protocol):
+    """What an adapter may call. Implemented by ``bridge.http.OutboundClient``.
+
+    Raises ``TransportError``/``TransportTimeout``/``OutboundDenied``/``ResponseTooLarge``;
+    never raises for an HTTP status: status handling is the adapter base class's job.
+    """
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | Sequence[tuple[str, Any]] | str | bytes | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> HttpResponse: ...
+
+
+# -- inbound ----------------------------------------------------------------------------------
+
+
+@dataclass
+class InboundRequest:
+    """An inbound webhook as plain data: what ``parse`` and ``verify`` read.
+
+    ``query`` has ``access_key`` removed; ``headers`` keys are lower-cased; ``form`` is the
+    form body parsed into nested dicts (PHP bracket keys, ``contact[tags]=a`` →
+    ``{"contact": {"tags": "a"}}``); ``json`` is the parsed JSON body or None.
+    """
+
+    method: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    content_type: str = ""
+    json: Any = None
+    form: Mapping[str, Any] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def has_body(self) -> bool:
+        return bool(self.body.strip())
+
+
+@dataclass
+class Contact:
+    """A CRM contact as crm-bridge sees it.
+
+    ``fields`` uses *local* keys (after the connection's field map). ``tags`` is a list of tag
+    names, or None when the source did not carry tags at all ("not in payload"): an empty list
+    means "the contact has no tags", which is different.
+    """
+
+    contact_id: str | None
+    email: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] | None = None
+    raw: Any = None
+
+
+InboundContact = Contact  # the name DESIGN.md uses for a parsed inbound item
+
+
+@dataclass
+class OutboundContact:
+    """What we push to a CRM: email, CRM-named fields (after the field map), tags to apply."""
+
+    email: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def normalise_email(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip().lower()
+    return value or None
+
+
+def split_tags(value: Any) -> list[str]:
+    """Tags from a comma-joined string or a list, trimmed, empties dropped, order kept."""
+    if value is None:
+        return []
+    items: Iterable[Any] = value.split(",") if isinstance(value, str) else value
+    seen: dict[str, None] = {}
+    for item in items:
+        name = str(item).strip()
+        if name:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def stringify_id(value: Any) -> str | None:
+    """Contact ids are always strings; numbers arrive as ints, floats or strings."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip() or None
+
+
+# -- the adapter ------------------------------------------------------------------------------
+
+
+class Adapter:
+    """Base class of every CRM adapter.
+
+    Subclasses set ``type``, ``settings``, ``capabilities`` and implement ``parse`` plus the
+    API operations. They call :meth:`call` for every CRM request, which turns HTTP statuses into
+    typed errors so no adapter re-implements status handling.
+    """
+
+    type: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    settings: ClassVar[list[Setting]] = []
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    default_timeout: ClassVar[float] = 10.0
+
+    def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
+        self.config = dict(config)
+        self.http = http
+
+    # -- configuration helpers --
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> list[str]:
+        """Problems with a connection's settings, as sentences naming the setting (empty: fine).
+
+        Called when a connection is saved; override for checks beyond required/typed values
+        (the custom webhook refuses unknown template variables here).
+        """
+        return []
+
+    @property
+    def field_map(self) -> dict[str, str]:
+        """Local key → CRM field name."""
+        configured = self.config.get("field_map")
+        return dict(configured) if isinstance(configured, Mapping) else dict(DEFAULT_FIELD_MAP)
+
+    def to_local_fields(self, crm_fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply the field map inbound: keep only mapped CRM fields, under their local keys."""
+        return {local: crm_fields[crm] for local, crm in self.field_map.items() if crm in crm_fields}
+
+    def to_crm_fields(self, local_fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply the field map outbound: local keys → CRM field names; unmapped keys dropped."""
+        return {crm: local_fields[local] for local, crm in self.field_map.items() if local in local_fields}
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        value = self.config.get(name)
+        return default if value in (None, "") else value
+
+    # -- inbound --
+
+    def verify(self, request: InboundRequest) -> None:
+        """Raise ``InvalidSignature`` when the connection signs and the request does not match."""
+
+    def parse(self, request: InboundRequest) -> list[Contact]:
+        """Turn the request into contacts. Raise ``InvalidPayload`` or ``MissingContactId``."""
+        raise NotImplementedError
+
+    def handles_verification_ping(self, request: InboundRequest) -> bool:
+        """True for a CRM's URL check (Mailchimp's bare GET): answered 200 with no processing."""
+        return False
+
+    # -- CRM API --
+
+    def check(self) -> None:
+        """Make one cheap authenticated call; raise a typed error if the connection is broken."""
+        raise NotImplementedError
+
+    def find_contact_id(self, email: str) -> str | None:
+        raise NotImplementedError
+
+    def load_contact(self, contact_id: str) -> Contact:
+        """The contact with local fields and, where the CRM gives them, tags (names)."""
+        raise NotImplementedError
+
+    def load_tags(self, contact_id: str) -> list[str]:
+        raise NotImplementedError
+
+    def upsert_contact(self, contact: OutboundContact) -> str:
+        """Create or update by email, never making a duplicate. Returns the contact id."""
+        raise NotImplementedError
+
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+        """Set CRM-named fields (custom ones included) on an existing contact."""
+        raise NotImplementedError
+
+    def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
+        raise NotImplementedError
+
+    def remove_tags(self, contact_id: str, tags: Sequence[str]) -> None:
+        raise NotImplementedError
+
+    def list_tags(self) -> list[str]:
+        raise NotImplementedError
+
+    def list_fields(self) -> list[str]:
+        raise NotImplementedError
+
+    # -- HTTP plumbing --
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        not_found_statuses: Iterable[int] = (404,),
+        **kwargs: Any,
+    ) -> HttpResponse:
+        """One CRM request with status handling shared by every adapter.
+
+        2xx returns the response. 401/403 → ``AuthRefused``; ``not_found_statuses`` →
+        ``ContactNotFound``; 429 → ``RateLimited`` (with ``Retry-After``); 408, 425, 5xx →
+        ``CrmUnavailable``; any other status (3xx included: redirects are never followed) →
+        ``CrmRejected``. Transport failures come from the client already typed.
+        """
+        kwargs.setdefault("timeout", float(self.setting("timeout", self.default_timeout)))
+        response = self.http.request(method, url, **kwargs)
+        self.raise_for_status(response, not_found_statuses=not_found_statuses)
+        return response
+
+    def raise_for_status(self, response: HttpResponse, *, not_found_statuses: Iterable[int] = (404,)) -> None:
+        status = response.status
+        if 200 <= status < 300:
+            return
+        detail = dict(status=status, body=response.text)
+        summary = f"{self.type or 'CRM'} answered HTTP {status}"
+        if status in (401, 403):
+            raise AuthRefused(f"{summary}: credentials refused", **detail)
+        if status in tuple(not_found_statuses):
+            raise ContactNotFound(f"{summary}: not found", **detail)
+        if status == 429:
+            raise RateLimited(
+                f"{summary}: rate limited",
+                retry_after=self.retry_after_seconds(response),
+                **detail,
+            )
+        if status in (408, 425) or status >= 500:
+            raise CrmUnavailable(
+                f"{summary}: unavailable",
+                retry_after=self.retry_after_seconds(response),
+                **detail,
+            )
+        raise CrmRejected(f"{summary}: rejected", **detail)
+
+    def retry_after_seconds(self, response: HttpResponse) -> float | None:
+        """The CRM's ``Retry-After`` in seconds. Override where a CRM uses other units."""
+        return parse_retry_after(response.header("Retry-After"))

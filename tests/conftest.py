@@ -1,0 +1,181 @@
+"""Shared fixtures: a fresh app per test (Flask tutorial style), on SQLite always and on
+PostgreSQL too when ``BRIDGE_TEST_DATABASE_URL`` is set (every app-using test runs on both)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from werkzeug.serving import make_server
+
+from bridge import create_app
+from bridge.extensions import db
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("BRIDGE_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+ENV_TO_CLEAR = (
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "BRIDGE_WORKER",
+    "BRIDGE_ALLOW_PRIVATE_TARGETS",
+    "BRIDGE_OUTBOUND_ALLOWLIST",
+    "BRIDGE_MAIL_URL",
+    "BRIDGE_MAX_BODY_BYTES",
+    "BRIDGE_BASE_URL",
+    "BRIDGE_RATELIMIT_STORAGE_URL",
+    "CRM_WEBHOOK_SECRET",
+    "CRM_CALLBACK_SECRET",
+    "BRIDGE_PUBLIC_SIGNUP",
+)
+
+
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout (CI's layout), or ``BRIDGE_SHARED_DIR``."""
+    candidates = [os.environ.get("BRIDGE_SHARED_DIR"), REPO_ROOT.parent / "shared", Path("/work/shared")]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "fixtures").is_dir():
+            return Path(candidate)
+    raise RuntimeError("shared/fixtures not found: set BRIDGE_SHARED_DIR")
+
+
+FIXTURES = shared_dir() / "fixtures"
+
+
+def load_fixture(relative: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / relative).read_text())
+
+
+_pg_schema_ready = False
+
+
+def _reset_postgres(app) -> None:
+    """Create the schema once per session, then empty every table between tests."""
+    global _pg_schema_ready
+    with app.app_context():
+        if not _pg_schema_ready:
+            db.drop_all()
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            db.create_all()
+            _pg_schema_ready = True
+        else:
+            tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+            with db.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def app_config(backend: str, tmp_path: Path) -> dict[str, Any]:
+    """Override to change settings for one test module (``app_config`` fixture)."""
+    url = f"sqlite:///{tmp_path / 'test.sqlite3'}" if backend == "sqlite" else PG_URL
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "BRIDGE_ALLOW_PRIVATE_TARGETS": False,
+        "WTF_CSRF_ENABLED": True,
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any], backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    for name in ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BRIDGE_INSTANCE_PATH", str(tmp_path / "instance"))
+    application = create_app(app_config)
+    if backend == "postgresql":
+        _reset_postgres(application)
+    with application.app_context():
+        if backend == "sqlite":
+            db.create_all()
+        from bridge.users import ensure_default_roles
+
+        ensure_default_roles()
+        db.session.commit()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def ctx(app) -> Iterator[None]:
+    """An app context for tests that call services directly."""
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def make_connection(app):
+    """``make_connection(name, type, **settings) -> access key`` (committed)."""
+
+    def factory(name: str = "fluent", type_slug: str = "fluentcrm", **settings: Any) -> str:
+        from bridge.connections import create_connection
+
+        with app.app_context():
+            _, key = create_connection(name, type_slug, settings)
+            db.session.commit()
+            return key
+
+    return factory
+
+
+@pytest.fixture
+def api_token(app) -> str:
+    from bridge.api.auth import create_token
+
+    with app.app_context():
+        _, token = create_token("tests")
+        db.session.commit()
+        return token
+
+
+@pytest.fixture
+def auth_headers(api_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_token}"}
+
+
+class LiveServer:
+    """The app served by a real threaded Werkzeug server on loopback."""
+
+    def __init__(self, app) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[LiveServer]:
+    with LiveServer(app) as server:
+        yield server

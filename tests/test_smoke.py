@@ -1,0 +1,30 @@
+"""The app factory, configuration layers and the schema."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from bridge import create_app
+from bridge.config import normalise_database_url
+
+
+def test_root_page_is_not_an_error(client):
+    response = client.get("/")
+    assert response.status_code == 200
+
+
+def test_secret_key_is_generated_once_with_mode_0600(tmp_path, monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setenv("BRIDGE_INSTANCE_PATH", str(tmp_path / "inst"))
+    first = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/a.db"})
+    second = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/a.db"})
+    key_file = tmp_path / "inst" / "secret_key"
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"] == key_file.read_text()
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+
+
+def test_postgres_urls_use_psycopg3():
+    assert normalise_database_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_database_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_database_url("sqlite:///x") == "sqlite:///x"
