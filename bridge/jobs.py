@@ -1,0 +1,64 @@
+"""Job handlers: what the worker runs for each kind of outbox row.
+
+A module registers a handler with ``@job_handler(kind)``; the worker looks it up with
+``handler_for``. A handler gets a :class:`JobContext`, does its work (adapter calls through
+``ctx.http``, database writes in the worker's session), and either returns a small JSON-able
+result or raises a typed error (``crm_adapters.errors``). It never decides to retry: the worker
+does, from the error's ``retryable`` and ``retry_after``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.http import OutboundClient
+from bridge.models import Connection, Delivery, User
+
+# Modules whose import registers handlers (kept here so the worker needs no list of its own).
+HANDLER_MODULES = ("bridge.push", "bridge.inbound.service", "bridge.mail")
+
+
+@dataclass
+class JobContext:
+    delivery: Delivery
+    connection: Connection | None
+    user: User | None
+    http: OutboundClient
+    worker_id: str = ""
+
+
+JobHandler = Callable[[JobContext], "dict[str, Any] | None"]
+_HANDLERS: dict[str, JobHandler] = {}
+
+
+class UnknownJobKind(LookupError):
+    pass
+
+
+def job_handler(kind: str) -> Callable[[JobHandler], JobHandler]:
+    def register(function: JobHandler) -> JobHandler:
+        _HANDLERS[kind] = function
+        return function
+
+    return register
+
+
+def load_handlers() -> None:
+    for module in HANDLER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a handler module not written yet
+            if exc.name != module:
+                raise
+
+
+def handler_for(kind: str) -> JobHandler:
+    if kind not in _HANDLERS:
+        load_handlers()
+    try:
+        return _HANDLERS[kind]
+    except KeyError:
+        raise UnknownJobKind(f"no handler for job kind {kind!r}") from None
