@@ -13,4 +13,10 @@ from bridge.models import Connection, User
 
 def queue_welcome(user: User, connection: Connection | None = None) -> None:
     """Queue the welcome mail for ``user`` (sent by the worker)."""
-    outbox.enqueue(outbox.MAIL_WELCOME, user=user, connection=connection, payload={"user_id": user.id})
+    outbox.enqueue(
+        outbox.MAIL_WELCOME,
+        user=user,
+        connection=connection,
+        payload={"user_id": user.id},
+        ordering=f"mail:{user.id}",  # never queued behind a CRM push that is failing
+    )
