@@ -148,13 +148,33 @@ class Contact:
 InboundContact = Contact  # the name DESIGN.md uses for a parsed inbound item
 
 
+@dataclass(frozen=True)
+class OutboundEvent:
+    """Why a push happens. ``id`` is stable across retries (the delivery id), so receivers can
+    deduplicate; ``type`` is e.g. ``user.registered``, ``user.updated``, ``password.returned``."""
+
+    id: str
+    type: str
+    occurred_at: str
+
+
 @dataclass
 class OutboundContact:
-    """What we push to a CRM: email, CRM-named fields (after the field map), tags to apply."""
+    """What we push to a CRM.
+
+    ``fields`` are CRM-named (the field map applied); ``tags`` are to be applied (never sent as
+    an empty list). The local view of the user (names, username, meta) rides along for adapters
+    that template their own requests (the custom webhook's ``{{contact.meta.KEY}}``).
+    """
 
     email: str
     fields: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    first_name: str = ""
+    last_name: str = ""
+    username: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    event: OutboundEvent | None = None
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -286,8 +306,9 @@ class Adapter:
     def load_tags(self, contact_id: str) -> list[str]:
         raise NotImplementedError
 
-    def upsert_contact(self, contact: OutboundContact) -> str:
-        """Create or update by email, never making a duplicate. Returns the contact id."""
+    def upsert_contact(self, contact: OutboundContact) -> str | None:
+        """Create or update by email, never making a duplicate. Returns the contact id (None
+        when the target gives none, as a plain webhook may)."""
         raise NotImplementedError
 
     def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
