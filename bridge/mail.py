@@ -155,7 +155,7 @@ def smtp_failure(exc: BaseException, transport: MailTransport) -> AdapterError:
     elif isinstance(exc, smtplib.SMTPResponseException):
         error = _by_reply_code(exc.smtp_code, exc.smtp_error, f"{where} refused the message")
     elif isinstance(exc, smtplib.SMTPNotSupportedError):
-        error = CrmRejected(f"{where} does not support a required extension")
+        error = CrmRejected(f"{where}: {exc}")  # e.g. credentials configured, but no AUTH offered
     elif isinstance(exc, TimeoutError):
         error = TransportTimeout(f"{where} timed out")
     elif isinstance(exc, ssl.SSLError):

@@ -150,7 +150,7 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        login = session.login_data.login.decode() if session.authenticated and session.login_data else None
+        login = session.auth_data.login.decode() if session.authenticated else None
         self.messages.append(
             Received(
                 mail_from=envelope.mail_from,
@@ -169,7 +169,7 @@ def check_login(server, session, envelope, mechanism, auth_data) -> AuthResult:
         SMTP_USER.encode(),
         SMTP_PASSWORD.encode(),
     )
-    return AuthResult(success=ok, handled=False)
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
 def free_port() -> int:
