@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,8 +31,7 @@ from bridge.http import OutboundClient
 from bridge.models import Delivery, User
 
 SITE_NAME = "Acme Members"
-SMTP_USER = "mailer"
-SMTP_PASSWORD = "smtp-Secret-9x7Q"
+CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 LINK = re.compile(r"https?://[^\s\"<>]+/login/[A-Za-z0-9_.\-]+")
 
 
@@ -112,11 +110,29 @@ def run_mail_job(app) -> Callable[[int], JobRun]:
     return run
 
 
-def find_link(message: EmailMessage) -> str:
-    text = message.get_body(preferencelist=("plain",)).get_content()
-    found = LINK.search(text)
-    assert found, text
-    return found.group(0)
+@pytest.fixture
+def find_link() -> Callable[[EmailMessage], str]:
+    """The login link in a received mail's plain-text part."""
+
+    def find(message: EmailMessage) -> str:
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        found = LINK.search(text)
+        assert found, text
+        return found.group(0)
+
+    return find
+
+
+@pytest.fixture
+def csrf_from() -> Callable[[str], str]:
+    """The CSRF token in a rendered form."""
+
+    def extract(html: str) -> str:
+        found = CSRF_FIELD.search(html)
+        assert found, html
+        return found.group(1)
+
+    return extract
 
 
 # -- SMTP servers -----------------------------------------------------------------------------
@@ -162,14 +178,6 @@ class RecordingHandler:
         )
         self.arrived.set()
         return "250 Message accepted for delivery"
-
-
-def check_login(server, session, envelope, mechanism, auth_data) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
-        SMTP_USER.encode(),
-        SMTP_PASSWORD.encode(),
-    )
-    return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
 def free_port() -> int:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from bridge import login_links, users
@@ -12,7 +10,6 @@ from bridge.extensions import db
 from bridge.models import User
 
 NEW_PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 @pytest.fixture
@@ -37,18 +34,18 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch):
     return clock
 
 
-def csrf_from(html: str) -> str:
-    found = CSRF.search(html)
-    assert found, html
-    return found.group(1)
+@pytest.fixture
+def submit(client, csrf_from):
+    """``submit(token, password, confirm=None)``: fetch the form, post it with its CSRF token."""
 
+    def post(token: str, password: str, confirm: str | None = None):
+        page = client.get(f"/login/{token}")
+        assert page.status_code == 200
+        form = {"password": password, "password_confirm": password if confirm is None else confirm}
+        form["csrf_token"] = csrf_from(page.get_data(as_text=True))
+        return client.post(f"/login/{token}", data=form)
 
-def submit(client, token: str, password: str, confirm: str | None = None):
-    page = client.get(f"/login/{token}")
-    assert page.status_code == 200
-    form = {"password": password, "password_confirm": password if confirm is None else confirm}
-    form["csrf_token"] = csrf_from(page.get_data(as_text=True))
-    return client.post(f"/login/{token}", data=form)
+    return post
 
 
 def password_works(app, user_id: int, password: str) -> bool:
@@ -154,11 +151,11 @@ def test_the_page_shows_a_csrf_protected_form(client, token):
     assert "http://" not in html and "https://" not in html  # no external CDN
 
 
-def test_setting_a_password_through_the_page(app, client, make_user):
+def test_setting_a_password_through_the_page(app, client, make_user, submit):
     user = make_user(email="grace@example.com")
     with app.app_context():
         token = login_links.make_login_token(db.session.get(User, user.id))
-    answer = submit(client, token, NEW_PASSWORD)
+    answer = submit(token, NEW_PASSWORD)
     assert answer.status_code == 200
     assert "Your password is set" in answer.get_data(as_text=True)
     assert password_works(app, user.id, NEW_PASSWORD)
@@ -184,15 +181,15 @@ def test_a_post_without_the_csrf_token_is_refused(app, client, token):
         ("", "", "Enter a new password."),
     ],
 )
-def test_an_unacceptable_password_shows_why(app, client, token, password, confirm, message):
-    answer = submit(client, token, password, confirm)
+def test_an_unacceptable_password_shows_why(client, submit, token, password, confirm, message):
+    answer = submit(token, password, confirm)
     assert answer.status_code == 400
     assert message in answer.get_data(as_text=True)
     # The link is not spent by a failed attempt.
     assert client.get(f"/login/{token}").status_code == 200
 
 
-def test_an_expired_link_gets_a_410_page_that_says_so(app, client, make_user, frozen_clock):
+def test_an_expired_link_gets_a_410_page_that_says_so(app, client, make_user, frozen_clock, csrf_from):
     user = make_user()
     with app.app_context():
         token = login_links.make_login_token(db.session.get(User, user.id))

@@ -11,13 +11,13 @@ from bridge import users
 from bridge.extensions import db
 from bridge.mail import queue_welcome
 from bridge.models import Delivery, User
-from tests.mail.conftest import find_link
-from tests.mail.test_login_links import csrf_from
 
 CHOSEN = "a long and private passphrase"
 
 
-def test_queued_mail_arrives_and_its_link_sets_the_password_once(app, client, make_user, run_mail_job, smtp_server):
+def test_queued_mail_arrives_and_its_link_sets_the_password_once(
+    app, client, make_user, run_mail_job, smtp_server, find_link, csrf_from
+):
     server = smtp_server()
     app.config["BRIDGE_MAIL_URL"] = f"smtp://127.0.0.1:{server.port}"
     user = make_user(email="Grace@Example.com", first_name="Grace", last_name="Hopper")

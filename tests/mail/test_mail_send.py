@@ -8,10 +8,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from bridge import mail
 from bridge.mail import parse_mail_url
 from crm_adapters.errors import AuthRefused, CrmRejected, TransportError
-from tests.mail.conftest import SITE_NAME, SMTP_PASSWORD, SMTP_USER, check_login, find_link
+
+SITE_NAME = "Acme Members"  # set by this folder's app_config
+SMTP_USER = "mailer"
+SMTP_PASSWORD = "smtp-Secret-9x7Q"
+
+
+def check_login(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        SMTP_USER.encode(),
+        SMTP_PASSWORD.encode(),
+    )
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
 @pytest.fixture
@@ -24,7 +37,7 @@ def mail_to(app):
     return point
 
 
-def assert_is_the_welcome_mail(message: Any, user) -> str:
+def assert_is_the_welcome_mail(message: Any, user, find_link) -> str:
     """Headers, both alternatives, the site, the username and the link; never the password."""
     assert message["To"].addresses[0].addr_spec == user.email
     assert message["To"].addresses[0].display_name == "Ada Lovelace"
@@ -45,7 +58,7 @@ def assert_is_the_welcome_mail(message: Any, user) -> str:
     return link
 
 
-def test_without_a_mail_url_the_mail_is_written_as_an_eml_file(app, make_user, queue_mail, run_mail_job):
+def test_without_a_mail_url_the_mail_is_written_as_an_eml_file(app, make_user, queue_mail, run_mail_job, find_link):
     user = make_user()
     run = run_mail_job(queue_mail(user.id))
 
@@ -54,13 +67,13 @@ def test_without_a_mail_url_the_mail_is_written_as_an_eml_file(app, make_user, q
     assert run.result["file"] == path.name
     assert path.stat().st_mode & 0o777 == 0o600  # it carries a login link
     message = message_from_bytes(path.read_bytes(), policy=policy.default)
-    link = assert_is_the_welcome_mail(message, user)
+    link = assert_is_the_welcome_mail(message, user, find_link)
     assert link.startswith("http://127.0.0.1:5000/login/")  # no request, no BRIDGE_BASE_URL
     assert "/login/" not in repr(run.result)  # the link is not stored with the delivery
 
 
 def test_the_link_uses_the_queuing_requests_address_unless_a_base_url_is_configured(
-    app, make_user, queue_mail, run_mail_job
+    app, make_user, queue_mail, run_mail_job, find_link
 ):
     user = make_user()
     delivery_id = queue_mail(user.id, base_url="https://members.example.org/")
@@ -76,7 +89,7 @@ def test_the_link_uses_the_queuing_requests_address_unless_a_base_url_is_configu
     ]
 
 
-def test_delivery_over_plain_smtp(app, make_user, queue_mail, run_mail_job, smtp_server, mail_to):
+def test_delivery_over_plain_smtp(app, make_user, queue_mail, run_mail_job, smtp_server, mail_to, find_link):
     server = smtp_server()
     mail_to(f"smtp://127.0.0.1:{server.port}")
     user = make_user()
@@ -85,7 +98,7 @@ def test_delivery_over_plain_smtp(app, make_user, queue_mail, run_mail_job, smtp
     [received] = server.handler.messages
     assert received.rcpt_tos == [user.email]
     assert received.tls is False  # not offered
-    assert_is_the_welcome_mail(received.message, user)
+    assert_is_the_welcome_mail(received.message, user, find_link)
     assert run.result["server"] == f"smtp://127.0.0.1:{server.port}"
     [exchange] = run.exchanges
     assert exchange["method"] == "SMTP"
@@ -94,7 +107,7 @@ def test_delivery_over_plain_smtp(app, make_user, queue_mail, run_mail_job, smtp
 
 
 def test_starttls_is_used_when_offered_and_credentials_go_over_it(
-    app, make_user, queue_mail, run_mail_job, smtp_server, mail_to, trust_test_cert
+    app, make_user, queue_mail, run_mail_job, smtp_server, mail_to, trust_test_cert, find_link
 ):
     server = smtp_server(tls_context=trust_test_cert.server_context(), authenticator=check_login, auth_required=True)
     mail_to(f"smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{server.port}")
@@ -104,7 +117,7 @@ def test_starttls_is_used_when_offered_and_credentials_go_over_it(
     [received] = server.handler.messages
     assert received.tls is True
     assert received.authenticated_as == SMTP_USER
-    assert_is_the_welcome_mail(received.message, user)
+    assert_is_the_welcome_mail(received.message, user, find_link)
     assert SMTP_PASSWORD not in repr(run.result) + repr(run.exchanges)
 
 
@@ -149,7 +162,7 @@ def test_wrong_credentials_are_final_and_never_echoed(
 
 
 def test_a_server_that_is_down_is_retried_and_gets_the_mail_later(
-    app, make_user, queue_mail, run_mail_job, smtp_server, mail_to, caplog
+    app, make_user, queue_mail, run_mail_job, smtp_server, mail_to, caplog, find_link
 ):
     server = smtp_server(start=False)  # nothing listens on its port yet
     mail_to(f"smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{server.port}")
@@ -167,7 +180,7 @@ def test_a_server_that_is_down_is_retried_and_gets_the_mail_later(
     run_mail_job(delivery_id)  # the worker's retry
     [received] = server.handler.messages
     assert received.authenticated_as == SMTP_USER  # loopback: login allowed without TLS
-    assert_is_the_welcome_mail(received.message, user)
+    assert_is_the_welcome_mail(received.message, user, find_link)
 
 
 def test_a_permanent_refusal_of_the_recipient_is_final(app, make_user, queue_mail, run_mail_job, smtp_server, mail_to):
@@ -179,7 +192,26 @@ def test_a_permanent_refusal_of_the_recipient_is_final(app, make_user, queue_mai
     assert "550" in caught.value.message
 
 
-def test_credentials_are_not_sent_in_clear_to_a_remote_server():
+def test_credentials_are_not_sent_in_clear_to_a_remote_server(
+    app, make_user, queue_mail, run_mail_job, smtp_server, mail_to, monkeypatch
+):
+    logins: list[str] = []
+
+    def record_login(server, session, envelope, mechanism, auth_data):
+        logins.append(mechanism)
+        return check_login(server, session, envelope, mechanism, auth_data)
+
+    server = smtp_server(authenticator=record_login, auth_require_tls=False)  # AUTH offered, no STARTTLS
+    monkeypatch.setattr(mail, "_is_loopback", lambda host: False)  # pretend the server is remote
+    mail_to(f"smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{server.port}")
+    with pytest.raises(CrmRejected) as caught:
+        run_mail_job(queue_mail(make_user().id))
+    assert "refusing to send the credentials in clear" in caught.value.message
+    assert logins == []
+    assert server.handler.messages == []
+
+
+def test_the_mail_url_is_parsed_and_described_without_credentials():
     transport = parse_mail_url("smtp://user:p%40ss@mail.example.com:587")
     assert (transport.username, transport.password, transport.port) == ("user", "p@ss", 587)
     assert transport.describe() == "smtp://mail.example.com:587"
@@ -199,3 +231,17 @@ def test_a_bad_mail_url_makes_the_job_fail_finally(app, make_user, queue_mail, r
     with pytest.raises(CrmRejected) as caught:
         run_mail_job(queue_mail(make_user().id))
     assert "hunter2hunter2" not in str(caught.value)
+
+
+def test_names_from_the_crm_cannot_break_the_headers(app, make_user, queue_mail, run_mail_job, smtp_server, mail_to):
+    server = smtp_server()
+    mail_to(f"smtp://127.0.0.1:{server.port}")
+    user = make_user(email="zoe@example.com", first_name="Zoë\r\nBcc: victim@example.com", last_name="Ångström")
+    run_mail_job(queue_mail(user.id))
+
+    [received] = server.handler.messages
+    assert received.rcpt_tos == ["zoe@example.com"]
+    message = received.message
+    assert message["Bcc"] is None
+    assert message["To"].addresses[0].display_name == "Zoë Bcc: victim@example.com Ångström"
+    assert "Zoë" in message.get_body(preferencelist=("plain",)).get_content()
