@@ -245,3 +245,17 @@ def test_names_from_the_crm_cannot_break_the_headers(app, make_user, queue_mail,
     assert message["Bcc"] is None
     assert message["To"].addresses[0].display_name == "Zoë Bcc: victim@example.com Ångström"
     assert "Zoë" in message.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_mail_for_a_deleted_user_is_skipped_not_retried(app, make_user, queue_mail, run_mail_job):
+    from bridge.extensions import db
+    from bridge.models import User
+
+    user = make_user()
+    delivery_id = queue_mail(user.id)
+    with app.app_context():
+        db.session.delete(db.session.get(User, user.id))
+        db.session.commit()
+    run = run_mail_job(delivery_id)
+    assert run.result == {"skipped": "the user no longer exists"}
+    assert not (Path(app.instance_path) / "mail").exists()
