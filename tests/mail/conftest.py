@@ -53,6 +53,13 @@ def cheap_hash(password: str) -> str:
     return generate_password_hash(password, method="pbkdf2:sha256:1000")
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setting a password hashes with scrypt (~0.2 s, more on a busy machine); these tests are
+    about links, not hash strength, so they hash cheaply. check_password is the real one."""
+    monkeypatch.setattr(users, "hash_password", cheap_hash)
+
+
 @pytest.fixture
 def make_user(app) -> Callable[..., NewUser]:
     """A committed user with a generated password (as the inbound ``add`` makes them)."""
