@@ -18,6 +18,7 @@ class DefaultConfig:
     BRIDGE_ALLOW_PRIVATE_TARGETS = False
     BRIDGE_OUTBOUND_ALLOWLIST = ""
     BRIDGE_MAIL_URL: str | None = None
+    BRIDGE_MAIL_FROM: str | None = None  # sender of notification mail; default "SITE <no-reply@HOST>"
     BRIDGE_MAX_BODY_BYTES = 1_048_576
     BRIDGE_PUBLIC_SIGNUP = True
     BRIDGE_SITE_NAME = "crm-bridge"
@@ -41,6 +42,7 @@ ENV_STRINGS = (
     "BRIDGE_WORKER",
     "BRIDGE_OUTBOUND_ALLOWLIST",
     "BRIDGE_MAIL_URL",
+    "BRIDGE_MAIL_FROM",
     "BRIDGE_SITE_NAME",
     "BRIDGE_BASE_URL",
     "BRIDGE_RATELIMIT_STORAGE_URL",
