@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import click
+from flask.cli import AppGroup
 
 from bridge import connections
 from bridge.adapters import UnknownAdapterType, adapter_types
@@ -19,10 +20,11 @@ from bridge.extensions import db
 from bridge.models import Connection
 from crm_adapters.errors import AdapterError
 
-connection_group = click.Group("connection", help="Create, inspect, change, test and remove CRM connections.")
-access_key_group = click.Group("access-key", help="Rotate a connection's access key.")
-bridge_group.add_command(connection_group)
-bridge_group.add_command(access_key_group)
+# AppGroups, so their commands run inside an app context (with_appcontext).
+connection_group = AppGroup("connection", help="Create, inspect, change, test and remove CRM connections.")
+access_key_group = AppGroup("access-key", help="Rotate a connection's access key.")
+for _group in (connection_group, access_key_group):
+    bridge_group.add_command(_group)
 
 
 def parse_assignments(pairs: tuple[str, ...], as_json: bool) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import click
+from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from bridge import registration, users
@@ -23,10 +24,11 @@ ROLE_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MIN_CHOSEN_PASSWORD = 8
 PAGE_SIZE = 50
 
-role_group = click.Group("role", help="Roles users can have.")
-admin_group = click.Group("admin", help="Administrators of the admin console.")
-token_group = click.Group("token", help="API tokens for /api.")
-user_group = click.Group("user", help="Local user accounts.")
+# AppGroups, so their commands run inside an app context (with_appcontext).
+role_group = AppGroup("role", help="Roles users can have.")
+admin_group = AppGroup("admin", help="Administrators of the admin console.")
+token_group = AppGroup("token", help="API tokens for /api.")
+user_group = AppGroup("user", help="Local user accounts.")
 for _group in (role_group, admin_group, token_group, user_group):
     bridge_group.add_command(_group)
 
