@@ -8,6 +8,7 @@ are made only by ``bridge admin create``. Generated passwords and tokens are pri
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import click
@@ -36,7 +37,7 @@ for _group in (role_group, admin_group, token_group, user_group):
 def read_password_from_stdin(as_json: bool) -> str:
     """The first line of stdin, so ``echo PW | crm-bridge …`` and a here-string both work and
     the password never appears in the process list or shell history."""
-    line = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    line = sys.stdin.readline().rstrip("\r\n")
     if len(line) < MIN_CHOSEN_PASSWORD:
         fail(f"the password from stdin must be at least {MIN_CHOSEN_PASSWORD} characters", as_json, "weak_password")
     return line
