@@ -34,6 +34,14 @@ for _group in (role_group, admin_group, token_group, user_group):
     bridge_group.add_command(_group)
 
 
+def require_plausible_email(email: str, as_json: bool) -> None:
+    """A cheap guard against swapped arguments (``admin create PASSWORD``); full validation of
+    addresses is the registration service's business."""
+    local, at, domain = email.strip().partition("@")
+    if not (local and at and domain) or any(c.isspace() for c in email.strip()):
+        fail(f"{email!r} is not an email address", as_json, "invalid_email")
+
+
 def read_password_from_stdin(as_json: bool) -> str:
     """The first line of stdin, so ``echo PW | crm-bridge …`` and a here-string both work and
     the password never appears in the process list or shell history."""
@@ -87,6 +95,7 @@ def role_list_command(as_json: bool) -> None:
 @json_option
 def admin_create_command(email: str, password_stdin: bool, as_json: bool) -> None:
     """Create an administrator, or promote an existing user and set their password."""
+    require_plausible_email(email, as_json)
     password = read_password_from_stdin(as_json) if password_stdin else users.generate_password(20)
     users.ensure_default_roles()
     user = users.find_by_email(email)
@@ -146,6 +155,7 @@ def user_create_command(
     email: str, first_name: str, last_name: str, role: str | None, password_stdin: bool, as_json: bool
 ) -> None:
     """Register a local user; pushes to connections with push_on_register are queued with it."""
+    require_plausible_email(email, as_json)
     password = read_password_from_stdin(as_json) if password_stdin else None
     try:
         user = registration.register_user(

@@ -149,6 +149,8 @@ def test_user_create_refuses_administrator_unknown_roles_and_taken_emails(app, c
     assert cli_json("user", "create", "--email", "x@example.com", "--role", "subscriber")[0] == 0
     code, data = cli_json("user", "create", "--email", "X@example.com")
     assert (code, data["error"]) == (1, "email_taken")
+    assert cli_json("user", "create", "--email", "not-an-address")[1]["error"] == "invalid_email"
+    assert cli_json("admin", "create", "hunter2")[1]["error"] == "invalid_email"
     assert deliveries(app) == [("contact.upsert", "fluent")]  # the refused attempts queued nothing
 
 

@@ -25,21 +25,22 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 def test_crm_bridge_and_flask_bridge_are_the_same_commands(tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "DATABASE_URL", "SECRET_KEY", "CRM_"))}
     env.update(BRIDGE_INSTANCE_PATH=str(tmp_path / "instance"), DATABASE_URL=f"sqlite:///{tmp_path / 'cli.sqlite3'}")
-
-    init = run(["init", "--json"], env)
-    assert init.returncode == 0, init.stderr
-    assert json.loads(init.stdout)["success"] is True
-    # Subcommands live in modules imported at registration: this failed when main() skipped it.
-    added = run(["connection", "add", "fluent", "--type", "fluentcrm", "--json"], env)
-    assert added.returncode == 0, added.stderr
-    key = json.loads(added.stdout)["access_key"]
-
     for name in ("BRIDGE_INSTANCE_PATH", "DATABASE_URL"):
         monkeypatch.setenv(name, env[name])
     for name in ("SECRET_KEY", "BRIDGE_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     app = create_app()  # what `flask --app app` loads
-    listed = app.test_cli_runner().invoke(args=["bridge", "connection", "list", "--json"])
+    flask_bridge = app.test_cli_runner()
+    init = flask_bridge.invoke(args=["bridge", "init", "--json"])
+    assert init.exit_code == 0, init.output
+
+    # One real process (startup costs ~2 s): subcommands live in modules imported at
+    # registration, and this failed when main() parsed before importing them.
+    added = run(["connection", "add", "fluent", "--type", "fluentcrm", "--json"], env)
+    assert added.returncode == 0, added.stderr
+    key = json.loads(added.stdout)["access_key"]
+
+    listed = flask_bridge.invoke(args=["bridge", "connection", "list", "--json"])
     assert listed.exit_code == 0, listed.output
     items = json.loads(listed.stdout)["items"]
     assert [(i["name"], i["access_keys"][0]["hint"]) for i in items] == [("fluent", "…" + key[-4:])]
