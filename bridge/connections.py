@@ -182,6 +182,8 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
             continue
         if value is None:
             stored.pop(name, None)
+        elif setting.secret and _is_mask_of_stored(value, stored.get(name)):
+            continue  # a form or API client sent back what we showed it: keep the secret
         elif setting.secret and isinstance(value, str) and value:
             stored[name] = crypto.encrypt(value)
         else:
@@ -193,6 +195,14 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
     if problems:
         raise InvalidConnection(problems)
     connection.settings = stored
+
+
+def _is_mask_of_stored(value: Any, stored: Any) -> bool:
+    """True when ``value`` is exactly the masked form of the stored secret (``public_settings``
+    output edited and sent back whole), which must not overwrite the real secret."""
+    if not isinstance(value, str) or not value.startswith("••••") or not isinstance(stored, str):
+        return False
+    return value == crypto.mask(crypto.decrypt(stored))
 
 
 def create_connection(name: str, type_slug: str, settings: Mapping[str, Any] | None = None) -> tuple[Connection, str]:

@@ -167,6 +167,16 @@ def test_patch_validates_saves_and_null_removes(app, api, make_connection):
     assert api("PATCH", "/api/connections/nope", json={"settings": {}}).status_code == 404
 
 
+def test_patch_with_the_masked_secret_sent_back_keeps_the_secret(app, api, make_connection):
+    make_connection("fluent", "fluentcrm", **FLUENT)
+    shown = api("GET", "/api/connections/fluent").get_json()["settings"]
+    shown["username"] = "renamed"
+    assert api("PATCH", "/api/connections/fluent", json={"settings": shown}).status_code == 200
+    with app.app_context():
+        settings = connections.effective_settings(connections.get_connection("fluent"))
+        assert (settings["app_password"], settings["username"]) == (PASSWORD, "renamed")
+
+
 def test_delete_removes_the_connection_and_its_key(app, api, make_connection):
     key = make_connection("fluent")
     response = api("DELETE", "/api/connections/fluent")
