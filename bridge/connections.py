@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from bridge import crypto
@@ -45,6 +46,14 @@ class InvalidConnection(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+class ConnectionExists(InvalidConnection):
+    """The name is taken (the API answers 409 rather than 422)."""
+
+
+class IncompleteConnection(InvalidConnection):
+    """Required settings are missing, so the CRM cannot be called yet."""
 
 
 def settings_for_type(type_slug: str) -> list[Setting]:
@@ -173,6 +182,8 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
             continue
         if value is None:
             stored.pop(name, None)
+        elif setting.secret and _is_mask_of_stored(value, stored.get(name)):
+            continue  # a form or API client sent back what we showed it: keep the secret
         elif setting.secret and isinstance(value, str) and value:
             stored[name] = crypto.encrypt(value)
         else:
@@ -186,13 +197,21 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
     connection.settings = stored
 
 
+def _is_mask_of_stored(value: Any, stored: Any) -> bool:
+    """True when ``value`` is exactly the masked form of the stored secret (``public_settings``
+    output edited and sent back whole), which must not overwrite the real secret."""
+    if not isinstance(value, str) or not value.startswith("••••") or not isinstance(stored, str):
+        return False
+    return value == crypto.mask(crypto.decrypt(stored))
+
+
 def create_connection(name: str, type_slug: str, settings: Mapping[str, Any] | None = None) -> tuple[Connection, str]:
     """Create a connection and its first access key. Returns the key in full: it is shown once."""
     problems = []
     if not NAME_PATTERN.match(name or ""):
         problems.append("name must be a lower-case slug (letters, digits, - and _)")
     elif db.session.scalar(select(Connection.id).where(Connection.name == name)):
-        problems.append(f"a connection named {name!r} exists")
+        raise ConnectionExists([f"a connection named {name!r} exists"])
     adapter_class(type_slug)  # raises UnknownAdapterType
     if problems:
         raise InvalidConnection(problems)
@@ -253,3 +272,66 @@ def webhook_urls(base_url: str, access_key: str) -> dict[str, str]:
     base = base_url.rstrip("/") + "/"
     actions = ("add", "update", "update_tags")
     return {action: f"{base}?wpf_action={action}&access_key={access_key}" for action in actions}
+
+
+# -- shared by the CLI, the API and the admin console -----------------------------------------
+
+DEFAULT_BASE_URL = "http://127.0.0.1:5000"
+
+
+def base_url(fallback: str | None = None) -> str:
+    """Where this service is reachable, for webhook URLs: ``BRIDGE_BASE_URL``, else ``fallback``
+    (the API passes the request's host), else the embedded default."""
+    configured = current_app.config.get("BRIDGE_BASE_URL") if has_app_context() else None
+    return (configured or fallback or DEFAULT_BASE_URL).rstrip("/")
+
+
+def list_connections() -> list[Connection]:
+    return list(db.session.scalars(select(Connection).order_by(Connection.name)))
+
+
+def active_access_keys(connection: Connection) -> list[AccessKey]:
+    """Keys that still open the connection (the current one and any in their grace period)."""
+    now = utcnow()
+    return [key for key in connection.access_keys if key.expires_at is None or key.expires_at > now]
+
+
+def connection_to_json(connection: Connection) -> dict[str, Any]:
+    """A connection as the CLI, API and admin console show it: secrets masked, and of each
+    access key only its last four characters (the key itself is shown once, when made)."""
+    return {
+        "name": connection.name,
+        "type": connection.type,
+        "enabled": bool(effective_settings(connection).get("enabled", True)),
+        "settings": public_settings(connection),
+        "missing_settings": missing_settings(connection),
+        "access_keys": [
+            {"hint": "…" + key.hint, "created_at": _iso(key.created_at), "expires_at": _iso(key.expires_at)}
+            for key in active_access_keys(connection)
+        ],
+        "created_at": _iso(connection.created_at),
+        "updated_at": _iso(connection.updated_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+def remove_connection(connection: Connection) -> None:
+    """Delete a connection. Its keys, tags, contact links and queued deliveries go with it
+    (``ON DELETE CASCADE``); the inbound log keeps its rows with the name only."""
+    db.session.delete(connection)
+    db.session.flush()
+
+
+def check_connection(connection: Connection, http: OutboundClient | None = None) -> None:
+    """One cheap authenticated CRM call through the adapter.
+
+    Raises ``IncompleteConnection`` when required settings are missing (no request is made),
+    else whatever typed ``AdapterError`` the adapter raises.
+    """
+    missing = missing_settings(connection)
+    if missing:
+        raise IncompleteConnection([f"missing required setting {name!r}" for name in missing])
+    build_adapter(connection, http).check()

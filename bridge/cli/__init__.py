@@ -54,9 +54,13 @@ def init_command(as_json: bool) -> None:
     )
 
 
-def init_app(app: Flask) -> None:
-    from bridge.cli import connections, deliveries, serve, users  # noqa: F401  (commands register on import)
+def register_commands() -> None:
+    """Import the command modules: their commands attach to ``bridge_group`` on import."""
+    from bridge.cli import connections, deliveries, serve, users  # noqa: F401
 
+
+def init_app(app: Flask) -> None:
+    register_commands()
     app.cli.add_command(bridge_group)
 
 
@@ -64,4 +68,5 @@ def main() -> None:
     """Console script ``crm-bridge``: the ``bridge`` group with the app loaded from ``create_app``."""
     from bridge import create_app
 
+    register_commands()  # before parsing: the app (and init_app) is only built once a command runs
     bridge_group.main(prog_name="crm-bridge", obj=ScriptInfo(create_app=create_app))
