@@ -2,7 +2,8 @@
 
 Settings: ``base_url`` (the app URL; the adapter adds ``/api/v1/``), ``access_token`` (sent as
 ``Authorization: Bearer``), and optionally ``refresh_token``, ``client_id``, ``client_secret``
-(with all three, a refused token is refreshed once through ``POST {base_url}/oauth/token``).
+(with all three, a refused token is refreshed once through ``POST {base_url}/oauth/token``,
+the OAuth 2 refresh grant: https://datatracker.ietf.org/doc/html/rfc6749#section-6).
 
 No public reference for PulseTechnologyCRM's REST API could be found, so this module follows
 the facts we have (Bearer token, ``/api/v1/``, form-encoded bodies, paginated lists shaped
