@@ -12,8 +12,10 @@ FIELDS = {
     "fields": [{"id": "4", "title": "WP Password", "perstag": "WP_PASSWORD", "type": "text"}],
     "meta": {"total": "1"},
 }
-TAGS_PAGE_1 = {"tags": [{"id": str(i), "tag": f"tag{i}", "tagType": "contact"} for i in range(1, 101)],
-               "meta": {"total": "101"}}  # fmt: skip
+TAGS_PAGE_1 = {
+    "tags": [{"id": str(i), "tag": f"tag{i}", "tagType": "contact"} for i in range(1, 101)],
+    "meta": {"total": "101"},
+}
 TAGS_PAGE_2 = {"tags": [{"id": "101", "tag": "vip", "tagType": "contact"}], "meta": {"total": "101"}}
 ALL_TAGS = [
     Exchange("GET", "tags", json=TAGS_PAGE_1, params={"offset": "0", "limit": "100"}),
@@ -65,7 +67,7 @@ class TestActiveCampaign(AdapterContract):
                         json={"contacts": [CONTACT], "meta": {"total": "1"}},
                         params={"email": "jane@example.com"},
                     )
-                ],  # fmt: skip
+                ],
                 returns="3",
             ),
             "find_contact_id_missing": Operation(
@@ -108,7 +110,7 @@ class TestActiveCampaign(AdapterContract):
                         json={"contact": {**CONTACT, "id": "9"}},
                         sends={"contact": {"email": "jane@example.com", "firstName": "Jane", "lastName": "Doe"}},
                     )
-                ],  # fmt: skip
+                ],
                 returns="9",
             ),
             "upsert_existing": Operation(
@@ -122,7 +124,7 @@ class TestActiveCampaign(AdapterContract):
                         json={"contact": CONTACT},
                         sends={"contact": {"email": "jane@example.com"}},
                     )
-                ],  # fmt: skip
+                ],
                 returns="3",
             ),
             "update_fields_custom": Operation(
@@ -138,7 +140,7 @@ class TestActiveCampaign(AdapterContract):
                             "contact": {"firstName": "J", "fieldValues": [{"field": "4", "value": "s3cret-Passw0rd"}]}
                         },
                     ),
-                ],  # fmt: skip
+                ],
                 returns=None,
             ),
             # Known tag linked; unknown tag created, then linked.
@@ -174,7 +176,7 @@ class TestActiveCampaign(AdapterContract):
                         json={"contactTag": {"id": "61"}},
                         sends={"contactTag": {"contact": "3", "tag": "102"}},
                     ),
-                ],  # fmt: skip
+                ],
             ),
             "remove_tags": Operation(
                 "remove_tags",

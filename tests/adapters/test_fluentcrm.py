@@ -32,20 +32,42 @@ def recorded(name: str, **changes: Any) -> Exchange:
     return exchange
 
 
-TAG_PAGE_1 = {"tags": {"total": 3, "per_page": 2, "current_page": 1, "last_page": 2, "data": [
-    {"id": 3, "title": "VIP 4fe81a", "slug": "vip-4fe81a"},
-    {"id": 2, "title": "PutTag", "slug": "puttag"},
-]}}  # fmt: skip
-TAG_PAGE_2 = {"tags": {"total": 3, "per_page": 2, "current_page": 2, "last_page": 2, "data": [
-    {"id": 1, "title": "Smoke 97", "slug": "smoke-97"},
-]}}  # fmt: skip
+TAG_PAGE_1 = {
+    "tags": {
+        "total": 3,
+        "per_page": 2,
+        "current_page": 1,
+        "last_page": 2,
+        "data": [
+            {"id": 3, "title": "VIP 4fe81a", "slug": "vip-4fe81a"},
+            {"id": 2, "title": "PutTag", "slug": "puttag"},
+        ],
+    }
+}
+TAG_PAGE_2 = {
+    "tags": {
+        "total": 3,
+        "per_page": 2,
+        "current_page": 2,
+        "last_page": 2,
+        "data": [
+            {"id": 1, "title": "Smoke 97", "slug": "smoke-97"},
+        ],
+    }
+}
 ALL_TAGS = [
     Exchange("GET", "/tags", json=TAG_PAGE_1, params={"page": "1"}),
     Exchange("GET", "/tags", json=TAG_PAGE_2, params={"page": "2"}),
 ]
-SUBSCRIBER_WITH_TAGS = {"subscriber": {"id": 11, "email": "Capture-4fe81a@example.com", "first_name": "Capt",
-                                        "last_name": "Ture", "tags": [{"id": 3, "title": "VIP 4fe81a",
-                                                                       "slug": "vip-4fe81a"}]}}  # fmt: skip
+SUBSCRIBER_WITH_TAGS = {
+    "subscriber": {
+        "id": 11,
+        "email": "Capture-4fe81a@example.com",
+        "first_name": "Capt",
+        "last_name": "Ture",
+        "tags": [{"id": 3, "title": "VIP 4fe81a", "slug": "vip-4fe81a"}],
+    }
+}
 NEW = OutboundContact(email="capture-4fe81a@example.com", fields={"first_name": "Cap", "last_name": "Ture"})
 
 

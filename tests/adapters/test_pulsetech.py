@@ -9,10 +9,17 @@ from crm_adapters.base import OutboundContact
 from crm_adapters.errors import ContactNotFound
 
 API = "https://app.pulse.example/api/v1/"
-MARIA = {"id": 1234, "first_name": "Maria", "last_name": "Rossi", "email": "Maria.Rossi@example.it",
-         "custom_fields": {"wp_password": None}}  # fmt: skip
-TAGS_PAGE_1 = {"data": [{"id": 5, "name": "Customers"}, {"id": 9, "name": "VIP"}],
-               "meta": {"current_page": 1, "last_page": 2}}  # fmt: skip
+MARIA = {
+    "id": 1234,
+    "first_name": "Maria",
+    "last_name": "Rossi",
+    "email": "Maria.Rossi@example.it",
+    "custom_fields": {"wp_password": None},
+}
+TAGS_PAGE_1 = {
+    "data": [{"id": 5, "name": "Customers"}, {"id": 9, "name": "VIP"}],
+    "meta": {"current_page": 1, "last_page": 2},
+}
 TAGS_PAGE_2 = {"data": [{"id": 12, "name": "Course Two"}], "meta": {"current_page": 2, "last_page": 2}}
 ALL_TAGS = [
     Exchange("GET", "tags", json=TAGS_PAGE_1, params={"page": "1"}),
@@ -53,7 +60,7 @@ class TestPulseTech(AdapterContract):
                         json={"data": [MARIA], "meta": {"last_page": 1}},
                         params={"email": "maria.rossi@example.it"},
                     )
-                ],  # fmt: skip
+                ],
                 returns="1234",
             ),
             "find_contact_id_missing": Operation(
@@ -61,7 +68,7 @@ class TestPulseTech(AdapterContract):
             ),
             "load_contact": Operation(
                 "load_contact", ("1234",), [Exchange("GET", "contacts/1234", json={"data": MARIA})], check=_loaded
-            ),  # fmt: skip
+            ),
             "load_contact_missing": Operation(
                 "load_contact",
                 ("999",),
@@ -87,7 +94,7 @@ class TestPulseTech(AdapterContract):
                         json={"data": {**MARIA, "id": 1300}},
                         sends={"email": NEW.email, "first_name": "Maria", "last_name": "Rossi"},
                     ),
-                ],  # fmt: skip
+                ],
                 returns="1300",
             ),
             "upsert_existing": Operation(
@@ -109,7 +116,7 @@ class TestPulseTech(AdapterContract):
                         json={"data": MARIA},
                         sends={"custom_fields[wp_password]": "s3cret-Passw0rd", "first_name": "M"},
                     )
-                ],  # fmt: skip
+                ],
                 returns=None,
             ),
             "apply_tags": Operation(
@@ -125,7 +132,7 @@ class TestPulseTech(AdapterContract):
                         sends={"name": "Newcomers"},
                     ),
                     Exchange("POST", "contacts/1234/tag-apply", json={"data": [9, 20]}, sends={"tags[]": ["9", "20"]}),
-                ],  # fmt: skip
+                ],
             ),
             "remove_tags": Operation(
                 "remove_tags",
@@ -142,7 +149,7 @@ class TestPulseTech(AdapterContract):
                         "custom-fields",
                         json={"data": [{"key": "wp_password", "label": "Password"}], "meta": {"last_page": 1}},
                     )
-                ],  # fmt: skip
+                ],
                 check=includes("first_name", "email", "wp_password"),
             ),
         },
@@ -156,19 +163,39 @@ def test_refused_token_is_refreshed_once_and_the_call_retried() -> None:
     from bridge.http import OutboundClient, OutboundPolicy
     from crm_adapters.pulsetech import PulseTechAdapter
 
-    config = {"base_url": "https://app.pulse.example", "access_token": "old", "refresh_token": "r1",
-              "client_id": "cid", "client_secret": "csecret"}  # fmt: skip
+    config = {
+        "base_url": "https://app.pulse.example",
+        "access_token": "old",
+        "refresh_token": "r1",
+        "client_id": "cid",
+        "client_secret": "csecret",
+    }
     adapter = PulseTechAdapter(config, OutboundClient(policy=OutboundPolicy(allow_private=True)))
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        rsps.get(API + "me", status=401, json={"message": "Unauthenticated."},
-                 match=[responses.matchers.header_matcher({"Authorization": "Bearer old"})])  # fmt: skip
+        rsps.get(
+            API + "me",
+            status=401,
+            json={"message": "Unauthenticated."},
+            match=[responses.matchers.header_matcher({"Authorization": "Bearer old"})],
+        )
         rsps.post(
             "https://app.pulse.example/oauth/token",
             json={"access_token": "new", "refresh_token": "r2", "expires_in": 3600},
-            match=[responses.matchers.urlencoded_params_matcher(
-                {"grant_type": "refresh_token", "refresh_token": "r1", "client_id": "cid", "client_secret": "csecret"})],
-        )  # fmt: skip
-        rsps.get(API + "me", json={"data": {"id": 1}},
-                 match=[responses.matchers.header_matcher({"Authorization": "Bearer new"})])  # fmt: skip
+            match=[
+                responses.matchers.urlencoded_params_matcher(
+                    {
+                        "grant_type": "refresh_token",
+                        "refresh_token": "r1",
+                        "client_id": "cid",
+                        "client_secret": "csecret",
+                    }
+                )
+            ],
+        )
+        rsps.get(
+            API + "me",
+            json={"data": {"id": 1}},
+            match=[responses.matchers.header_matcher({"Authorization": "Bearer new"})],
+        )
         adapter.check()
     assert adapter.refreshed_tokens == {"access_token": "new", "refresh_token": "r2"}
