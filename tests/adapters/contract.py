@@ -102,7 +102,9 @@ class AdapterCase:
     operations: dict[str, Operation]
     samples: list[Sample] = field(default_factory=list)
     pings: list[InboundRequest] = field(default_factory=list)  # verification pings (Mailchimp)
-    # (description, request factory, accepted?) for adapters that verify signatures
+    # For adapters that verify signatures: the settings that turn checking on, and
+    # (description, request factory, accepted?) checked with them.
+    signing_config: dict[str, Any] = field(default_factory=dict)
     signed_requests: list[tuple[str, Callable[[], InboundRequest], bool]] = field(default_factory=list)
     retry_after_header: tuple[str, float] = ("7", 7.0)  # Retry-After value → seconds expected
 
@@ -326,14 +328,17 @@ class AdapterContract:
         assert not adapter.handles_verification_ping(inbound("POST", query={"contact_id": "1"}))
 
     def test_signatures(self) -> None:
+        assert bool(self.case.signing_config) == bool(self.case.signed_requests)
+        adapter = self.adapter(**self.case.signing_config)
         for description, make_request, accepted in self.case.signed_requests:
             request = make_request()
             if accepted:
-                self.adapter().verify(request)
+                adapter.verify(request)
             else:
                 with pytest.raises(InvalidSignature):
-                    self.adapter().verify(request)
+                    adapter.verify(request)
                     pytest.fail(f"accepted: {description}")
+            self.adapter().verify(request)  # without a signing secret nothing is checked
 
     # -- API --
 
