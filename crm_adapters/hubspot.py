@@ -17,7 +17,7 @@ API followed:
 Inbound: a Webhooks API delivery is a JSON array of events (every ``objectId`` is a contact to
 process); a workflow "Send a webhook" posts one contact, in the legacy shape (``vid``,
 ``properties.NAME.value``) or flat (``hs_object_id`` and property values). ``contact_id`` in the
-query string replaces the id of a single-contact payload; a batch keeps its own ids.
+query string replaces the id of a payload naming one contact; a batch of several keeps its ids.
 """
 
 from __future__ import annotations
@@ -110,6 +110,8 @@ class HubSpotAdapter(Adapter):
             contacts = self._contacts_from_events(payload)
             if not contacts:
                 raise MissingContactId("the event batch names no contact")
+            if query_id and len(contacts) == 1:
+                contacts[0].contact_id = query_id
             return contacts
         if not isinstance(payload, Mapping):
             raise InvalidPayload("expected a JSON object or an array of events")

@@ -92,12 +92,16 @@ class MauticAdapter(Adapter):
                 if isinstance(entity, Mapping) and stringify_id(entity.get("id")):
                     contact = self._contact_from(entity)
                     found[str(contact.contact_id)] = contact
+        query_id = stringify_id(request.query.get("contact_id"))
         if found:
-            return list(found.values())
+            contacts = list(found.values())
+            if query_id and len(contacts) == 1:
+                contacts[0].contact_id = query_id  # the query wins for one contact; a batch keeps its ids
+            return contacts
         # Not an event batch: one contact, posted whole, wrapped, or only named by the query.
         entity = next((payload[k] for k in CONTACT_KEYS if isinstance(payload.get(k), Mapping)), payload)
         contact = self._contact_from(entity)
-        contact.contact_id = stringify_id(request.query.get("contact_id")) or contact.contact_id
+        contact.contact_id = query_id or contact.contact_id
         if not contact.contact_id:
             raise MissingContactId("no contact id in the query string or the payload")
         return [contact]
