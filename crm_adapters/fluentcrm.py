@@ -34,7 +34,7 @@ from crm_adapters.base import (
     request_payload,
     stringify_id,
 )
-from crm_adapters.errors import ContactNotFound, InvalidPayload, MissingContactId
+from crm_adapters.errors import ContactNotFound, CrmRejected, DuplicateContact, InvalidPayload, MissingContactId
 
 API_PATH = "/wp-json/fluent-crm/v2"
 NOT_FOUND = (404, 422)
@@ -174,7 +174,13 @@ class FluentCrmAdapter(Adapter):
         body: dict[str, Any] = {**standard, "email": contact.email, "status": "subscribed", "__force_update": "yes"}
         if custom:
             body["custom_values"] = custom
-        data = self._request("POST", "/subscribers", json=body) or {}
+        try:
+            data = self._request("POST", "/subscribers", json=body) or {}
+        except CrmRejected as exc:
+            # 422 {"email": {"unique": …}}: a FluentCRM that ignores __force_update (older versions)
+            if exc.status == 422 and "unique" in (exc.body or ""):
+                raise DuplicateContact(exc.message, status=exc.status, body=exc.body) from exc
+            raise
         contact_id = stringify_id((data.get("contact") or {}).get("id"))
         if not contact_id:
             raise InvalidPayload("FluentCRM answered without the contact's id")

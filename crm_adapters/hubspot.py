@@ -43,7 +43,14 @@ from crm_adapters.base import (
     request_payload,
     stringify_id,
 )
-from crm_adapters.errors import ContactNotFound, CrmRejected, InvalidPayload, InvalidSignature, MissingContactId
+from crm_adapters.errors import (
+    ContactNotFound,
+    CrmRejected,
+    DuplicateContact,
+    InvalidPayload,
+    InvalidSignature,
+    MissingContactId,
+)
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 CONTACTS = "/crm/v3/objects/contacts"
@@ -225,9 +232,11 @@ class HubSpotAdapter(Adapter):
         try:
             data = self._request("POST", CONTACTS, json={"properties": properties})
         except CrmRejected as exc:
-            match = EXISTING_ID.search(exc.body or "") if exc.status == 409 else None
-            if not match:
+            if exc.status != 409:
                 raise
+            match = EXISTING_ID.search(exc.body or "")
+            if not match:
+                raise DuplicateContact(exc.message, status=exc.status, body=exc.body) from exc
             self.update_fields(match.group(1), properties)  # created meanwhile: update, never duplicate
             return match.group(1)
         contact_id = stringify_id(data.get("id"))

@@ -10,7 +10,7 @@ from conftest import FIXTURES
 
 from adapters.contract import AdapterCase, AdapterContract, Exchange, Operation, Sample, basic, inbound, includes
 from crm_adapters.base import OutboundContact
-from crm_adapters.errors import ContactNotFound
+from crm_adapters.errors import ContactNotFound, DuplicateContact
 
 API = "https://crm.example.com/wp-json/fluent-crm/v2"
 
@@ -184,3 +184,15 @@ class TestFluentCrm(AdapterContract):
             ),
         },
     )
+
+
+def test_a_create_refused_as_duplicate_is_a_duplicate_contact_error() -> None:
+    """Recorded: a FluentCRM that does not honour __force_update answers 422 "unique"."""
+    operation = Operation(
+        "upsert_contact",
+        (NEW,),
+        [recorded("get_by_email_missing", params={"get_by_email": NEW.email}), recorded("create_duplicate_422")],
+        raises=DuplicateContact,
+    )
+    error = TestFluentCrm().run(operation)
+    assert error.status == 422 and not error.retryable

@@ -10,7 +10,7 @@ import time
 
 from adapters.contract import AdapterCase, AdapterContract, Exchange, Operation, Sample, inbound, includes
 from crm_adapters.base import InboundRequest, OutboundContact
-from crm_adapters.errors import ContactNotFound
+from crm_adapters.errors import ContactNotFound, DuplicateContact
 
 API = "https://api.hubapi.com"
 SECRET = "hs-client-secret"
@@ -288,3 +288,16 @@ def test_create_that_loses_a_race_updates_the_existing_contact() -> None:
         ],
     )
     assert TestHubSpot().run(operation) == "3501"
+
+
+def test_a_conflict_without_an_existing_id_is_a_duplicate_contact_error() -> None:
+    operation = Operation(
+        "upsert_contact",
+        (NEW,),
+        [
+            Exchange("GET", "/crm/v3/objects/contacts/sam@example.com", status=404, json=NOT_FOUND),
+            Exchange("POST", "/crm/v3/objects/contacts", status=409, json={"status": "error", "category": "CONFLICT"}),
+        ],
+        raises=DuplicateContact,
+    )
+    assert TestHubSpot().run(operation).status == 409
