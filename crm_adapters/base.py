@@ -21,6 +21,7 @@ from crm_adapters.errors import (
     ContactNotFound,
     CrmRejected,
     CrmUnavailable,
+    InvalidPayload,
     RateLimited,
 )
 
@@ -120,6 +121,9 @@ class InboundRequest:
     content_type: str = ""
     json: Any = None
     form: Mapping[str, Any] = field(default_factory=dict)
+    # The full URL the CRM called (scheme, host, path, query as received). Only signature
+    # schemes that sign the URI need it (HubSpot v3); empty when the caller does not know it.
+    url: str = ""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -218,6 +222,21 @@ def split_tags(value: Any) -> list[str]:
     return list(seen)
 
 
+def request_payload(request: InboundRequest) -> Any:
+    """The body as data: parsed JSON, else the nested form, else ``{}`` when there is no body.
+
+    A body that is neither JSON nor a form is an ``InvalidPayload``: the CRM sent something we
+    cannot read, and guessing would process the wrong contact.
+    """
+    if request.json is not None:
+        return request.json
+    if request.form:
+        return request.form
+    if request.has_body:
+        raise InvalidPayload("body is neither JSON nor a form")
+    return {}
+
+
 def stringify_id(value: Any) -> str | None:
     """Contact ids are always strings; numbers arrive as ints, floats or strings."""
     if value is None or value == "":
@@ -243,6 +262,9 @@ class Adapter:
     settings: ClassVar[list[Setting]] = []
     capabilities: ClassVar[frozenset[str]] = frozenset()
     default_timeout: ClassVar[float] = 10.0
+    # The CRM's own names for the standard fields → crm-bridge's standard names, e.g. HubSpot
+    # ``{"firstname": "first_name"}``. Lets the default field map work for every CRM.
+    standard_fields: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
         self.config = dict(config)
@@ -272,6 +294,28 @@ class Adapter:
     def to_crm_fields(self, local_fields: Mapping[str, Any]) -> dict[str, Any]:
         """Apply the field map outbound: local keys → CRM field names; unmapped keys dropped."""
         return {crm: local_fields[local] for local, crm in self.field_map.items() if local in local_fields}
+
+    def with_standard_names(self, crm_fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Inbound: the CRM's fields plus its standard ones under crm-bridge's standard names
+        (HubSpot ``firstname`` is also ``first_name``), so the default field map finds them."""
+        result = dict(crm_fields)
+        for native, standard in self.standard_fields.items():
+            if native in crm_fields and standard not in result:
+                result[standard] = crm_fields[native]
+        return result
+
+    def with_native_names(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Outbound: standard names (``first_name``) renamed to the CRM's own (``firstname``);
+        anything else (custom fields) passes through unchanged."""
+        to_native = {standard: native for native, standard in self.standard_fields.items()}
+        result: dict[str, Any] = {}
+        for name, value in fields.items():
+            result.setdefault(to_native.get(name, name), value)
+        return result
+
+    def local_fields_from(self, crm_fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Inbound: CRM fields → local keys (standard names first, then the field map)."""
+        return self.to_local_fields(self.with_standard_names(crm_fields))
 
     def setting(self, name: str, default: Any = None) -> Any:
         value = self.config.get(name)

@@ -1,33 +1,82 @@
 """FluentCRM (WordPress) adapter.
 
-Settings: ``base_url`` (the WordPress site; ``/wp-json/fluent-crm/v2`` is added), ``username``
-and ``app_password`` (a WordPress application password; Basic auth).
+Settings: ``base_url`` (the WordPress site, e.g. ``https://crm.example.com``; the adapter adds
+``/wp-json/fluent-crm/v2``), ``username`` and ``app_password`` (a WordPress application
+password; HTTP Basic auth).
 
 API: https://rest-api.fluentcrm.com/ . Quirks seen in the recorded exchanges under
-``shared/fixtures/fluentcrm/api``: a missing contact is a 422 ``{"message":"Subscriber not
-found"}``, not a 404.
+``shared/fixtures/fluentcrm/api`` (FluentCRM 2.9.84):
 
-Inbound: FluentCRM's "Outgoing Webhook" automation action posts the subscriber (JSON or form);
-tags, when present, are objects whose ``slug`` is the tag name.
+- a missing contact is a 422 ``{"message":"Subscriber not found"}``, not a 404;
+- ``POST subscribers`` for an existing email is a 422 unless ``"__force_update": "yes"``;
+- ``sync-segments`` finds tags by slug unless told ``"find_by": "id"``, and an empty ``attach``
+  list attaches *every* tag, so we never send one;
+- tags are ``{id, title, slug}``: the slug is the tag's name in crm-bridge.
+
+Inbound: the "Outgoing Webhook" automation action posts the subscriber (JSON or form), either
+flat or wrapped in ``subscriber``; custom fields arrive under ``custom_field`` (or
+``custom_fields`` / ``custom_values``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import Adapter, Contact, InboundRequest, Setting, normalise_email, stringify_id
-from crm_adapters.errors import InvalidPayload, MissingContactId
+from crm_adapters.base import (
+    Adapter,
+    Contact,
+    InboundRequest,
+    OutboundContact,
+    Setting,
+    normalise_email,
+    request_payload,
+    stringify_id,
+)
+from crm_adapters.errors import ContactNotFound, CrmRejected, DuplicateContact, InvalidPayload, MissingContactId
 
 API_PATH = "/wp-json/fluent-crm/v2"
 NOT_FOUND = (404, 422)
+PAGE_SIZE = 100
+# Columns of FluentCRM's subscribers table: anything else is a custom field (custom_values).
+STANDARD_COLUMNS = frozenset(
+    {
+        "prefix",
+        "first_name",
+        "last_name",
+        "email",
+        "timezone",
+        "address_line_1",
+        "address_line_2",
+        "postal_code",
+        "city",
+        "state",
+        "country",
+        "ip",
+        "phone",
+        "status",
+        "contact_type",
+        "source",
+        "date_of_birth",
+        "avatar",
+        "company_id",
+        "user_id",
+    }
+)
+CUSTOM_GROUPS = ("custom_field", "custom_fields", "custom_values")
 
 
 def _tag_name(tag: Any) -> str | None:
     if isinstance(tag, Mapping):
         value = tag.get("slug") or tag.get("title")
         return str(value) if value else None
-    return str(tag).strip() or None if tag is not None else None
+    return (str(tag).strip() or None) if tag is not None else None
+
+
+def slugify(title: str) -> str:
+    """FluentCRM's slug for a tag title (WordPress ``sanitize_title``, near enough for matching)."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
 class FluentCrmAdapter(Adapter):
@@ -43,9 +92,7 @@ class FluentCrmAdapter(Adapter):
     # -- inbound --
 
     def parse(self, request: InboundRequest) -> list[Contact]:
-        body: Any = request.json if request.json is not None else dict(request.form)
-        if request.has_body and request.json is None and not request.form:
-            raise InvalidPayload("body is neither JSON nor a form")
+        body = request_payload(request)
         if not isinstance(body, Mapping):
             raise InvalidPayload("expected a JSON object describing one subscriber")
         subscriber = body.get("subscriber") if isinstance(body.get("subscriber"), Mapping) else body
@@ -58,7 +105,7 @@ class FluentCrmAdapter(Adapter):
         crm_fields: dict[str, Any] = {
             key: value for key, value in subscriber.items() if not isinstance(value, Mapping | list)
         }
-        for group in ("custom_field", "custom_fields", "custom_values"):
+        for group in CUSTOM_GROUPS:
             if isinstance(subscriber.get(group), Mapping):
                 crm_fields.update(subscriber[group])
         email = normalise_email(subscriber.get("email"))
@@ -70,12 +117,12 @@ class FluentCrmAdapter(Adapter):
         return Contact(
             contact_id=contact_id,
             email=email,
-            fields=self.to_local_fields(crm_fields),
+            fields=self.local_fields_from(crm_fields),
             tags=tags,
             raw=dict(subscriber),
         )
 
-    # -- API --
+    # -- API plumbing --
 
     @property
     def api_base(self) -> str:
@@ -85,14 +132,24 @@ class FluentCrmAdapter(Adapter):
     def auth(self) -> tuple[str, str]:
         return (str(self.setting("username", "")), str(self.setting("app_password", "")))
 
-    def _get(self, path: str, **kwargs: Any) -> Any:
-        return self.call("GET", self.api_base + path, auth=self.auth, **kwargs).json()
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.call(method, self.api_base + path, auth=self.auth, **kwargs).json()
+
+    # -- API --
 
     def check(self) -> None:
-        self._get("/tags", params={"per_page": 1})
+        self._request("GET", "/tags", params={"per_page": 1})
+
+    def find_contact_id(self, email: str) -> str | None:
+        try:
+            data = self._request("GET", "/subscribers/0", params={"get_by_email": email}, not_found_statuses=NOT_FOUND)
+        except ContactNotFound:
+            return None
+        subscriber = (data or {}).get("subscriber") or {}
+        return stringify_id(subscriber.get("id"))
 
     def load_contact(self, contact_id: str) -> Contact:
-        data = self._get(f"/subscribers/{contact_id}", not_found_statuses=NOT_FOUND) or {}
+        data = self._request("GET", f"/subscribers/{contact_id}", not_found_statuses=NOT_FOUND) or {}
         subscriber = data.get("subscriber")
         if not isinstance(subscriber, Mapping):
             raise InvalidPayload("FluentCRM answered without a subscriber object")
@@ -100,3 +157,108 @@ class FluentCrmAdapter(Adapter):
 
     def load_tags(self, contact_id: str) -> list[str]:
         return self.load_contact(contact_id).tags or []
+
+    def upsert_contact(self, contact: OutboundContact) -> str | None:
+        """Update the contact with this email, else create it.
+
+        The lookup comes first so an existing contact's ``status`` is never touched (pushing a
+        profile must not re-subscribe someone who unsubscribed); the create still carries
+        ``__force_update`` so a contact created meanwhile is updated, never duplicated.
+        """
+        fields = self.with_native_names(contact.fields)
+        existing = self.find_contact_id(contact.email)
+        if existing:
+            self.update_fields(existing, fields)
+            return existing
+        standard, custom = self._split_fields(fields)
+        body: dict[str, Any] = {**standard, "email": contact.email, "status": "subscribed", "__force_update": "yes"}
+        if custom:
+            body["custom_values"] = custom
+        try:
+            data = self._request("POST", "/subscribers", json=body) or {}
+        except CrmRejected as exc:
+            # 422 {"email": {"unique": …}}: a FluentCRM that ignores __force_update (older versions)
+            if exc.status == 422 and "unique" in (exc.body or ""):
+                raise DuplicateContact(exc.message, status=exc.status, body=exc.body) from exc
+            raise
+        contact_id = stringify_id((data.get("contact") or {}).get("id"))
+        if not contact_id:
+            raise InvalidPayload("FluentCRM answered without the contact's id")
+        return contact_id
+
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+        standard, custom = self._split_fields(self.with_native_names(fields))
+        subscriber: dict[str, Any] = dict(standard)
+        if custom:
+            subscriber["custom_values"] = custom
+        if subscriber:
+            self._request(
+                "PUT", f"/subscribers/{contact_id}", json={"subscriber": subscriber}, not_found_statuses=NOT_FOUND
+            )
+
+    @staticmethod
+    def _split_fields(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        standard = {k: v for k, v in fields.items() if k in STANDARD_COLUMNS}
+        custom = {k: v for k, v in fields.items() if k not in STANDARD_COLUMNS}
+        return standard, custom
+
+    # -- tags --
+
+    def _all_tags(self) -> list[Mapping[str, Any]]:
+        tags: list[Mapping[str, Any]] = []
+        page = 1
+        while True:
+            data = self._request("GET", "/tags", params={"per_page": PAGE_SIZE, "page": page}) or {}
+            listing = data.get("tags") or {}
+            tags.extend(t for t in listing.get("data") or [] if isinstance(t, Mapping))
+            if page >= int(listing.get("last_page") or 1):
+                return tags
+            page += 1
+
+    def _tag_ids(self, names: Sequence[str], *, create_missing: bool) -> list[int]:
+        by_key: dict[str, int] = {}
+        for tag in self._all_tags():
+            for key in (tag.get("slug"), tag.get("title")):
+                if key:
+                    by_key.setdefault(str(key).lower(), int(tag["id"]))
+        ids: list[int] = []
+        for name in names:
+            tag_id = by_key.get(name.lower()) or by_key.get(slugify(name))
+            if tag_id is None and create_missing:
+                created = self._request("POST", "/tags", json={"title": name}) or {}
+                item = created.get("item") or created.get("lists") or {}
+                tag_id = int(item["id"]) if item.get("id") is not None else None
+            if tag_id is not None and tag_id not in ids:
+                ids.append(tag_id)
+        return ids
+
+    def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
+        if not tags:
+            return  # an empty attach list makes FluentCRM attach every tag
+        ids = self._tag_ids(tags, create_missing=True)
+        if ids:
+            self._request(
+                "POST",
+                "/subscribers/sync-segments",
+                json={
+                    "type": "tags",
+                    "subscribers": [int(contact_id) if contact_id.isdigit() else contact_id],
+                    "attach": ids,
+                    "find_by": "id",
+                },
+            )
+
+    def remove_tags(self, contact_id: str, tags: Sequence[str]) -> None:
+        if not tags:
+            return
+        ids = self._tag_ids(tags, create_missing=False)
+        if ids:
+            self._request("PUT", f"/subscribers/{contact_id}", json={"detach_tags": ids}, not_found_statuses=NOT_FOUND)
+
+    def list_tags(self) -> list[str]:
+        return [name for name in (_tag_name(t) for t in self._all_tags()) if name]
+
+    def list_fields(self) -> list[str]:
+        data = self._request("GET", "/custom-fields/contacts") or {}
+        custom = [str(f["slug"]) for f in data.get("fields") or [] if isinstance(f, Mapping) and f.get("slug")]
+        return sorted(STANDARD_COLUMNS - {"user_id", "company_id", "avatar"}) + custom

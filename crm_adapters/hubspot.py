@@ -1,0 +1,309 @@
+"""HubSpot adapter (CRM v3 objects API, private-app token).
+
+Settings: ``access_token`` (a private app's token, sent as ``Authorization: Bearer``),
+``base_url`` [https://api.hubapi.com], and optionally ``client_secret`` (the app's secret: when
+set, inbound requests must carry a valid ``X-HubSpot-Signature-v3``).
+
+API followed:
+- contacts: https://developers.hubspot.com/docs/api/crm/contacts (``GET …/contacts/{email}
+  ?idProperty=email`` finds a contact by email at once, where the search endpoint lags behind
+  recent writes; a create that races another one answers 409 "Existing ID: N" and becomes an
+  update, so a push never makes a duplicate);
+- tags: HubSpot has none, so, as WP Fusion does, static (``MANUAL``) contact lists serve as tags:
+  https://developers.hubspot.com/docs/api/crm/lists ; applying a tag that has no list creates it;
+- request signatures v3: https://developers.hubspot.com/docs/api/webhooks/validating-requests
+  (base64 HMAC-SHA256 over method + URI + body + timestamp, rejected when older than 5 minutes).
+
+Inbound: a Webhooks API delivery is a JSON array of events (every ``objectId`` is a contact to
+process); a workflow "Send a webhook" posts one contact, in the legacy shape (``vid``,
+``properties.NAME.value``) or flat (``hs_object_id`` and property values). ``contact_id`` in the
+query string replaces the id of a payload naming one contact; a batch of several keeps its ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from crm_adapters.base import (
+    Adapter,
+    Contact,
+    HttpResponse,
+    InboundRequest,
+    OutboundContact,
+    Setting,
+    normalise_email,
+    parse_retry_after,
+    request_payload,
+    stringify_id,
+)
+from crm_adapters.errors import (
+    ContactNotFound,
+    CrmRejected,
+    DuplicateContact,
+    InvalidPayload,
+    InvalidSignature,
+    MissingContactId,
+)
+
+DEFAULT_BASE_URL = "https://api.hubapi.com"
+CONTACTS = "/crm/v3/objects/contacts"
+CONTACT_OBJECT_TYPE = "0-1"
+SIGNATURE_MAX_AGE_S = 300
+PAGE_SIZE = 100
+EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
+# HubSpot's v3 scheme signs the URI with these escapes decoded (see the validation doc).
+URI_DECODES = {
+    "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
+    "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";",
+}  # fmt: skip
+
+
+def _property_value(value: Any) -> Any:
+    """Legacy payloads wrap values (``{"value": …, "versions": […]}``); newer ones do not."""
+    return value.get("value") if isinstance(value, Mapping) else value
+
+
+class HubSpotAdapter(Adapter):
+    type: ClassVar[str] = "hubspot"
+    label: ClassVar[str] = "HubSpot"
+    settings: ClassVar[list[Setting]] = [
+        Setting("access_token", "Private app access token", required=True, secret=True),
+        Setting("base_url", "API base URL", default=DEFAULT_BASE_URL, kind="url"),
+        Setting("client_secret", "App client secret (verifies webhook signatures)", secret=True),
+    ]
+    capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields", "signed_webhooks", "batches"})
+    standard_fields: ClassVar[dict[str, str]] = {"firstname": "first_name", "lastname": "last_name"}
+
+    # -- inbound --
+
+    def verify(self, request: InboundRequest) -> None:
+        secret = self.setting("client_secret")
+        if not secret:
+            return
+        signature = request.header("X-HubSpot-Signature-v3")
+        timestamp = request.header("X-HubSpot-Request-Timestamp")
+        if not signature or not timestamp:
+            raise InvalidSignature("X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp are required")
+        try:
+            sent_at = int(timestamp) / 1000
+        except ValueError:
+            raise InvalidSignature("X-HubSpot-Request-Timestamp is not a number") from None
+        if abs(time.time() - sent_at) > SIGNATURE_MAX_AGE_S:
+            raise InvalidSignature("the signature is more than 5 minutes old")
+        if not request.url:
+            raise InvalidSignature("the request URL is unknown, so the signature cannot be checked")
+        decoded = request.url
+        for escaped, char in URI_DECODES.items():
+            decoded = decoded.replace(escaped, char).replace(escaped.lower(), char)
+        body = request.body.decode("utf-8", errors="replace")
+        for uri in dict.fromkeys((request.url, decoded)):
+            message = f"{request.method.upper()}{uri}{body}{timestamp}".encode()
+            expected = base64.b64encode(hmac.new(str(secret).encode(), message, hashlib.sha256).digest()).decode()
+            if hmac.compare_digest(expected, signature.strip()):
+                return
+        raise InvalidSignature("X-HubSpot-Signature-v3 does not match")
+
+    def parse(self, request: InboundRequest) -> list[Contact]:
+        payload = request_payload(request)
+        query_id = stringify_id(request.query.get("contact_id"))
+        if isinstance(payload, list):
+            contacts = self._contacts_from_events(payload)
+            if not contacts:
+                raise MissingContactId("the event batch names no contact")
+            if query_id and len(contacts) == 1:
+                contacts[0].contact_id = query_id
+            return contacts
+        if not isinstance(payload, Mapping):
+            raise InvalidPayload("expected a JSON object or an array of events")
+        contact = self._contact_from_object(payload)
+        contact.contact_id = query_id or contact.contact_id
+        if not contact.contact_id:
+            raise MissingContactId("no contact id in the query string or the payload (vid, hs_object_id)")
+        return [contact]
+
+    def _contacts_from_events(self, events: list[Any]) -> list[Contact]:
+        """One contact per distinct ``objectId``, in order; a changed property is kept as a field."""
+        by_id: dict[str, dict[str, Any]] = {}
+        for event in events:
+            if not isinstance(event, Mapping):
+                raise InvalidPayload("every item of a HubSpot batch must be an event object")
+            if str(event.get("objectTypeId", CONTACT_OBJECT_TYPE)) != CONTACT_OBJECT_TYPE:
+                continue
+            if not str(event.get("subscriptionType", "contact.")).startswith("contact."):
+                continue
+            contact_id = stringify_id(event.get("objectId"))
+            if not contact_id:
+                continue
+            properties = by_id.setdefault(contact_id, {})
+            if event.get("propertyName"):
+                properties[str(event["propertyName"])] = event.get("propertyValue")
+        return [self._contact(contact_id, properties, raw=events) for contact_id, properties in by_id.items()]
+
+    def _contact_from_object(self, payload: Mapping[str, Any]) -> Contact:
+        properties = payload.get("properties") if isinstance(payload.get("properties"), Mapping) else payload
+        flat = {str(k): _property_value(v) for k, v in properties.items() if not isinstance(_property_value(v), list)}
+        contact_id = None
+        for key in ("vid", "canonical-vid", "objectId", "hs_object_id", "id"):
+            contact_id = stringify_id(_property_value(payload.get(key))) or stringify_id(flat.get(key))
+            if contact_id:
+                break
+        return self._contact(contact_id, flat, raw=dict(payload))
+
+    def _contact(self, contact_id: str | None, properties: Mapping[str, Any], *, raw: Any) -> Contact:
+        crm_fields = {k: v for k, v in properties.items() if not isinstance(v, Mapping | list)}
+        email = normalise_email(crm_fields.get("email"))
+        if email:
+            crm_fields["email"] = email
+        return Contact(
+            contact_id=contact_id,
+            email=email,
+            fields=self.local_fields_from(crm_fields),
+            tags=None,  # list memberships never ride along: load_tags asks for them
+            raw=raw,
+        )
+
+    # -- API plumbing --
+
+    @property
+    def api_base(self) -> str:
+        return str(self.setting("base_url", DEFAULT_BASE_URL)).rstrip("/")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.setting('access_token', '')}", "Accept": "application/json"}
+        return self.call(method, self.api_base + path, headers=headers, **kwargs).json() or {}
+
+    def retry_after_seconds(self, response: HttpResponse) -> float | None:
+        """HubSpot gives ``Retry-After`` in milliseconds (its workflow webhook docs say so), and
+        on API 429s often only ``X-HubSpot-RateLimit-Interval-Milliseconds``."""
+        value = response.header("Retry-After")
+        if value:
+            try:
+                return max(0.0, float(value) / 1000)
+            except ValueError:
+                return parse_retry_after(value)
+        interval = response.header("X-HubSpot-RateLimit-Interval-Milliseconds")
+        if interval and response.header("X-HubSpot-RateLimit-Remaining") == "0":
+            try:
+                return float(interval) / 1000
+            except ValueError:
+                return None
+        return None
+
+    # -- API --
+
+    def check(self) -> None:
+        self._request("GET", CONTACTS, params={"limit": 1})
+
+    def find_contact_id(self, email: str) -> str | None:
+        try:
+            data = self._request(
+                "GET", f"{CONTACTS}/{quote(email, safe='@')}", params={"idProperty": "email", "properties": "email"}
+            )
+        except ContactNotFound:
+            return None
+        return stringify_id(data.get("id"))
+
+    def _wanted_properties(self) -> list[str]:
+        native = self.with_native_names({crm: None for crm in self.field_map.values()})
+        return list(dict.fromkeys(["email", "firstname", "lastname", *native]))
+
+    def load_contact(self, contact_id: str) -> Contact:
+        data = self._request(
+            "GET", f"{CONTACTS}/{contact_id}", params={"properties": ",".join(self._wanted_properties())}
+        )
+        properties = data.get("properties")
+        if not isinstance(properties, Mapping):
+            raise InvalidPayload("HubSpot answered without contact properties")
+        return self._contact(stringify_id(data.get("id")) or contact_id, properties, raw=dict(data))
+
+    def upsert_contact(self, contact: OutboundContact) -> str | None:
+        properties = {**self.with_native_names(contact.fields), "email": contact.email}
+        existing = self.find_contact_id(contact.email)
+        if existing:
+            self.update_fields(existing, properties)
+            return existing
+        try:
+            data = self._request("POST", CONTACTS, json={"properties": properties})
+        except CrmRejected as exc:
+            if exc.status != 409:
+                raise
+            match = EXISTING_ID.search(exc.body or "")
+            if not match:
+                raise DuplicateContact(exc.message, status=exc.status, body=exc.body) from exc
+            self.update_fields(match.group(1), properties)  # created meanwhile: update, never duplicate
+            return match.group(1)
+        contact_id = stringify_id(data.get("id"))
+        if not contact_id:
+            raise InvalidPayload("HubSpot answered without the contact's id")
+        return contact_id
+
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+        if fields:
+            self._request("PATCH", f"{CONTACTS}/{contact_id}", json={"properties": self.with_native_names(fields)})
+
+    # -- tags (static contact lists) --
+
+    def _lists(self) -> list[Mapping[str, Any]]:
+        found: list[Mapping[str, Any]] = []
+        offset = 0
+        while True:
+            data = self._request(
+                "POST",
+                "/crm/v3/lists/search",
+                json={"query": "", "processingTypes": ["MANUAL"], "offset": offset, "count": PAGE_SIZE},
+            )
+            page = [item for item in data.get("lists") or [] if isinstance(item, Mapping)]
+            found.extend(i for i in page if str(i.get("objectTypeId", CONTACT_OBJECT_TYPE)) == CONTACT_OBJECT_TYPE)
+            if not data.get("hasMore") or not page:
+                return found
+            offset = int(data.get("offset") or offset + len(page))
+
+    def load_tags(self, contact_id: str) -> list[str]:
+        data = self._request("GET", f"/crm/v3/lists/records/{CONTACT_OBJECT_TYPE}/{contact_id}/memberships")
+        ids = [stringify_id(m.get("listId")) for m in data.get("results") or [] if isinstance(m, Mapping)]
+        if not ids:
+            return []
+        names = {stringify_id(item.get("listId")): str(item.get("name")) for item in self._lists()}
+        return [names[list_id] for list_id in ids if list_id in names]
+
+    def _list_ids(self, names: Sequence[str], *, create_missing: bool) -> list[str]:
+        known = {str(item.get("name", "")).lower(): stringify_id(item.get("listId")) for item in self._lists()}
+        ids: list[str] = []
+        for name in names:
+            list_id = known.get(name.lower())
+            if list_id is None and create_missing:
+                created = self._request(
+                    "POST",
+                    "/crm/v3/lists",
+                    json={"name": name, "objectTypeId": CONTACT_OBJECT_TYPE, "processingType": "MANUAL"},
+                )
+                list_id = stringify_id((created.get("list") or {}).get("listId"))
+            if list_id and list_id not in ids:
+                ids.append(list_id)
+        return ids
+
+    def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
+        if not tags:
+            return
+        for list_id in self._list_ids(tags, create_missing=True):
+            self._request("PUT", f"/crm/v3/lists/{list_id}/memberships/add", json=[contact_id])
+
+    def remove_tags(self, contact_id: str, tags: Sequence[str]) -> None:
+        if not tags:
+            return
+        for list_id in self._list_ids(tags, create_missing=False):
+            self._request("PUT", f"/crm/v3/lists/{list_id}/memberships/remove", json=[contact_id])
+
+    def list_tags(self) -> list[str]:
+        return [str(item.get("name")) for item in self._lists() if item.get("name")]
+
+    def list_fields(self) -> list[str]:
+        data = self._request("GET", "/crm/v3/properties/contacts")
+        return [str(p["name"]) for p in data.get("results") or [] if isinstance(p, Mapping) and p.get("name")]

@@ -1,0 +1,210 @@
+"""Mautic adapter.
+
+Settings: ``base_url`` (the Mautic site; the adapter adds ``/api/``), either ``username`` +
+``password`` (HTTP Basic; the API's Basic auth must be enabled) or ``access_token`` (OAuth 2,
+sent as ``Authorization: Bearer``; wins when both are set), and optionally ``webhook_secret``
+(when set, inbound webhooks must carry a valid ``Webhook-Signature``).
+
+API: https://devdocs.mautic.org/en/5.x/rest_api/contacts.html . ``POST contacts/new`` dedupes on
+the unique identifier fields (email by default), so it is our upsert. Fields are flat aliases
+(``firstname``, custom aliases alike). Tags are set through ``PATCH contacts/{id}/edit`` with
+``tags``: a name adds (Mautic creates missing tags), ``-name`` removes.
+
+Inbound: webhooks (https://devdocs.mautic.org/en/5.x/webhooks/getting_started.html) post JSON
+keyed by event type, each a list of ``{contact, timestamp}`` (older events say ``lead``); every
+contact of every list is processed. Fields sit under ``contact.fields.core.NAME.value`` (and
+flat under ``contact.fields.all``); tags are ``[{id, tag}]``. The signature is
+``Webhook-Signature`` = base64 HMAC-SHA256 of the raw body with the webhook's secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from crm_adapters.base import (
+    Adapter,
+    Contact,
+    InboundRequest,
+    OutboundContact,
+    Setting,
+    normalise_email,
+    request_payload,
+    stringify_id,
+)
+from crm_adapters.errors import InvalidPayload, InvalidSignature, MissingContactId
+
+PAGE_SIZE = 100
+CONTACT_KEYS = ("contact", "lead")
+
+
+def _items(listing: Any) -> list[Mapping[str, Any]]:
+    """Mautic lists are JSON arrays, or objects keyed by id when PHP kept the keys."""
+    values = listing.values() if isinstance(listing, Mapping) else listing or []
+    return [item for item in values if isinstance(item, Mapping)]
+
+
+class MauticAdapter(Adapter):
+    type: ClassVar[str] = "mautic"
+    label: ClassVar[str] = "Mautic"
+    settings: ClassVar[list[Setting]] = [
+        Setting("base_url", "Mautic URL", required=True, kind="url"),
+        Setting("username", "API username (Basic auth)"),
+        Setting("password", "API password (Basic auth)", secret=True),
+        Setting("access_token", "OAuth 2 access token", secret=True),
+        Setting("webhook_secret", "Webhook secret (verifies Webhook-Signature)", secret=True),
+    ]
+    capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields", "signed_webhooks", "batches"})
+    standard_fields: ClassVar[dict[str, str]] = {"firstname": "first_name", "lastname": "last_name"}
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> list[str]:
+        if config.get("password") and not config.get("username"):
+            return ["mautic: username is required with password"]
+        return []
+
+    # -- inbound --
+
+    def verify(self, request: InboundRequest) -> None:
+        secret = self.setting("webhook_secret")
+        if not secret:
+            return
+        given = request.header("Webhook-Signature")
+        if not given:
+            raise InvalidSignature("Webhook-Signature is required")
+        expected = base64.b64encode(hmac.new(str(secret).encode(), request.body, hashlib.sha256).digest()).decode()
+        if not hmac.compare_digest(expected, given.strip()):
+            raise InvalidSignature("Webhook-Signature does not match")
+
+    def parse(self, request: InboundRequest) -> list[Contact]:
+        payload = request_payload(request)
+        if not isinstance(payload, Mapping):
+            raise InvalidPayload("expected a JSON object keyed by event type")
+        found: dict[str, Contact] = {}
+        for key, events in payload.items():
+            if not (str(key).startswith("mautic.") and isinstance(events, list)):
+                continue
+            for event in events:
+                entity = next((event[k] for k in CONTACT_KEYS if isinstance(event, Mapping) and k in event), None)
+                if isinstance(entity, Mapping) and stringify_id(entity.get("id")):
+                    contact = self._contact_from(entity)
+                    found[str(contact.contact_id)] = contact
+        query_id = stringify_id(request.query.get("contact_id"))
+        if found:
+            contacts = list(found.values())
+            if query_id and len(contacts) == 1:
+                contacts[0].contact_id = query_id  # the query wins for one contact; a batch keeps its ids
+            return contacts
+        # Not an event batch: one contact, posted whole, wrapped, or only named by the query.
+        entity = next((payload[k] for k in CONTACT_KEYS if isinstance(payload.get(k), Mapping)), payload)
+        contact = self._contact_from(entity)
+        contact.contact_id = query_id or contact.contact_id
+        if not contact.contact_id:
+            raise MissingContactId("no contact id in the query string or the payload")
+        return [contact]
+
+    def _contact_from(self, entity: Mapping[str, Any]) -> Contact:
+        crm_fields = self._flat_fields(entity)
+        email = normalise_email(crm_fields.get("email"))
+        if email:
+            crm_fields["email"] = email
+        tags = None
+        if isinstance(entity.get("tags"), list | Mapping):
+            tags = [str(t.get("tag")) for t in _items(entity["tags"]) if t.get("tag")]
+        return Contact(
+            contact_id=stringify_id(entity.get("id")),
+            email=email,
+            fields=self.local_fields_from(crm_fields),
+            tags=tags,
+            raw=dict(entity),
+        )
+
+    @staticmethod
+    def _flat_fields(entity: Mapping[str, Any]) -> dict[str, Any]:
+        """Field alias → value from ``fields.all``, else every group's ``NAME.value``, else a flat
+        entity (a form post or a minimal contact)."""
+        fields = entity.get("fields")
+        if not isinstance(fields, Mapping):
+            return {k: v for k, v in entity.items() if not isinstance(v, Mapping | list)}
+        if isinstance(fields.get("all"), Mapping):
+            return {k: v for k, v in fields["all"].items() if not isinstance(v, Mapping | list)}
+        flat: dict[str, Any] = {}
+        for group in fields.values():
+            if isinstance(group, Mapping):
+                for alias, field in group.items():
+                    if isinstance(field, Mapping) and "value" in field:
+                        flat.setdefault(alias, field["value"])
+        return flat
+
+    # -- API plumbing --
+
+    @property
+    def api_base(self) -> str:
+        return str(self.setting("base_url", "")).rstrip("/") + "/api/"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        token = self.setting("access_token")
+        if token:
+            kwargs["headers"] = {"Authorization": f"Bearer {token}"}
+        else:
+            kwargs["auth"] = (str(self.setting("username", "")), str(self.setting("password", "")))
+        return self.call(method, self.api_base + path, **kwargs).json() or {}
+
+    def _paged(self, path: str, key: str) -> list[Mapping[str, Any]]:
+        items: list[Mapping[str, Any]] = []
+        while True:
+            data = self._request("GET", path, params={"start": len(items), "limit": PAGE_SIZE})
+            page = _items(data.get(key))
+            items.extend(page)
+            if not page or len(items) >= int(data.get("total") or 0):
+                return items
+
+    # -- API --
+
+    def check(self) -> None:
+        self._request("GET", "contacts", params={"limit": 1, "minimal": "true"})
+
+    def find_contact_id(self, email: str) -> str | None:
+        data = self._request("GET", "contacts", params={"search": f"email:{email}", "limit": 5})
+        for contact in _items(data.get("contacts")):
+            if normalise_email(self._flat_fields(contact).get("email")) == normalise_email(email):
+                return stringify_id(contact.get("id"))
+        return None
+
+    def load_contact(self, contact_id: str) -> Contact:
+        entity = self._request("GET", f"contacts/{contact_id}").get("contact")
+        if not isinstance(entity, Mapping):
+            raise InvalidPayload("Mautic answered without a contact")
+        return self._contact_from(entity)
+
+    def load_tags(self, contact_id: str) -> list[str]:
+        return self.load_contact(contact_id).tags or []
+
+    def upsert_contact(self, contact: OutboundContact) -> str | None:
+        body = {**self.with_native_names(contact.fields), "email": contact.email, "overwriteWithBlank": False}
+        data = self._request("POST", "contacts/new", json=body)
+        contact_id = stringify_id((data.get("contact") or {}).get("id"))
+        if not contact_id:
+            raise InvalidPayload("Mautic answered without the contact's id")
+        return contact_id
+
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+        if fields:
+            self._request("PATCH", f"contacts/{contact_id}/edit", json=self.with_native_names(fields))
+
+    def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
+        if tags:
+            self._request("PATCH", f"contacts/{contact_id}/edit", json={"tags": list(tags)})
+
+    def remove_tags(self, contact_id: str, tags: Sequence[str]) -> None:
+        if tags:
+            self._request("PATCH", f"contacts/{contact_id}/edit", json={"tags": [f"-{name}" for name in tags]})
+
+    def list_tags(self) -> list[str]:
+        return [str(tag.get("tag")) for tag in self._paged("tags", "tags") if tag.get("tag")]
+
+    def list_fields(self) -> list[str]:
+        return [str(f.get("alias")) for f in self._paged("fields/contact", "fields") if f.get("alias")]

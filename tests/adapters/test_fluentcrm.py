@@ -1,0 +1,198 @@
+"""FluentCRM: data for the contract suite. Mocks replay the exchanges recorded from a real
+FluentCRM 2.9.84 under shared/fixtures/fluentcrm/api."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conftest import FIXTURES
+
+from adapters.contract import AdapterCase, AdapterContract, Exchange, Operation, Sample, basic, inbound, includes
+from crm_adapters.base import OutboundContact
+from crm_adapters.errors import ContactNotFound, DuplicateContact
+
+API = "https://crm.example.com/wp-json/fluent-crm/v2"
+
+
+def recorded(name: str, **changes: Any) -> Exchange:
+    """A recorded exchange as a mock: same method, path, query, request body and answer."""
+    data = json.loads((FIXTURES / "fluentcrm" / "api" / f"{name}.json").read_text())
+    request, response = data["request"], data["response"]
+    exchange = Exchange(
+        request["method"],
+        request["path"].removeprefix("/wp-json/fluent-crm/v2"),
+        status=response["status"],
+        json=response["json"],
+        params={k: str(v) for k, v in request["query"].items()} or None,
+        sends=request["json"],
+    )
+    for key, value in changes.items():
+        setattr(exchange, key, value)
+    return exchange
+
+
+TAG_PAGE_1 = {
+    "tags": {
+        "total": 3,
+        "per_page": 2,
+        "current_page": 1,
+        "last_page": 2,
+        "data": [
+            {"id": 3, "title": "VIP 4fe81a", "slug": "vip-4fe81a"},
+            {"id": 2, "title": "PutTag", "slug": "puttag"},
+        ],
+    }
+}
+TAG_PAGE_2 = {
+    "tags": {
+        "total": 3,
+        "per_page": 2,
+        "current_page": 2,
+        "last_page": 2,
+        "data": [
+            {"id": 1, "title": "Smoke 97", "slug": "smoke-97"},
+        ],
+    }
+}
+ALL_TAGS = [
+    Exchange("GET", "/tags", json=TAG_PAGE_1, params={"page": "1"}),
+    Exchange("GET", "/tags", json=TAG_PAGE_2, params={"page": "2"}),
+]
+SUBSCRIBER_WITH_TAGS = {
+    "subscriber": {
+        "id": 11,
+        "email": "Capture-4fe81a@example.com",
+        "first_name": "Capt",
+        "last_name": "Ture",
+        "tags": [{"id": 3, "title": "VIP 4fe81a", "slug": "vip-4fe81a"}],
+    }
+}
+NEW = OutboundContact(email="capture-4fe81a@example.com", fields={"first_name": "Cap", "last_name": "Ture"})
+
+
+def _loaded(contact: Any) -> None:
+    assert contact.email == "capture-4fe81a@example.com"
+    assert contact.fields == {"first_name": "Capt", "last_name": "Ture", "email": "capture-4fe81a@example.com"}
+    assert contact.tags == []
+
+
+class TestFluentCrm(AdapterContract):
+    case = AdapterCase(
+        type="fluentcrm",
+        config={"base_url": "https://crm.example.com/", "username": "api", "app_password": "abcd efgh ijkl"},
+        api=API,
+        auth_header=("Authorization", basic("api", "abcd efgh ijkl")),
+        fixtures=["fluentcrm/full_subscriber_raw.json", "fluentcrm/with_tags.json"],
+        samples=[
+            Sample(
+                "form body wrapped in subscriber[...] with a custom field mapped",
+                inbound(
+                    body="subscriber%5Bid%5D=5&subscriber%5Bemail%5D=A%40B.io&subscriber%5Bcustom_field%5D%5Blevel%5D=gold",
+                    content_type="application/x-www-form-urlencoded",
+                ),
+                {"contact_id": "5", "email": "a@b.io", "fields": {"email": "a@b.io"}, "tags": None},
+            ),
+        ],
+        operations={
+            "check": Operation("check", (), [Exchange("GET", "/tags", json=TAG_PAGE_2, params={"per_page": "1"})]),
+            "find_contact_id": Operation(
+                "find_contact_id", ("capture-4fe81a@example.com",), [recorded("get_by_email")], returns="11"
+            ),
+            "find_contact_id_missing": Operation(
+                "find_contact_id", ("nobody-4fe81a@example.com",), [recorded("get_by_email_missing")], returns=None
+            ),
+            "load_contact": Operation("load_contact", ("11",), [recorded("get_by_id")], check=_loaded),
+            "load_contact_missing": Operation(
+                "load_contact", ("99999999",), [recorded("get_missing_id")], raises=ContactNotFound
+            ),
+            "load_tags": Operation(
+                "load_tags",
+                ("11",),
+                [Exchange("GET", "/subscribers/11", json=SUBSCRIBER_WITH_TAGS)],
+                returns=["vip-4fe81a"],
+            ),
+            # New contact: lookup misses, then one create that would update rather than duplicate.
+            "upsert_new": Operation(
+                "upsert_contact",
+                (NEW,),
+                [
+                    recorded("get_by_email_missing", params={"get_by_email": NEW.email}),
+                    recorded(
+                        "create_subscriber",
+                        sends={
+                            "email": NEW.email,
+                            "first_name": "Cap",
+                            "status": "subscribed",
+                            "__force_update": "yes",
+                        },
+                    ),
+                ],
+                returns="11",
+            ),
+            # Existing contact: updated in place; no create, and its status is left alone.
+            "upsert_existing": Operation(
+                "upsert_contact",
+                (NEW,),
+                [
+                    recorded("get_by_email"),
+                    recorded("update_fields", sends={"subscriber": {"first_name": "Cap", "last_name": "Ture"}}),
+                ],
+                returns="11",
+            ),
+            "update_fields_custom": Operation(
+                "update_fields",
+                ("11", {"first_name": "Captain", "wp_password": "s3cret-Passw0rd"}),
+                [
+                    recorded(
+                        "update_fields",
+                        sends={
+                            "subscriber": {"first_name": "Captain", "custom_values": {"wp_password": "s3cret-Passw0rd"}}
+                        },
+                    )
+                ],
+                returns=None,
+            ),
+            # Known tag attached by id (all pages read); unknown one created first.
+            "apply_tags": Operation(
+                "apply_tags",
+                ("11", ["smoke-97", "New Tag"]),
+                [
+                    *ALL_TAGS,
+                    Exchange(
+                        "POST",
+                        "/tags",
+                        json={"item": {"id": 7, "title": "New Tag", "slug": "new-tag"}},
+                        sends={"title": "New Tag"},
+                    ),
+                    recorded(
+                        "sync_segments_attach_slug", sends={"subscribers": [11], "attach": [1, 7], "find_by": "id"}
+                    ),
+                ],
+            ),
+            "remove_tags": Operation(
+                "remove_tags",
+                ("11", ["VIP 4fe81a", "not-a-tag"]),
+                [*ALL_TAGS, recorded("update_detach_tag_id")],
+            ),
+            "list_tags": Operation("list_tags", (), ALL_TAGS, returns=["vip-4fe81a", "puttag", "smoke-97"]),
+            "list_fields": Operation(
+                "list_fields",
+                (),
+                [Exchange("GET", "/custom-fields/contacts", json={"fields": [{"slug": "wp_password", "label": "Pw"}]})],
+                check=includes("first_name", "last_name", "email", "wp_password"),
+            ),
+        },
+    )
+
+
+def test_a_create_refused_as_duplicate_is_a_duplicate_contact_error() -> None:
+    """Recorded: a FluentCRM that does not honour __force_update answers 422 "unique"."""
+    operation = Operation(
+        "upsert_contact",
+        (NEW,),
+        [recorded("get_by_email_missing", params={"get_by_email": NEW.email}), recorded("create_duplicate_422")],
+        raises=DuplicateContact,
+    )
+    error = TestFluentCrm().run(operation)
+    assert error.status == 422 and not error.retryable
