@@ -3,21 +3,18 @@ PostgreSQL too when ``BRIDGE_TEST_DATABASE_URL`` is set (every app-using test ru
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from werkzeug.serving import make_server
+from support import FIXTURES, LiveServer, load_fixture  # noqa: F401  (re-exported for fixtures)
 
 from bridge import create_app
 from bridge.extensions import db
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("BRIDGE_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 ENV_TO_CLEAR = (
@@ -34,22 +31,6 @@ ENV_TO_CLEAR = (
     "CRM_CALLBACK_SECRET",
     "BRIDGE_PUBLIC_SIGNUP",
 )
-
-
-def shared_dir() -> Path:
-    """``../shared`` beside the checkout (CI's layout), or ``BRIDGE_SHARED_DIR``."""
-    candidates = [os.environ.get("BRIDGE_SHARED_DIR"), REPO_ROOT.parent / "shared", Path("/work/shared")]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "fixtures").is_dir():
-            return Path(candidate)
-    raise RuntimeError("shared/fixtures not found: set BRIDGE_SHARED_DIR")
-
-
-FIXTURES = shared_dir() / "fixtures"
-
-
-def load_fixture(relative: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / relative).read_text())
 
 
 _pg_schema_ready = False
@@ -155,24 +136,6 @@ def api_token(app) -> str:
 @pytest.fixture
 def auth_headers(api_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_token}"}
-
-
-class LiveServer:
-    """The app served by a real threaded Werkzeug server on loopback."""
-
-    def __init__(self, app) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture

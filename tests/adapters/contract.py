@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, parse_qsl
 
 import pytest
 import responses
-from conftest import FIXTURES
 from responses import matchers
 from responses.registries import OrderedRegistry
+from support import FIXTURES
 
 from bridge.adapters import adapter_class
 from bridge.http import OutboundClient, OutboundPolicy

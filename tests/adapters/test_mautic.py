@@ -10,7 +10,7 @@ import hmac
 import json
 from dataclasses import replace
 
-from conftest import FIXTURES
+from support import FIXTURES
 
 from adapters.contract import AdapterCase, AdapterContract, Exchange, Operation, Sample, basic, inbound, includes
 from crm_adapters.base import InboundRequest, OutboundContact

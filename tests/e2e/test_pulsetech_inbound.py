@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import load_fixture
 from sqlalchemy import func, select
+from support import load_fixture
 
 from bridge.extensions import db
 from bridge.models import ContactLink, User
