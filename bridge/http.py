@@ -269,6 +269,36 @@ class PinnedAdapter(HTTPAdapter):
 # -- the client -------------------------------------------------------------------------------
 
 
+def prepare(method: str, url: str, session: requests.Session | None = None, **kwargs: Any) -> requests.PreparedRequest:
+    """Build the request exactly as it would be sent; a malformed one (bad URL, a header value
+    with a newline) is refused with ``OutboundDenied``."""
+    headers = {"User-Agent": USER_AGENT, **(kwargs.pop("headers", None) or {})}
+    request = requests.Request(method.upper(), url, headers=headers, **kwargs)
+    try:
+        return session.prepare_request(request) if session is not None else request.prepare()
+    except (requests.RequestException, ValueError) as exc:
+        raise OutboundDenied(f"invalid request: {exc.__class__.__name__}") from exc
+
+
+def describe_request(prepared: requests.PreparedRequest, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """The loggable, redacted view of a request (what attempts and dry runs store)."""
+    return {
+        "method": prepared.method,
+        "url": redact_url(prepared.url or "", secrets),
+        "request_headers": redact_headers(dict(prepared.headers), secrets),
+        "request_body": redact_body(prepared.body, prepared.headers.get("Content-Type", ""), secrets)[:EXCERPT_CHARS],
+    }
+
+
+def describe_response(response: HttpResponse, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    content_type = response.header("Content-Type") or ""
+    return {
+        "status": response.status,
+        "response_headers": redact_headers(dict(response.headers), secrets),
+        "response_body": redact_body(response.body, content_type, secrets)[:EXCERPT_CHARS],
+    }
+
+
 @dataclass
 class OutboundClient:
     """Implements ``crm_adapters.base.HttpClient``. One per delivery attempt or adapter use;
@@ -310,14 +340,10 @@ class OutboundClient:
         started = time.perf_counter()
         self._current = exchange
         try:
-            prepared = self._prepare(method, url, params=params, headers=headers, json=json, data=data, auth=auth)
-            exchange.update(
-                url=redact_url(prepared.url or url, self.secrets),
-                request_headers=redact_headers(dict(prepared.headers), self.secrets),
-                request_body=redact_body(prepared.body, prepared.headers.get("Content-Type", ""), self.secrets)[
-                    :EXCERPT_CHARS
-                ],
+            prepared = prepare(
+                method, url, self.session, params=params, headers=headers, json=json, data=data, auth=auth
             )
+            exchange.update(describe_request(prepared, self.secrets))
             check_url(prepared.url or url, self.policy)
             limit = timeout or self.policy.default_timeout
             response = self.session.send(prepared, allow_redirects=False, stream=True, timeout=limit)
@@ -336,21 +362,9 @@ class OutboundClient:
         finally:
             self._current = None
         result = HttpResponse(status=response.status_code, headers=dict(response.headers), body=body, url=response.url)
-        exchange["status"] = result.status
-        exchange["response_headers"] = redact_headers(dict(response.headers), self.secrets)
-        exchange["response_body"] = redact_body(body, response.headers.get("Content-Type", ""), self.secrets)[
-            :EXCERPT_CHARS
-        ]
+        exchange.update(describe_response(result, self.secrets))
         self._finish(exchange, started)
         return result
-
-    def _prepare(self, method: str, url: str, **kwargs: Any) -> requests.PreparedRequest:
-        """Build the request; a malformed one (bad URL, header with a newline) is refused."""
-        headers = {"User-Agent": USER_AGENT, **(kwargs.pop("headers") or {})}
-        try:
-            return self.session.prepare_request(requests.Request(method.upper(), url, headers=headers, **kwargs))
-        except (requests.RequestException, ValueError) as exc:
-            raise OutboundDenied(f"invalid request: {exc.__class__.__name__}") from exc
 
     def _read_capped(self, response: requests.Response, *, deadline: float) -> bytes:
         limit = self.policy.max_response_bytes
