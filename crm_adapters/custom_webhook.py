@@ -27,10 +27,8 @@ Inbound (``parse``): a generic JSON (or form) object, or a list of them, optiona
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
-import hmac
 import json
 import re
 import threading
@@ -59,6 +57,7 @@ from crm_adapters.errors import (
     MissingContactId,
     PayloadTooLarge,
 )
+from crm_adapters.standard_webhooks import secret_key, signing_secrets, standard_webhook_signature
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 AUTH_FIELDS: dict[str, tuple[str, ...]] = {
@@ -87,29 +86,6 @@ class WebhookConfigError(CrmError):
 def clear_token_cache() -> None:
     with _TOKENS_LOCK:
         _TOKENS.clear()
-
-
-def signing_secrets(config: Mapping[str, Any]) -> list[str]:
-    """Current secret(s) first, then ``previous_signing_secret``: each is signed with."""
-    found: list[str] = []
-    for name in ("signing_secret", "previous_signing_secret"):
-        value = config.get(name)
-        items = value if isinstance(value, list) else str(value or "").replace(",", " ").split()
-        found += [str(item).strip() for item in items if str(item).strip()]
-    return found
-
-
-def _secret_key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-
-
-def standard_webhook_signature(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` per secret, space-separated
-    (https://www.standardwebhooks.com/, "Signature scheme")."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return " ".join(
-        "v1," + base64.b64encode(hmac.new(_secret_key(s), signed, hashlib.sha256).digest()).decode() for s in secrets
-    )
 
 
 def _auth_problems(auth: Any) -> list[str]:
@@ -175,7 +151,7 @@ class CustomWebhookAdapter(Adapter):
         problems += _auth_problems(config.get("auth") or {"type": "none"})
         for secret in signing_secrets(config):
             try:
-                _secret_key(secret)
+                secret_key(secret)
             except (binascii.Error, ValueError):
                 problems.append("signing secrets must be whsec_ followed by base64")
         for name, low, high in (("timeout", 1, MAX_TIMEOUT_S), ("max_body_bytes", 1, 10_485_760)):

@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bridge.http import OutboundClient, OutboundPolicy
 from crm_adapters.base import OutboundContact, OutboundEvent
-from crm_adapters.custom_webhook import CustomWebhookAdapter
+from crm_adapters.custom_webhook import CustomWebhookAdapter, WebhookConfigError
 from crm_adapters.errors import AuthRefused, CrmRejected, OutboundDenied, PayloadTooLarge
 
 SECRET = "whsec_" + base64.b64encode(b"current-signing-key-0123456789ab").decode()
@@ -241,3 +241,14 @@ def test_update_fields_exposes_fields_to_templates(receiver: Any) -> None:
     assert json.loads(receiver.requests[0].body) == {"id": "c-7", "pw": "Generated-Pass-1"}
     ids = {r.headers["Idempotency-Key"] for r in receiver.requests}
     assert len(ids) == 1  # the same update twice (a retry) carries the same key
+
+
+def test_check_sends_no_contact_data(receiver: Any) -> None:
+    calls = oauth_routes(receiver)
+    adapter, _ = webhook(oauth_config(receiver))
+    adapter.check()
+    assert calls == {"token": 1, "hook": 0}
+    broken, _ = webhook({"url": receiver.url + "/hook", "body": {"x": "{{ contact.nope }}"}})
+    with pytest.raises(WebhookConfigError, match=r"contact\.nope"):
+        broken.check()
+    assert receiver.paths() == ["/token"]
