@@ -37,6 +37,8 @@ COMMON_SETTINGS: list[Setting] = [
     Setting("password_length", "Generated password length", default=16, kind="int"),
 ]
 USERNAME_FORMATS = ("email", "flname", "fnamenum")
+# Keys of a JSON secret (custom_webhook ``auth``) that describe it rather than hold a secret.
+JSON_SECRET_PLAIN_KEYS = frozenset({"type", "header", "token_url", "scope", "client_auth"})
 MIN_PASSWORD_LENGTH = 12
 
 
@@ -142,9 +144,33 @@ def effective_settings(connection: Connection) -> dict[str, Any]:
     for setting in settings_for_type(connection.type):
         default = setting.default
         result[setting.name] = json.loads(json.dumps(default)) if default is not None else None
+    index = _setting_index(connection.type)
     for key, value in (connection.settings or {}).items():
-        result[key] = crypto.decrypt(value) if crypto.is_encrypted(value) else value
+        if crypto.is_encrypted(value):
+            value = crypto.decrypt(value)
+            if key in index and index[key].kind == "json":
+                value = json.loads(value)  # a JSON secret (custom_webhook's auth) is stored as JSON text
+        result[key] = value
     return result
+
+
+def _secret_leaves(value: Any) -> list[str]:
+    """The secret strings inside a JSON secret; ``type``-like descriptor keys are not secret."""
+    if isinstance(value, Mapping):
+        return [
+            leaf for key, item in value.items() if key not in JSON_SECRET_PLAIN_KEYS for leaf in _secret_leaves(item)
+        ]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _secret_leaves(item)]
+    return [str(value)] if value not in (None, "") else []
+
+
+def _mask_secret(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: item if key in JSON_SECRET_PLAIN_KEYS else _mask_secret(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_secret(item) for item in value]
+    return crypto.mask(str(value))
 
 
 def public_settings(connection: Connection) -> dict[str, Any]:
@@ -153,7 +179,7 @@ def public_settings(connection: Connection) -> dict[str, Any]:
     shown = effective_settings(connection)
     for name, setting in index.items():
         if setting.secret and shown.get(name):
-            shown[name] = crypto.mask(str(shown[name]))
+            shown[name] = _mask_secret(shown[name])
     return shown
 
 
@@ -161,7 +187,9 @@ def secret_values(connection: Connection) -> list[str]:
     """Plain secret values of a connection, for redaction of logs and attempts."""
     index = _setting_index(connection.type)
     settings = effective_settings(connection)
-    values = [str(settings[name]) for name, s in index.items() if s.secret and settings.get(name)]
+    values = [
+        leaf for name, s in index.items() if s.secret and settings.get(name) for leaf in _secret_leaves(settings[name])
+    ]
     return [v for v in values if len(v) >= 4]
 
 
@@ -184,6 +212,8 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
             stored.pop(name, None)
         elif setting.secret and _is_mask_of_stored(value, stored.get(name)):
             continue  # a form or API client sent back what we showed it: keep the secret
+        elif setting.secret and setting.kind == "json":
+            stored[name] = crypto.encrypt(json.dumps(value))
         elif setting.secret and isinstance(value, str) and value:
             stored[name] = crypto.encrypt(value)
         else:

@@ -1,25 +1,38 @@
 """The one outbound HTTP client. Every adapter call goes through here.
 
-It applies the outbound policy (allowlist, no private targets), never follows redirects, times
-out, caps how much of a response it reads, and records every exchange with secrets redacted so
-the delivery layer can store it as an attempt.
+What it promises (CONTRACT §9):
 
-TODO(issue 5): connect to the address that was checked (pinning) instead of resolving twice.
+* only ``http``/``https`` URLs whose host passes ``BRIDGE_OUTBOUND_ALLOWLIST`` (hosts or
+  ``*.suffix``; empty means any host);
+* the host is resolved once; if *any* answer is not a globally routable unicast address
+  (loopback, private, link-local, CGNAT, multicast, reserved, documentation, and IPv4 wrapped in
+  IPv6: mapped, NAT64, 6to4) the request is refused with ``OutboundDenied`` before a socket is
+  opened. ``BRIDGE_ALLOW_PRIVATE_TARGETS`` lifts only this address check;
+* the connection is made to the address that was checked (pinned): a :class:`PinnedAdapter`
+  hands urllib3 the IP while the ``Host`` header, TLS SNI and certificate check keep the name,
+  so a DNS answer that changes between check and connect (rebinding) cannot redirect us;
+* redirects are never followed (a 3xx is returned as is), every request times out (also as a
+  whole while reading), the response body is capped, and every exchange, refused ones included,
+  is recorded with secrets redacted.
+
+Why not ``requests-hardened``: it pins too, but judges only the first DNS answer, has no
+hostname allowlist, no "allow private but keep the allowlist" mode, no response cap and no
+recording; see docs/httpsafe.md.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from flask import current_app, has_app_context
+from requests.adapters import HTTPAdapter
 
 from bridge.redaction import redact_body, redact_headers, redact_url
 from crm_adapters.base import HttpResponse
@@ -34,6 +47,120 @@ USER_AGENT = "crm-bridge/0.1"
 DEFAULT_MAX_RESPONSE_BYTES = 1_048_576
 EXCERPT_CHARS = 2000
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Ranges ``ipaddress`` does not already treat as non-global (or did not in older CPythons).
+EXTRA_BLOCKED_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "100.64.0.0/10",  # CGNAT (RFC 6598): provider-internal
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.88.99.0/24",  # 6to4 relay anycast
+        "198.18.0.0/15",  # benchmarking
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215)
+        "2001::/23",  # IETF protocol assignments (Teredo, ORCHID, ...)
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # segment routing SIDs
+    )
+)
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+
+
+# -- address policy ---------------------------------------------------------------------------
+
+
+def parse_loose_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """``host`` as IPv4 when it is one in any spelling ``inet_aton`` accepts, else None.
+
+    ``inet_aton`` (and so ``getaddrinfo``) reads ``2130706433``, ``0177.0.0.1``, ``0x7f.1`` and
+    ``127.1`` as 127.0.0.1; treating them as names would let them slip past a literal check.
+    """
+    parts = host.split(".")
+    if parts and parts[-1] == "" and len(parts) > 1:
+        parts = parts[:-1]  # a trailing dot is still an address
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers: list[int] = []
+    for part in parts:
+        lowered = part.lower()
+        try:
+            if lowered.startswith("0x"):
+                number = int(lowered[2:] or "0", 16)
+            elif len(lowered) > 1 and lowered.startswith("0"):
+                number = int(lowered, 8)
+            else:
+                number = int(lowered, 10) if lowered.isdigit() else -1
+        except ValueError:
+            return None
+        if number < 0:
+            return None
+        numbers.append(number)
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def parse_ip_literal(host: str) -> IPAddress | None:
+    """The address a URL host names without DNS (brackets and IPv6 zone ids allowed)."""
+    bare = host.strip("[]")
+    try:
+        return ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    return parse_loose_ipv4(bare)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped ::ffff:, NAT64 64:ff9b::/96, 6to4)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    return None
+
+
+def address_is_public(address: str | IPAddress) -> bool:
+    """True only for globally routable unicast addresses; IPv4 inside IPv6 is judged as IPv4."""
+    ip = address if not isinstance(address, str) else ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner is not None and not address_is_public(inner):
+            return False
+        if ip.ipv4_mapped is not None or ip in NAT64_WELL_KNOWN:
+            return True  # a translation of a public IPv4 address: judged by it alone
+    if any(ip in network for network in EXTRA_BLOCKED_NETWORKS if network.version == ip.version):
+        return False
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_private or ip.is_reserved or ip.is_loopback or ip.is_link_local or ip.is_unspecified
+    )
+
+
+Resolver = Callable[[str, int], list[IPAddress]]
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address the system resolver gives for ``host`` (one lookup)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TransportError(f"cannot resolve {host}: {exc}") from exc
+    addresses: list[IPAddress] = []
+    for family, *_rest, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+            if ip not in addresses:
+                addresses.append(ip)
+    if not addresses:
+        raise TransportError(f"cannot resolve {host}: no IPv4 or IPv6 address")
+    return addresses
+
 
 @dataclass(frozen=True)
 class OutboundPolicy:
@@ -45,41 +172,34 @@ class OutboundPolicy:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> OutboundPolicy:
         raw = config.get("BRIDGE_OUTBOUND_ALLOWLIST") or ""
-        allowlist = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+        allowlist = tuple(p.strip().lower().rstrip(".") for p in raw.split(",") if p.strip())
         return cls(
             allow_private=bool(config.get("BRIDGE_ALLOW_PRIVATE_TARGETS")),
             allowlist=allowlist,
+            max_response_bytes=int(config.get("BRIDGE_OUTBOUND_MAX_RESPONSE_BYTES") or DEFAULT_MAX_RESPONSE_BYTES),
         )
 
     def host_allowed(self, host: str) -> bool:
+        """Exact host, or ``*.suffix`` for any subdomain of suffix (not suffix itself)."""
         if not self.allowlist:
             return True
         host = host.lower().rstrip(".")
         for pattern in self.allowlist:
             if pattern.startswith("*."):
-                if host.endswith(pattern[1:]) or fnmatch.fnmatch(host, pattern):
+                if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
                     return True
             elif host == pattern:
                 return True
         return False
 
 
-def address_is_public(address: str) -> bool:
-    """True only for globally routable unicast addresses (IPv4 embedded in IPv6 unwrapped)."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return address_is_public(str(ip.ipv4_mapped))
-        if ip.sixtofour is not None:
-            return address_is_public(str(ip.sixtofour))
-        if ip in ipaddress.ip_network("64:ff9b::/96"):
-            return address_is_public(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
-    return ip.is_global and not ip.is_multicast
-
-
-def check_target(url: str, policy: OutboundPolicy) -> None:
-    """Raise ``OutboundDenied`` unless the URL may be requested under the policy."""
-    parts = urlsplit(url)
+def check_url(url: str, policy: OutboundPolicy) -> str:
+    """The URL's host if its scheme and host pass the policy (no DNS); else ``OutboundDenied``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (validates the port)
+    except ValueError as exc:
+        raise OutboundDenied(f"invalid URL: {exc}") from exc
     if parts.scheme not in ("http", "https"):
         raise OutboundDenied(f"scheme {parts.scheme!r} is not allowed")
     host = parts.hostname
@@ -87,26 +207,121 @@ def check_target(url: str, policy: OutboundPolicy) -> None:
         raise OutboundDenied("URL has no host")
     if not policy.host_allowed(host):
         raise OutboundDenied(f"host {host} is not in BRIDGE_OUTBOUND_ALLOWLIST")
-    if policy.allow_private:
-        return
+    return host
+
+
+def pick_address(host: str, port: int, policy: OutboundPolicy, resolver: Resolver = resolve) -> IPAddress:
+    """Resolve ``host`` once and return the address to connect to.
+
+    Every answer must be public (unless private targets are allowed): a resolver answering a
+    public address first and a private one second is refused, not raced.
+    """
+    literal = parse_ip_literal(host)
+    addresses = [literal] if literal is not None else resolver(host, port)
+    if not policy.allow_private:
+        for address in addresses:
+            if not address_is_public(address):
+                raise OutboundDenied(f"host {host} resolves to a non-public address")
+    return addresses[0]
+
+
+def check_target(url: str, policy: OutboundPolicy, resolver: Resolver = resolve) -> IPAddress:
+    """Raise ``OutboundDenied`` unless the URL may be requested; return the pinned address."""
+    host = check_url(url, policy)
+    parts = urlsplit(url)
+    return pick_address(host, parts.port or (443 if parts.scheme == "https" else 80), policy, resolver)
+
+
+# -- pinning ----------------------------------------------------------------------------------
+
+
+class PinnedAdapter(HTTPAdapter):
+    """Dials the address ``pin(host, port)`` returns, keeping the name for Host, SNI and the
+    certificate check. The pool key carries the IP and the server name, so pooled connections
+    are reused only for the same pinned address and name.
+
+    ``responses`` mocks ``HTTPAdapter.send`` and so bypasses the pin: tests that mock with it
+    exercise adapters, not this policy (tests/http/ use real loopback servers).
+    """
+
+    def __init__(self, pin: Callable[[str, int], IPAddress]) -> None:
+        super().__init__(max_retries=0)
+        self._pin = pin
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        hostname = str(host_params["host"]).strip("[]")
+        port = int(host_params["port"] or (443 if host_params["scheme"] == "https" else 80))
+        address = self._pin(hostname, port)
+        if "Host" not in request.headers:
+            parts = urlsplit(request.url or "")
+            shown = f"[{hostname}]" if ":" in hostname else hostname
+            request.headers["Host"] = f"{shown}:{parts.port}" if parts.port else shown
+        if host_params["scheme"] == "https":
+            pool_kwargs["server_hostname"] = hostname
+            pool_kwargs["assert_hostname"] = hostname
+        host_params["host"] = f"[{address}]" if address.version == 6 else str(address)
+        return host_params, pool_kwargs
+
+
+# -- the client -------------------------------------------------------------------------------
+
+
+def prepare(method: str, url: str, session: requests.Session | None = None, **kwargs: Any) -> requests.PreparedRequest:
+    """Build the request exactly as it would be sent; a malformed one (bad URL, a header value
+    with a newline) is refused with ``OutboundDenied``."""
+    headers = {"User-Agent": USER_AGENT, **(kwargs.pop("headers", None) or {})}
+    request = requests.Request(method.upper(), url, headers=headers, **kwargs)
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
-    except socket.gaierror as exc:
-        raise TransportError(f"cannot resolve {host}: {exc}") from exc
-    for info in infos:
-        if not address_is_public(str(info[4][0])):
-            raise OutboundDenied(f"host {host} resolves to a non-public address")
+        return session.prepare_request(request) if session is not None else request.prepare()
+    except (requests.RequestException, ValueError) as exc:
+        raise OutboundDenied(f"invalid request: {exc.__class__.__name__}") from exc
+
+
+def describe_request(prepared: requests.PreparedRequest, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """The loggable, redacted view of a request (what attempts and dry runs store)."""
+    return {
+        "method": prepared.method,
+        "url": redact_url(prepared.url or "", secrets),
+        "request_headers": redact_headers(dict(prepared.headers), secrets),
+        "request_body": redact_body(prepared.body, prepared.headers.get("Content-Type", ""), secrets)[:EXCERPT_CHARS],
+    }
+
+
+def describe_response(response: HttpResponse, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    content_type = response.header("Content-Type") or ""
+    return {
+        "status": response.status,
+        "response_headers": redact_headers(dict(response.headers), secrets),
+        "response_body": redact_body(response.body, content_type, secrets)[:EXCERPT_CHARS],
+    }
 
 
 @dataclass
 class OutboundClient:
     """Implements ``crm_adapters.base.HttpClient``. One per delivery attempt or adapter use;
-    ``exchanges`` collects what was sent and received, redacted."""
+    ``exchanges`` collects what was sent and received, redacted. Not shared between threads."""
 
     policy: OutboundPolicy = field(default_factory=OutboundPolicy)
     secrets: tuple[str, ...] = ()
     exchanges: list[dict[str, Any]] = field(default_factory=list)
     session: requests.Session = field(default_factory=requests.Session)
+    resolver: Resolver = resolve
+
+    def __post_init__(self) -> None:
+        self.session.trust_env = False  # no proxies or .netrc from the environment: they defeat pinning
+        adapter = PinnedAdapter(self._pin)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._current: dict[str, Any] | None = None
+
+    def _pin(self, host: str, port: int) -> IPAddress:
+        address = pick_address(host, port, self.policy, self.resolver)
+        if self._current is not None:
+            self._current["address"] = str(address)
+        return address
 
     def request(
         self,
@@ -120,36 +335,19 @@ class OutboundClient:
         auth: tuple[str, str] | None = None,
         timeout: float | None = None,
     ) -> HttpResponse:
-        prepared = self.session.prepare_request(
-            requests.Request(
-                method.upper(),
-                url,
-                params=params,
-                headers={"User-Agent": USER_AGENT, **(headers or {})},
-                json=json,
-                data=data,
-                auth=auth,
-            )
-        )
-        exchange: dict[str, Any] = {
-            "method": prepared.method,
-            "url": redact_url(prepared.url or url, self.secrets),
-            "request_headers": redact_headers(dict(prepared.headers), self.secrets),
-            "request_body": redact_body(prepared.body, prepared.headers.get("Content-Type", ""), self.secrets)[
-                :EXCERPT_CHARS
-            ],
-        }
+        exchange: dict[str, Any] = {"method": method.upper(), "url": redact_url(url, self.secrets)}
         self.exchanges.append(exchange)
         started = time.perf_counter()
+        self._current = exchange
         try:
-            check_target(prepared.url or url, self.policy)
-            response = self.session.send(
-                prepared,
-                allow_redirects=False,
-                stream=True,
-                timeout=timeout or self.policy.default_timeout,
+            prepared = prepare(
+                method, url, self.session, params=params, headers=headers, json=json, data=data, auth=auth
             )
-            body = self._read_capped(response)
+            exchange.update(describe_request(prepared, self.secrets))
+            check_url(prepared.url or url, self.policy)
+            limit = timeout or self.policy.default_timeout
+            response = self.session.send(prepared, allow_redirects=False, stream=True, timeout=limit)
+            body = self._read_capped(response, deadline=started + limit)
         except (OutboundDenied, TransportError) as exc:
             self._finish(exchange, started, error=exc)
             raise
@@ -161,16 +359,14 @@ class OutboundClient:
             error = TransportError(f"connection failed: {exc.__class__.__name__}")
             self._finish(exchange, started, error=error)
             raise error from exc
+        finally:
+            self._current = None
         result = HttpResponse(status=response.status_code, headers=dict(response.headers), body=body, url=response.url)
-        exchange["status"] = result.status
-        exchange["response_headers"] = redact_headers(dict(response.headers), self.secrets)
-        exchange["response_body"] = redact_body(body, response.headers.get("Content-Type", ""), self.secrets)[
-            :EXCERPT_CHARS
-        ]
+        exchange.update(describe_response(result, self.secrets))
         self._finish(exchange, started)
         return result
 
-    def _read_capped(self, response: requests.Response) -> bytes:
+    def _read_capped(self, response: requests.Response, *, deadline: float) -> bytes:
         limit = self.policy.max_response_bytes
         chunks: list[bytes] = []
         size = 0
@@ -179,6 +375,8 @@ class OutboundClient:
                 size += len(chunk)
                 if size > limit:
                     raise ResponseTooLarge(f"response larger than {limit} bytes")
+                if time.perf_counter() > deadline:
+                    raise TransportTimeout("response took longer than the timeout to arrive")
                 chunks.append(chunk)
         finally:
             response.close()

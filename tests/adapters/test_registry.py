@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 # AdapterContract subclass for that type; other adapters (custom_webhook) name their own module.
 ADAPTER_TEST_MODULES: dict[str, str] = {
     "activecampaign": "tests/adapters/test_activecampaign.py",
+    "custom_webhook": "tests/adapters/test_custom_webhook.py",
     "fluentcrm": "tests/adapters/test_fluentcrm.py",
     "hubspot": "tests/adapters/test_hubspot.py",
     "mailchimp": "tests/adapters/test_mailchimp.py",

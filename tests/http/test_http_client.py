@@ -1,0 +1,147 @@
+"""The outbound client against real loopback servers: pinning, refusal, redirects, caps."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+import pytest
+import requests
+
+from bridge.http import OutboundClient, OutboundPolicy, PinnedAdapter, outbound_client
+from crm_adapters.errors import OutboundDenied, ResponseTooLarge, TransportTimeout
+
+LENIENT = OutboundPolicy(allow_private=True)
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """``*.pinned.test`` resolves to 127.0.0.1 through ``socket.getaddrinfo``; counts lookups."""
+    real = socket.getaddrinfo
+    lookups: dict[str, int] = {}
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list:
+        if isinstance(host, str) and host.endswith(".pinned.test"):
+            lookups[host] = lookups.get(host, 0) + 1
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", int(port)))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+def test_loopback_target_is_refused_before_anything_is_sent(receiver: Any) -> None:
+    client = OutboundClient(policy=OutboundPolicy())
+    with pytest.raises(OutboundDenied):
+        client.request("POST", receiver.url + "/hook", json={"email": "a@example.com"})
+    assert receiver.requests == []
+    (exchange,) = client.exchanges
+    assert exchange["error_class"] == "outbound_denied"
+    assert exchange["method"] == "POST"
+    assert "a@example.com" in exchange["request_body"]
+
+
+def test_name_resolving_to_loopback_is_refused(receiver: Any, fake_dns: dict[str, int]) -> None:
+    port = receiver.url.rsplit(":", 1)[1]
+    client = OutboundClient(policy=OutboundPolicy())
+    with pytest.raises(OutboundDenied, match="non-public"):
+        client.request("GET", f"http://crm.pinned.test:{port}/x")
+    assert receiver.requests == []
+    assert fake_dns == {"crm.pinned.test": 1}
+
+
+def test_connects_to_the_checked_address_with_the_name_in_host(receiver: Any, fake_dns: dict[str, int]) -> None:
+    port = receiver.url.rsplit(":", 1)[1]
+    client = OutboundClient(policy=LENIENT)
+    for _ in range(2):
+        response = client.request("GET", f"http://crm.pinned.test:{port}/ping", params={"q": "1"})
+        assert response.status == 200
+    assert [r.headers["Host"] for r in receiver.requests] == [f"crm.pinned.test:{port}"] * 2
+    assert receiver.paths() == ["/ping?q=1", "/ping?q=1"]
+    assert fake_dns == {"crm.pinned.test": 2}  # once per request, never a second lookup
+    assert client.exchanges[0]["address"] == "127.0.0.1"
+
+
+def test_https_keeps_the_name_for_sni_and_certificate_check() -> None:
+    adapter = PinnedAdapter(lambda host, port: ipaddress.ip_address("93.184.216.34"))
+    prepared = requests.Request("GET", "https://crm.example.com/api").prepare()
+    host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(prepared, True)
+    assert host_params["host"] == "93.184.216.34"
+    assert pool_kwargs["server_hostname"] == "crm.example.com"
+    assert pool_kwargs["assert_hostname"] == "crm.example.com"
+    assert prepared.headers["Host"] == "crm.example.com"
+
+
+def test_redirect_is_returned_not_followed(receiver: Any) -> None:
+    receiver.routes["/moved"] = lambda r: (302, {"Location": receiver.url + "/target"}, b"")
+    client = OutboundClient(policy=LENIENT)
+    response = client.request("POST", receiver.url + "/moved", json={})
+    assert response.status == 302
+    assert receiver.paths() == ["/moved"]
+
+
+def test_response_over_the_cap_is_refused(receiver: Any) -> None:
+    receiver.routes["/big"] = lambda r: (200, {}, b"x" * 200_000)
+    client = OutboundClient(policy=OutboundPolicy(allow_private=True, max_response_bytes=100_000))
+    with pytest.raises(ResponseTooLarge):
+        client.request("GET", receiver.url + "/big")
+    assert client.exchanges[0]["error_class"] == "response_too_large"
+
+
+def test_slow_target_times_out(receiver: Any) -> None:
+    def stall(request: Any) -> tuple[int, dict[str, str], bytes]:
+        receiver.release.wait(10)  # released when the test ends
+        return 200, {}, b""
+
+    receiver.routes["/slow"] = stall
+    client = OutboundClient(policy=LENIENT)
+    with pytest.raises(TransportTimeout):
+        client.request("GET", receiver.url + "/slow", timeout=0.3)
+    assert client.exchanges[0]["error_class"] == "timeout"
+
+
+def test_allowlist_applies_even_when_private_targets_are_allowed(receiver: Any) -> None:
+    client = OutboundClient(policy=OutboundPolicy(allow_private=True, allowlist=("crm.example.com",)))
+    with pytest.raises(OutboundDenied, match="ALLOWLIST"):
+        client.request("GET", receiver.url + "/x")
+    assert receiver.requests == []
+
+
+def test_header_injection_is_refused(receiver: Any) -> None:
+    client = OutboundClient(policy=LENIENT)
+    with pytest.raises(OutboundDenied, match="invalid request"):
+        client.request("GET", receiver.url + "/x", headers={"X-Name": "a\r\nX-Evil: 1"})
+    assert receiver.requests == []
+
+
+def test_exchanges_are_recorded_redacted(receiver: Any) -> None:
+    receiver.routes["/token"] = lambda r: (200, {"Content-Type": "application/json"}, b'{"access_token":"tok-123456"}')
+    client = OutboundClient(policy=LENIENT, secrets=("s3cret-value",))
+    client.request(
+        "POST",
+        receiver.url + "/token",
+        params={"api_key": "k-abcdef"},
+        headers={"Authorization": "Bearer abc", "X-Custom": "s3cret-value"},
+        data={"client_secret": "cs-999999", "grant_type": "client_credentials"},
+    )
+    recorded = str(client.exchanges)
+    for secret in ("k-abcdef", "Bearer abc", "s3cret-value", "cs-999999", "tok-123456"):
+        assert secret not in recorded
+    assert receiver.requests[0].headers["X-Custom"] == "s3cret-value"  # redaction is for the record only
+    assert client.exchanges[0]["status"] == 200
+
+
+def test_environment_proxies_are_ignored(receiver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://10.255.255.1:3128")
+    client = OutboundClient(policy=LENIENT)
+    assert client.request("GET", receiver.url + "/direct").status == 200
+
+
+def test_outbound_client_takes_the_app_policy(app) -> None:
+    app.config.update(BRIDGE_ALLOW_PRIVATE_TARGETS=True, BRIDGE_OUTBOUND_ALLOWLIST="*.example.com")
+    with app.app_context():
+        client = outbound_client(["", "secret-1"])
+    assert client.policy.allow_private and client.policy.allowlist == ("*.example.com",)
+    assert client.secrets == ("secret-1",)
+    assert outbound_client().policy == OutboundPolicy()  # outside an app: the strict default
