@@ -1,0 +1,153 @@
+"""Rate limiting of failed access-key attempts (CONTRACT.md §3: more than 20 per address per
+minute and every inbound request from that address is refused until the minute is over).
+
+The limit must hold across gunicorn workers and machines, so counters never live in process
+memory. We use the ``limits`` library's fixed-window strategy with, by default,
+:class:`DatabaseStorage`: a small ``limits`` storage backed by the ``rate_limit_counter`` table,
+which works on SQLite and PostgreSQL with no extra service. ``BRIDGE_RATELIMIT_STORAGE_URL``
+(e.g. ``redis://127.0.0.1:6379/0``) switches to one of ``limits``' own storages instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+
+from flask import Flask, current_app
+from limits import RateLimitItemPerMinute
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.extensions import db
+from bridge.models import RateLimitCounter, utcnow
+
+EXTENSION_KEY = "bridge.failed_key_limiter"
+NAMESPACE = "inbound-failed-key"
+
+
+class DatabaseStorage(Storage):
+    """A ``limits`` storage keeping fixed-window counters in ``rate_limit_counter``.
+
+    Each operation runs on its own short connection from the app's engine (never the request's
+    session), so a counter update commits even when the request's own work is rolled back.
+    ``incr`` is one atomic upsert (``INSERT … ON CONFLICT DO UPDATE … RETURNING``), so
+    concurrent workers never lose a count; an expired window restarts inside the same statement.
+    """
+
+    STORAGE_SCHEME = None
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.table = RateLimitCounter.__table__
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return SQLAlchemyError
+
+    def _insert(self):  # type: ignore[no-untyped-def]
+        return postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = utcnow()
+        until = now + timedelta(seconds=expiry)
+        column = self.table.c
+        expired = column.expires_at <= now
+        statement = (
+            self._insert()(self.table)
+            .values(key=key, count=amount, expires_at=until)
+            .on_conflict_do_update(
+                index_elements=[column.key],
+                set_={
+                    "count": case((expired, amount), else_=column.count + amount),
+                    "expires_at": case((expired, until), else_=column.expires_at),
+                },
+            )
+            .returning(column.count)
+        )
+        with self.engine.begin() as connection:
+            return int(connection.execute(statement).scalar_one())
+
+    def get(self, key: str) -> int:
+        column = self.table.c
+        with self.engine.begin() as connection:
+            count = connection.execute(
+                select(column.count).where(column.key == key, column.expires_at > utcnow())
+            ).scalar()
+        return int(count or 0)
+
+    def get_expiry(self, key: str) -> float:
+        column = self.table.c
+        with self.engine.begin() as connection:
+            expires_at = connection.execute(select(column.expires_at).where(column.key == key)).scalar()
+        if expires_at is None:
+            return time.time()
+        return expires_at.replace(tzinfo=UTC).timestamp()
+
+    def check(self) -> bool:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(select(1))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def reset(self) -> int | None:
+        with self.engine.begin() as connection:
+            return connection.execute(delete(self.table)).rowcount
+
+    def clear(self, key: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(self.table).where(self.table.c.key == key))
+
+    def purge_expired(self) -> int:
+        """Delete finished windows (housekeeping; a stale row is harmless, just dead weight)."""
+        with self.engine.begin() as connection:
+            return connection.execute(delete(self.table).where(self.table.c.expires_at <= utcnow())).rowcount
+
+
+@dataclass
+class FailedKeyLimiter:
+    """Counts failed access-key attempts per source address and says when one is refused."""
+
+    limiter: FixedWindowRateLimiter
+    item: RateLimitItemPerMinute
+
+    def is_refused(self, address: str) -> bool:
+        """True once an address has made *more than* the allowed failures in its window."""
+        # cost=0 asks "is the count still <= amount?", i.e. refuse only past the limit.
+        return not self.limiter.test(self.item, NAMESPACE, address, cost=0)
+
+    def record_failure(self, address: str) -> None:
+        self.limiter.hit(self.item, NAMESPACE, address)
+
+    def retry_after(self, address: str) -> int:
+        """Whole seconds until the address's window is over (at least 1)."""
+        reset_at = self.limiter.get_window_stats(self.item, NAMESPACE, address).reset_time
+        return max(1, math.ceil(reset_at - time.time()))
+
+
+def build_storage(app: Flask) -> Storage:
+    url = app.config.get("BRIDGE_RATELIMIT_STORAGE_URL")
+    if url:
+        return storage_from_string(url)
+    with app.app_context():
+        return DatabaseStorage(db.engine)
+
+
+def failed_key_limiter() -> FailedKeyLimiter:
+    """The running app's limiter, built once per app (its storage is shared by all requests)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    limiter = app.extensions.get(EXTENSION_KEY)
+    if limiter is None:
+        amount = int(app.config.get("BRIDGE_FAILED_KEY_LIMIT", 20))
+        limiter = FailedKeyLimiter(FixedWindowRateLimiter(build_storage(app)), RateLimitItemPerMinute(amount))
+        app.extensions[EXTENSION_KEY] = limiter
+    return limiter
