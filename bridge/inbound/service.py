@@ -21,23 +21,36 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bridge import crypto, mail, outbox, users
-from bridge.adapters import adapter_class
-from bridge.connections import effective_settings, settings_for_type
-from bridge.errors import ApiError
+from bridge import outbox
 from bridge.extensions import db
-from bridge.http import OutboundClient, outbound_client
+from bridge.inbound.changes import apply_contact, make_credentials, match_user
 from bridge.inbound.request import InboundOptions, build_call
+from bridge.inbound.runtime import (
+    ConnectionRuntime,
+    ContactPlan,
+    InboundJobRejected,
+    InboundOutcome,
+    InboundRejected,
+)
 from bridge.jobs import JobContext, job_handler
-from bridge.models import Connection, ContactLink, Delivery, User
+from bridge.models import Connection, Delivery
 from crm_adapters.base import Adapter, Contact, InboundRequest
 from crm_adapters.errors import AdapterError, CrmError
+
+__all__ = [
+    "ConnectionRuntime",
+    "InboundOutcome",
+    "InboundRejected",
+    "process_contacts",
+    "queue_webhook",
+    "run_queued_webhook",
+]
 
 MAX_ATTEMPTS = 5
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
@@ -57,57 +70,6 @@ SIGNATURE_HEADERS = (
 T = TypeVar("T")
 
 
-class InboundRejected(ApiError):
-    """A webhook the rules refuse (4xx) or cannot serve now (502). Nothing was written."""
-
-
-class InboundJobRejected(AdapterError):
-    """A queued webhook the rules refuse: final, retrying cannot help."""
-
-    error_class = "inbound_rejected"
-
-
-@dataclass
-class ConnectionRuntime:
-    """A connection ready to serve one webhook: settings decrypted once, adapter built once."""
-
-    connection: Connection
-    connection_id: int
-    name: str
-    settings: dict[str, Any]
-    adapter: Adapter
-    can_call_crm: bool
-
-    @classmethod
-    def prepare(cls, connection: Connection, http: OutboundClient | None = None) -> ConnectionRuntime:
-        declared = settings_for_type(connection.type)
-        settings = effective_settings(connection)
-        secrets = [str(settings[s.name]) for s in declared if s.secret and settings.get(s.name)]
-        client = http or outbound_client(secrets)
-        adapter = adapter_class(connection.type)(settings, client)
-        complete = all(settings.get(s.name) not in (None, "") for s in declared if s.required)
-        return cls(connection, connection.id, connection.name, settings, adapter, complete)
-
-
-@dataclass
-class InboundOutcome:
-    """What a webhook did: the response body plus what the inbound log records."""
-
-    body: dict[str, Any]
-    outcome: str
-    status: int = 200
-    contact_id: str | None = None
-    user_id: int | None = None
-
-
-@dataclass
-class _ContactResult:
-    body: dict[str, Any]
-    outcome: str
-    user_id: int | None = None
-    generated_password: str | None = field(default=None, repr=False)
-
-
 # -- the entry point --------------------------------------------------------------------------
 
 
@@ -124,8 +86,10 @@ def process_contacts(
     ``commit=False`` (the async job) runs the unit in a savepoint and leaves the commit to the
     caller (the worker, which records the delivery in the same transaction).
     """
-    contacts = gather_from_crm(runtime, action, contacts, release_lock=commit)
-    results = run_unit(lambda: [apply_contact(runtime, action, c, options) for c in contacts], commit=commit)
+    if action == "test":
+        return InboundOutcome({"success": True, "connection": runtime.name}, "tested")
+    plans = prepare_contacts(runtime, action, contacts, release_lock=commit)
+    results = run_unit(lambda: [apply_contact(runtime, action, plan, options) for plan in plans], commit=commit)
     first = results[0] if results else None
     if len(results) == 1 and first is not None:
         body = first.body
@@ -135,7 +99,7 @@ def process_contacts(
     return InboundOutcome(
         body=body,
         outcome=outcomes.pop() if len(outcomes) == 1 else "batch",
-        contact_id=",".join(c.contact_id or "" for c in contacts)[:191] or None,
+        contact_id=",".join(p.contact.contact_id or "" for p in plans)[:191] or None,
         user_id=first.user_id if first is not None else None,
     )
 
@@ -172,10 +136,10 @@ def _is_race(exc: DBAPIError) -> bool:
 # -- phase 1: the CRM -------------------------------------------------------------------------
 
 
-def gather_from_crm(
+def prepare_contacts(
     runtime: ConnectionRuntime, action: str, contacts: list[Contact], *, release_lock: bool = True
-) -> list[Contact]:
-    """Complete contacts from the CRM where the payload falls short, before anything is written.
+) -> list[ContactPlan]:
+    """Everything slow, before anything is written: CRM calls and password hashing.
 
     ``add`` loads the contact when the payload has no email (or ``always_load_from_crm``);
     every action loads tags when the payload carries none. ``update``/``update_tags`` for a
@@ -183,32 +147,35 @@ def gather_from_crm(
     its API settings serves payloads as they are. ``release_lock=False`` (the worker owns the
     transaction) keeps the caller's transaction open.
     """
-    if not runtime.can_call_crm or action == "test":
-        return contacts
     always_load = bool(runtime.settings.get("always_load_from_crm"))
-    wanted: list[tuple[int, bool, bool]] = []
-    for index, contact in enumerate(contacts):
+    plans = [ContactPlan(contact) for contact in contacts]
+    loads: list[tuple[ContactPlan, bool, bool]] = []
+    creates: list[ContactPlan] = []
+    for plan in plans:
+        contact = plan.contact
         load_contact = action != "update_tags" and (always_load or (action == "add" and not contact.email))
         load_tags = contact.tags is None
-        if not (load_contact or load_tags) or not contact.contact_id:
+        wants_crm = runtime.can_call_crm and bool(contact.contact_id) and (load_contact or load_tags)
+        if not wants_crm and action != "add":
             continue
-        if action != "add" and match_user(runtime, contact)[0] is None:
-            continue
-        wanted.append((index, load_contact, load_tags))
-    if not wanted:
-        return contacts
-    if release_lock:
-        # On SQLite even a read transaction holds the write lock: never keep it across CRM calls.
+        known = match_user(runtime, contact)[0] is not None
+        if action == "add" and not known:
+            creates.append(plan)
+        if wants_crm and (known or action == "add"):
+            loads.append((plan, load_contact, load_tags))
+    if (loads or creates) and release_lock:
+        # On SQLite even a read transaction holds the write lock: never keep it across slow work.
         db.session.rollback()
-    completed = list(contacts)
-    for index, load_contact, load_tags in wanted:
+    for plan, load_contact, load_tags in loads:
         try:
-            completed[index] = _load(runtime.adapter, contacts[index], load_contact, load_tags)
+            plan.contact = _load(runtime.adapter, plan.contact, load_contact, load_tags)
         except AdapterError as exc:
             raise InboundRejected(
                 502, "crm_unavailable", f"the CRM could not be reached or refused the request ({exc.error_class})"
             ) from exc
-    return completed
+    for plan in creates:
+        plan.credentials = make_credentials(runtime, plan.contact)
+    return plans
 
 
 def _load(adapter: Adapter, contact: Contact, load_contact: bool, load_tags: bool) -> Contact:
@@ -225,176 +192,6 @@ def _load(adapter: Adapter, contact: Contact, load_contact: bool, load_tags: boo
             return merged
         contact = merged
     return replace(contact, tags=adapter.load_tags(contact_id))
-
-
-# -- phase 2: the database --------------------------------------------------------------------
-
-
-def match_user(runtime: ConnectionRuntime, contact: Contact) -> tuple[User | None, bool]:
-    """(user, matched by the contact link): this connection's contact id first, then email."""
-    if contact.contact_id:
-        user = db.session.scalar(
-            select(User)
-            .join(ContactLink, ContactLink.user_id == User.id)
-            .where(
-                ContactLink.connection_id == runtime.connection_id,
-                ContactLink.contact_id == contact.contact_id,
-                ContactLink.unlinked_at.is_(None),
-            )
-        )
-        if user is not None:
-            return user, True
-    return users.find_by_email(contact.email), False
-
-
-def apply_contact(runtime: ConnectionRuntime, action: str, contact: Contact, options: InboundOptions) -> _ContactResult:
-    user, linked = match_user(runtime, contact)
-    if user is None:
-        if action != "add":
-            body = {"success": True, "action": action, "matched": False, "reason": "no matching user"}
-            return _ContactResult(body, "unmatched")
-        return create_from_contact(runtime, contact, options)
-    changed, tags, added, removed = update_from_contact(
-        runtime, user, contact, options, tags_only=action == "update_tags"
-    )
-    if not linked and contact.contact_id:
-        users.link_contact(user, runtime.connection, contact.contact_id)
-    if action == "add":
-        body = _add_body(runtime, contact, user, created=False, tags=tags, notified=False, password_queued=False)
-        return _ContactResult(body, "updated", user.id)
-    body = {
-        "success": True,
-        "action": action,
-        "connection": runtime.name,
-        "contact_id": contact.contact_id,
-        "user_id": user.id,
-        "matched": True,
-        "updated_fields": changed,
-        "tags": tags,
-        "tags_added": added,
-        "tags_removed": removed,
-    }
-    return _ContactResult(body, "updated", user.id)
-
-
-def update_from_contact(
-    runtime: ConnectionRuntime, user: User, contact: Contact, options: InboundOptions, *, tags_only: bool
-) -> tuple[list[str], list[str], list[str], list[str]]:
-    """Set fields and role (unless ``tags_only``) and replace this connection's tags.
-    Returns (changed fields, tags, tags added, tags removed). Never touches the password."""
-    changed: list[str] = []
-    if not tags_only:
-        changed = users.apply_fields(user, contact.fields)
-        requested = _text(contact.fields.get("role")) or options.role
-        if requested:
-            role = _resolve_role(requested, runtime)
-            if role != user.role:
-                user.role = role
-                changed.append("role")
-    if contact.tags is None:
-        return changed, users.tag_names(user, runtime.connection), [], []
-    added, removed = users.replace_tags(user, runtime.connection, contact.tags)
-    wanted = list(dict.fromkeys(t.strip() for t in contact.tags if t and t.strip()))
-    return changed, wanted, added, removed
-
-
-def create_from_contact(runtime: ConnectionRuntime, contact: Contact, options: InboundOptions) -> _ContactResult:
-    """A new user for a contact: username, password and role by the contact's rules."""
-    settings = runtime.settings
-    fields = contact.fields
-    email = users.normalise_email(contact.email or _text(fields.get("email")))
-    if not email:
-        raise InboundRejected(422, "missing_email", "the contact has no email address, even after loading it")
-    role = _resolve_role(_text(fields.get("role")) or options.role, runtime)
-    generated = None
-    password = _text(fields.get("user_pass"))
-    if not password:
-        generated = password = users.generate_password(int(settings.get("password_length") or 16))
-    first_name, last_name = _text(fields.get("first_name")) or "", _text(fields.get("last_name")) or ""
-    username = users.make_username(
-        str(settings.get("username_format") or "email"),
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        preferred=_text(fields.get("user_login")),
-    )
-    user = users.create_user(
-        email=email,
-        username=username,
-        password=password,
-        first_name=first_name,
-        last_name=last_name,
-        role=role,
-        meta={k: v for k, v in fields.items() if k not in (*users.SPECIAL_FIELDS, *users.USER_COLUMNS)},
-    )
-    if contact.contact_id:
-        users.link_contact(user, runtime.connection, contact.contact_id)
-    tags: list[str] = []
-    if contact.tags:
-        users.replace_tags(user, runtime.connection, contact.tags)
-        tags = users.tag_names(user, runtime.connection)
-    notify = options.send_notification
-    if notify is None:
-        notify = bool(settings.get("send_welcome_email"))
-    if notify:
-        mail.queue_welcome(user, runtime.connection)
-    return_field = _text(settings.get("return_password_field"))
-    password_queued = bool(generated and return_field)
-    if password_queued:
-        outbox.enqueue(
-            outbox.PASSWORD_RETURN,
-            connection=runtime.connection,
-            user=user,
-            payload={
-                "field": return_field,
-                "password": crypto.encrypt(str(generated)),
-                "contact_id": contact.contact_id,
-            },
-        )
-    body = _add_body(runtime, contact, user, created=True, tags=tags, notified=notify, password_queued=password_queued)
-    if generated and settings.get("return_password_in_response"):
-        body["password"] = generated
-    return _ContactResult(body, "created", user.id, generated)
-
-
-def _add_body(
-    runtime: ConnectionRuntime,
-    contact: Contact,
-    user: User,
-    *,
-    created: bool,
-    tags: list[str],
-    notified: bool,
-    password_queued: bool,
-) -> dict[str, Any]:
-    return {
-        "success": True,
-        "action": "add",
-        "connection": runtime.name,
-        "contact_id": contact.contact_id,
-        "user_id": user.id,
-        "created": created,
-        "username": user.username,
-        "role": user.role,
-        "tags": tags,
-        "notification_sent": notified,
-        "password_returned": "queued" if password_queued else "off",
-    }
-
-
-def _resolve_role(requested: str | None, runtime: ConnectionRuntime) -> str:
-    default = _text(runtime.settings.get("default_role")) or "subscriber"
-    try:
-        return users.resolve_role(requested, default)
-    except users.UserRuleError as exc:
-        raise InboundRejected(exc.status, exc.code, exc.message) from exc
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 # -- async: the webhook.inbound job -----------------------------------------------------------

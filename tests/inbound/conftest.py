@@ -67,3 +67,14 @@ def hook(client):
         )
 
     return send
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch):
+    """scrypt at production cost takes ~0.5 s a hash; these tests check where hashes go, not
+    their cost, so they use a cheap werkzeug method (check_password still verifies it)."""
+    from werkzeug.security import generate_password_hash
+
+    from bridge import users
+
+    monkeypatch.setattr(users, "hash_password", lambda password: generate_password_hash(password, "pbkdf2:sha256:1"))
