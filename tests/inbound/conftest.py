@@ -78,3 +78,17 @@ def fast_password_hashing(monkeypatch):
     from bridge import users
 
     monkeypatch.setattr(users, "hash_password", lambda password: generate_password_hash(password, "pbkdf2:sha256:1"))
+
+
+@pytest.fixture
+def register_adapter(monkeypatch):
+    """``register_adapter(cls)``: make a test adapter class a connection type for this test."""
+    from bridge import adapters
+
+    registry = dict(adapters.adapter_types())
+    monkeypatch.setattr(adapters, "adapter_types", lambda: registry)
+
+    def register(adapter_class) -> None:
+        registry[adapter_class.type] = adapter_class
+
+    return register

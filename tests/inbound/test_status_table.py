@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 import pytest
 import responses
 
-from bridge import adapters
 from crm_adapters.base import InboundRequest, Setting
 from crm_adapters.errors import InvalidSignature
 from crm_adapters.fluentcrm import FluentCrmAdapter
@@ -64,9 +63,8 @@ class SignedAdapter(FluentCrmAdapter):
 
 
 @pytest.fixture
-def signed_key(make_connection, monkeypatch) -> str:
-    registry = {**adapters.adapter_types(), "signed_test": SignedAdapter}
-    monkeypatch.setattr(adapters, "adapter_types", lambda: registry)
+def signed_key(make_connection, register_adapter) -> str:
+    register_adapter(SignedAdapter)
     return make_connection("signed", "signed_test", webhook_secret="s3cret-signing", **FLUENT_SETTINGS)
 
 
