@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bridge import outbox
+from bridge import outbox, users
 from bridge.extensions import db
 from bridge.inbound.changes import apply_contact, make_credentials, match_user
 from bridge.inbound.request import InboundOptions, build_call
@@ -106,7 +106,9 @@ def process_contacts(
 
 def run_unit(unit: Callable[[], T], *, commit: bool = True) -> T:
     """Run ``unit`` in one transaction, again from the start when a concurrent transaction won a
-    unique constraint (or PostgreSQL chose us as a deadlock or serialization victim)."""
+    unique constraint (or PostgreSQL chose us as a deadlock or serialization victim). Under
+    PostgreSQL's READ COMMITTED the winner may also show up between our match and our insert
+    (``EmailTaken``): the same race, settled the same way."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             if commit:
@@ -115,7 +117,7 @@ def run_unit(unit: Callable[[], T], *, commit: bool = True) -> T:
                 return result
             with db.session.begin_nested():
                 return unit()
-        except (IntegrityError, DBAPIError) as exc:
+        except (IntegrityError, DBAPIError, users.EmailTaken) as exc:
             if commit:
                 db.session.rollback()
             if attempt == MAX_ATTEMPTS or not _is_race(exc):
@@ -127,8 +129,8 @@ def run_unit(unit: Callable[[], T], *, commit: bool = True) -> T:
     raise AssertionError("unreachable")
 
 
-def _is_race(exc: DBAPIError) -> bool:
-    if isinstance(exc, IntegrityError):
+def _is_race(exc: Exception) -> bool:
+    if isinstance(exc, IntegrityError | users.EmailTaken):
         return True
     return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
 
