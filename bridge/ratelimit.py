@@ -128,6 +128,12 @@ class FailedKeyLimiter:
     def record_failure(self, address: str) -> None:
         self.limiter.hit(self.item, NAMESPACE, address)
 
+    def close(self) -> None:
+        """Release a network storage's connections (limits' Redis client keeps a pool)."""
+        client = getattr(self.limiter.storage, "storage", None)
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
     def retry_after(self, address: str) -> int:
         """Whole seconds until the address's window is over (at least 1)."""
         reset_at = self.limiter.get_window_stats(self.item, NAMESPACE, address).reset_time
@@ -140,6 +146,12 @@ def build_storage(app: Flask) -> Storage:
         return storage_from_string(url)
     with app.app_context():
         return DatabaseStorage(db.engine)
+
+
+def close_limiter(app: Flask) -> None:
+    limiter = app.extensions.pop(EXTENSION_KEY, None)
+    if limiter is not None:
+        limiter.close()
 
 
 def failed_key_limiter() -> FailedKeyLimiter:

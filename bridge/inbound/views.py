@@ -8,6 +8,7 @@ written; an error response writes nothing else.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -86,15 +87,35 @@ def _read_call(entry: log.InboundLogEntry) -> WebhookCall:
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     try:
-        body = request.get_data(cache=True)
+        body = _read_body(limit)
     except RequestEntityTooLarge:
         raise too_large from None
-    if len(body) > limit:
-        raise too_large
     call = call_from_flask(request, body)
     entry.action = call.action
     entry.set_payload(body, request.headers.get("Content-Type", ""), [call.access_key or ""])
     return call
+
+
+def _read_body(limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes.
+
+    A chunked body has no Content-Length, and Werkzeug's limited stream then stops silently at
+    the limit (a truncated body would parse as garbage), so such a body is read here up to one
+    byte past the limit and handed back to Werkzeug as a buffer for any form parsing.
+    """
+    environ = request.environ
+    if request.content_length is None and environ.get("wsgi.input_terminated"):
+        stream, chunks, size = environ["wsgi.input"], [], 0
+        while size <= limit:
+            chunk = stream.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge()
+        environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+    return request.get_data(cache=True)
 
 
 def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:

@@ -262,3 +262,44 @@ def test_get_root_without_action_is_a_page(client, only_log_row, table_counts):
 def test_get_with_a_key_but_no_action_is_json(client, fluent_key):
     response = client.get("/", query_string={"access_key": fluent_key})
     expect_error(response, 400, "missing_action")
+
+
+def test_413_for_a_chunked_body_without_content_length(app, live_server, fluent_key, table_counts):
+    """Werkzeug finds a chunked body too large only while reading it: still a JSON 413 and a log row."""
+    import requests
+
+    app.config.update(BRIDGE_MAX_BODY_BYTES=1000, MAX_CONTENT_LENGTH=1000)
+    before = table_counts()
+
+    def chunks():
+        for _ in range(20):
+            yield b"x" * 200
+
+    response = requests.post(
+        live_server.url + "/",
+        params={"wpf_action": "add", "access_key": fluent_key},
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    after = table_counts()
+    assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == {"webhook_event": 1}
+
+
+def test_a_chunked_body_within_the_limit_is_read_whole(live_server, fluent_key):
+    import json
+
+    import requests
+
+    body = json.dumps(subscriber(bio="y" * 3000)).encode()
+    response = requests.post(
+        live_server.url + "/",
+        params={"wpf_action": "add", "access_key": fluent_key},
+        data=iter([body[:1000], body[1000:]]),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] is True
