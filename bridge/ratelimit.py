@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app
 from limits import RateLimitItemPerMinute
@@ -75,21 +75,35 @@ class DatabaseStorage(Storage):
         with self.engine.begin() as connection:
             return int(connection.execute(statement).scalar_one())
 
+    def _read(self, key: str) -> tuple[int, datetime] | None:
+        """(count, expires_at) without a transaction: checked on every inbound request, so it
+        must not queue for SQLite's write lock (every SQLAlchemy transaction here takes it, see
+        ``bridge.database``). A raw DBAPI read in autocommit mode does not."""
+        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = f'SELECT "count", expires_at FROM rate_limit_counter WHERE "key" = {marker}'  # noqa: S608 (constant)
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, (key,))
+            row = cursor.fetchone()
+            cursor.close()
+            raw.rollback()  # PostgreSQL opened a transaction for the read; SQLite did not
+        finally:
+            raw.close()
+        if row is None:
+            return None
+        expires_at = row[1] if isinstance(row[1], datetime) else datetime.fromisoformat(str(row[1]))
+        return int(row[0]), expires_at.replace(tzinfo=None)
+
     def get(self, key: str) -> int:
-        column = self.table.c
-        with self.engine.begin() as connection:
-            count = connection.execute(
-                select(column.count).where(column.key == key, column.expires_at > utcnow())
-            ).scalar()
-        return int(count or 0)
+        found = self._read(key)
+        return found[0] if found is not None and found[1] > utcnow() else 0
 
     def get_expiry(self, key: str) -> float:
-        column = self.table.c
-        with self.engine.begin() as connection:
-            expires_at = connection.execute(select(column.expires_at).where(column.key == key)).scalar()
-        if expires_at is None:
+        found = self._read(key)
+        if found is None:
             return time.time()
-        return expires_at.replace(tzinfo=UTC).timestamp()
+        return found[1].replace(tzinfo=UTC).timestamp()
 
     def check(self) -> bool:
         try:

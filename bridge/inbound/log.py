@@ -42,6 +42,7 @@ class InboundLogEntry:
     outcome: str = "error"
     message: str | None = None
     payload: str | None = None
+    recorded: bool = False
 
     def set_payload(self, body: bytes, content_type: str, secrets: Iterable[str]) -> None:
         """Keep the body redacted: password fields masked, key-like parameters and the given
@@ -55,8 +56,8 @@ def scrubbed_path(full_path: str, secrets: Iterable[str] = ()) -> str:
     return redact_url(full_path.rstrip("?"), tuple(s for s in secrets if s))
 
 
-def record(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> WebhookEvent:
-    """Write the log row and commit it (the caller's own work is already settled)."""
+def add(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> WebhookEvent:
+    """Add the log row to the current transaction (the caller commits it with its own work)."""
     secrets = tuple(s for s in secrets if s)
     message = scrub_text(entry.message, secrets)[:MESSAGE_CHARS] if entry.message else None
     row = WebhookEvent(
@@ -75,6 +76,13 @@ def record(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> WebhookEvent:
         payload=entry.payload,
     )
     db.session.add(row)
+    entry.recorded = True
+    return row
+
+
+def record(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> WebhookEvent:
+    """Write the log row in its own transaction (the caller's work is already settled)."""
+    row = add(entry, secrets)
     db.session.commit()
     return row
 

@@ -12,7 +12,7 @@ from bridge.connections import effective_settings, settings_for_type
 from bridge.errors import ApiError
 from bridge.http import OutboundClient, outbound_client
 from bridge.models import Connection
-from crm_adapters.base import Adapter, Contact
+from crm_adapters.base import Adapter, Contact, HttpResponse
 from crm_adapters.errors import AdapterError
 
 
@@ -24,6 +24,24 @@ class InboundJobRejected(AdapterError):
     """A queued webhook the rules refuse: final, retrying cannot help."""
 
     error_class = "inbound_rejected"
+
+
+class LazyOutboundClient:
+    """Builds the outbound client (a ``requests`` session) on the first CRM call only: most
+    webhooks carry everything and never call the CRM, and the update path is hot."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = secrets
+        self._client: OutboundClient | None = None
+
+    @property
+    def client(self) -> OutboundClient:
+        if self._client is None:
+            self._client = outbound_client(self.secrets)
+        return self._client
+
+    def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+        return self.client.request(method, url, **kwargs)
 
 
 @dataclass
@@ -42,7 +60,7 @@ class ConnectionRuntime:
         declared = settings_for_type(connection.type)
         settings = effective_settings(connection)
         secrets = [str(settings[s.name]) for s in declared if s.secret and settings.get(s.name)]
-        client = http or outbound_client(secrets)
+        client = http or LazyOutboundClient(tuple(secrets))
         adapter = adapter_class(connection.type)(settings, client)
         complete = all(settings.get(s.name) not in (None, "") for s in declared if s.required)
         return cls(connection, connection.id, connection.name, settings, adapter, complete)

@@ -34,6 +34,7 @@ from bridge.inbound.request import InboundOptions, build_call
 from bridge.inbound.runtime import (
     ConnectionRuntime,
     ContactPlan,
+    ContactResult,
     InboundJobRejected,
     InboundOutcome,
     InboundRejected,
@@ -80,16 +81,29 @@ def process_contacts(
     options: InboundOptions,
     *,
     commit: bool = True,
+    before_commit: Callable[[InboundOutcome], None] | None = None,
 ) -> InboundOutcome:
     """Run ``add``/``update``/``update_tags`` for parsed contacts. Raises :class:`InboundRejected`.
 
+    ``before_commit`` runs inside the unit of work with its outcome, so the caller can add rows
+    that belong to the same transaction (the view's inbound log row: one commit per webhook).
     ``commit=False`` (the async job) runs the unit in a savepoint and leaves the commit to the
     caller (the worker, which records the delivery in the same transaction).
     """
     if action == "test":
         return InboundOutcome({"success": True, "connection": runtime.name}, "tested")
     plans = prepare_contacts(runtime, action, contacts, release_lock=commit)
-    results = run_unit(lambda: [apply_contact(runtime, action, plan, options) for plan in plans], commit=commit)
+
+    def unit() -> InboundOutcome:
+        outcome = _summarise(action, plans, [apply_contact(runtime, action, plan, options) for plan in plans])
+        if before_commit is not None:
+            before_commit(outcome)
+        return outcome
+
+    return run_unit(unit, commit=commit)
+
+
+def _summarise(action: str, plans: list[ContactPlan], results: list[ContactResult]) -> InboundOutcome:
     first = results[0] if results else None
     if len(results) == 1 and first is not None:
         body = first.body

@@ -45,18 +45,20 @@ def index() -> Any:
         outcome = _handle(call, entry)
         response = jsonify(outcome.body)
         response.status_code = outcome.status
-        entry.status_code, entry.outcome = outcome.status, outcome.outcome
-        entry.contact_id, entry.user_id = outcome.contact_id, outcome.user_id
+        _fill(entry, outcome)
     except ApiError as error:
         db.session.rollback()
+        entry.recorded = False  # a row added to the failed transaction is gone with it
         response = error.response()
         entry.status_code, entry.outcome, entry.message = error.status, error.code, error.message
     except Exception as exc:
         db.session.rollback()
+        entry.recorded = False
         entry.message = f"internal error ({exc.__class__.__name__})"
         log.record(entry, [key or ""])
         raise
-    log.record(entry, [key or ""])
+    if not entry.recorded:
+        log.record(entry, [key or ""])
     return response
 
 
@@ -158,4 +160,17 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
         job_id = queue_webhook(runtime, call.action, call.inbound)
         body = {"success": True, "queued": True, "job_id": job_id, "action": call.action}
         return InboundOutcome(body, "queued", status=202, contact_id=entry.contact_id)
-    return process_contacts(runtime, call.action, contacts, options)
+    return process_contacts(
+        runtime, call.action, contacts, options, before_commit=lambda o: _log_with(entry, o, call.access_key)
+    )
+
+
+def _log_with(entry: log.InboundLogEntry, outcome: InboundOutcome, key: str | None) -> None:
+    """Add the log row to the webhook's own transaction: one commit per successful webhook."""
+    _fill(entry, outcome)
+    log.add(entry, [key or ""])
+
+
+def _fill(entry: log.InboundLogEntry, outcome: InboundOutcome) -> None:
+    entry.status_code, entry.outcome = outcome.status, outcome.outcome
+    entry.contact_id, entry.user_id = outcome.contact_id, outcome.user_id
