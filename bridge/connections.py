@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from bridge import crypto
 from bridge.adapters import adapter_class
@@ -276,7 +277,10 @@ def find_by_access_key(key: str | None) -> Connection | None:
     if not key or len(key) > 512:
         return None
     digest = crypto.token_hash(key)
-    row = db.session.scalar(select(AccessKey).where(AccessKey.key_hash == digest))
+    # One query: the key with its connection (the inbound hot path needs both).
+    row = db.session.scalar(
+        select(AccessKey).options(joinedload(AccessKey.connection)).where(AccessKey.key_hash == digest)
+    )
     if row is None or not crypto.same_secret(row.key_hash, digest):
         return None
     if row.expires_at is not None and row.expires_at <= utcnow():

@@ -1,12 +1,176 @@
-"""The WP Fusion endpoint: ``/?wpf_action=…&access_key=…`` (CONTRACT.md §3). Stub: issue 2."""
+"""The WP Fusion endpoint: ``/?wpf_action=…&access_key=…`` (CONTRACT.md §3).
+
+Thin on purpose: it checks the request in the contract's order (rate limit, body size,
+configuration, key, action, parameters, signature, payload), hands the contacts to
+:mod:`bridge.inbound.service` and renders JSON. Whatever happens, one inbound log row is
+written; an error response writes nothing else.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import io
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from bridge import connections
+from bridge.errors import ApiError
+from bridge.extensions import db
+from bridge.inbound import log
+from bridge.inbound.request import ACTIONS, InvalidParameter, WebhookCall, call_from_flask
+from bridge.inbound.service import ConnectionRuntime, InboundOutcome, process_contacts, queue_webhook
+from bridge.ratelimit import failed_key_limiter
+from crm_adapters.errors import InvalidPayload, InvalidSignature, MissingContactId
 
 bp = Blueprint("inbound", __name__)
 
+RUNNING_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>crm-bridge</title></head>
+<body><h1>crm-bridge is running</h1>
+<p>CRMs send webhooks here: <code>/?wpf_action=add&amp;access_key=KEY</code>.
+The admin console is at <a href="/admin/">/admin/</a>.</p></body></html>
+"""
+
 
 @bp.route("/", methods=["GET", "POST"])
-def index() -> str:
-    return "crm-bridge"
+def index() -> Any:
+    if request.method == "GET" and not _looks_like_webhook():
+        return Response(RUNNING_PAGE, mimetype="text/html")
+    entry = log.InboundLogEntry(method=request.method, path=request.full_path, source_ip=request.remote_addr)
+    key: str | None = None
+    try:
+        call = _read_call(entry)
+        key = call.access_key
+        outcome = _handle(call, entry)
+        response = jsonify(outcome.body)
+        response.status_code = outcome.status
+        _fill(entry, outcome)
+    except ApiError as error:
+        db.session.rollback()
+        entry.recorded = False  # a row added to the failed transaction is gone with it
+        response = error.response()
+        entry.status_code, entry.outcome, entry.message = error.status, error.code, error.message
+    except Exception as exc:
+        db.session.rollback()
+        entry.recorded = False
+        entry.message = f"internal error ({exc.__class__.__name__})"
+        log.record(entry, [key or ""])
+        raise
+    if not entry.recorded:
+        log.record(entry, [key or ""])
+    return response
+
+
+def _looks_like_webhook() -> bool:
+    args = request.args
+    return bool(
+        args.get("wpf_action")
+        or args.get("access_key")
+        or request.headers.get("X-Access-Key")
+        or request.headers.get("Authorization")
+    )
+
+
+def _read_call(entry: log.InboundLogEntry) -> WebhookCall:
+    """Rate limit and body size come before anything is read into memory or the database."""
+    limiter = failed_key_limiter()
+    address = request.remote_addr or "unknown"
+    if limiter.is_refused(address):
+        retry_after = limiter.retry_after(address)
+        raise ApiError(
+            429,
+            "rate_limited",
+            "too many failed access-key attempts from this address; try again later",
+            headers={"Retry-After": str(retry_after)},
+        )
+    limit = int(current_app.config["BRIDGE_MAX_BODY_BYTES"])
+    too_large = ApiError(413, "payload_too_large", f"request body larger than {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    try:
+        body = _read_body(limit)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    call = call_from_flask(request, body)
+    entry.action = call.action
+    entry.set_payload(body, request.headers.get("Content-Type", ""), [call.access_key or ""])
+    return call
+
+
+def _read_body(limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes.
+
+    A chunked body has no Content-Length, and Werkzeug's limited stream then stops silently at
+    the limit (a truncated body would parse as garbage), so such a body is read here up to one
+    byte past the limit and handed back to Werkzeug as a buffer for any form parsing.
+    """
+    environ = request.environ
+    if request.content_length is None and environ.get("wsgi.input_terminated"):
+        stream, chunks, size = environ["wsgi.input"], [], 0
+        while size <= limit:
+            chunk = stream.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge()
+        environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+    return request.get_data(cache=True)
+
+
+def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
+    connection = connections.find_by_access_key(call.access_key)
+    if connection is None:
+        if not connections.any_connection_exists():
+            raise ApiError(
+                503, "not_configured", "no connection is configured yet: create one with `bridge connection add`"
+            )
+        db.session.rollback()  # the limiter uses its own connection: release SQLite's write lock
+        failed_key_limiter().record_failure(request.remote_addr or "unknown")
+        raise ApiError(403, "invalid_access_key", "the access key is missing or wrong")
+    entry.connection_id, entry.connection_name = connection.id, connection.name
+    if not call.action:
+        raise ApiError(400, "missing_action", "wpf_action is required (test, add, update or update_tags)")
+    if call.action not in ACTIONS:
+        raise ApiError(400, "unknown_action", f"wpf_action must be one of {', '.join(ACTIONS)}")
+    try:
+        options = call.options()
+    except InvalidParameter as exc:
+        raise ApiError(400, "invalid_parameter", str(exc)) from None
+    runtime = ConnectionRuntime.prepare(connection)
+    if call.action == "test":
+        return InboundOutcome({"success": True, "connection": connection.name}, "tested")
+    try:
+        runtime.adapter.verify(call.inbound)
+        if runtime.adapter.handles_verification_ping(call.inbound):
+            return InboundOutcome({"success": True, "verified": True}, "verified")
+        if call.body_error:
+            raise InvalidPayload(call.body_error)
+        contacts = runtime.adapter.parse(call.inbound)
+    except InvalidSignature:
+        raise ApiError(403, "invalid_signature", "the request signature is missing or wrong") from None
+    except InvalidPayload as exc:
+        raise ApiError(400, "invalid_payload", exc.message) from None
+    except MissingContactId as exc:
+        raise ApiError(400, "missing_contact_id", exc.message) from None
+    entry.contact_id = ",".join(c.contact_id or "" for c in contacts)[:191] or None
+    if options.run_async:
+        job_id = queue_webhook(runtime, call.action, call.inbound)
+        body = {"success": True, "queued": True, "job_id": job_id, "action": call.action}
+        return InboundOutcome(body, "queued", status=202, contact_id=entry.contact_id)
+    return process_contacts(
+        runtime, call.action, contacts, options, before_commit=lambda o: _log_with(entry, o, call.access_key)
+    )
+
+
+def _log_with(entry: log.InboundLogEntry, outcome: InboundOutcome, key: str | None) -> None:
+    """Add the log row to the webhook's own transaction: one commit per successful webhook."""
+    _fill(entry, outcome)
+    log.add(entry, [key or ""])
+
+
+def _fill(entry: log.InboundLogEntry, outcome: InboundOutcome) -> None:
+    entry.status_code, entry.outcome = outcome.status, outcome.outcome
+    entry.contact_id, entry.user_id = outcome.contact_id, outcome.user_id

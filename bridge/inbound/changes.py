@@ -1,0 +1,201 @@
+"""What a CRM contact does to a local user (CONTRACT.md §3): match, create, update, tags, role.
+
+Runs inside the unit of work :func:`bridge.inbound.service.run_unit` owns: functions add to the
+session and flush, never commit. Nothing here calls a CRM or hashes a password (both happened
+before the transaction began); nothing here queues a push (no echo loops).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from bridge import crypto, mail, outbox, users
+from bridge.extensions import db
+from bridge.inbound.request import InboundOptions
+from bridge.inbound.runtime import (
+    ConnectionRuntime,
+    ContactPlan,
+    ContactResult,
+    Credentials,
+    InboundRejected,
+    text_value,
+)
+from bridge.models import ContactLink, User
+from crm_adapters.base import Contact
+
+
+def make_credentials(runtime: ConnectionRuntime, contact: Contact) -> Credentials:
+    """The CRM's mapped ``user_pass`` when given, else a generated password."""
+    given = text_value(contact.fields.get("user_pass"))
+    if given:
+        return Credentials(users.hash_password(given))
+    generated = users.generate_password(int(runtime.settings.get("password_length") or 16))
+    return Credentials(users.hash_password(generated), generated)
+
+
+# -- phase 2: the database --------------------------------------------------------------------
+
+
+def match_user(runtime: ConnectionRuntime, contact: Contact) -> tuple[User | None, bool]:
+    """(user, matched by the contact link): this connection's contact id first, then email."""
+    if contact.contact_id:
+        user = db.session.scalar(
+            select(User)
+            .join(ContactLink, ContactLink.user_id == User.id)
+            .where(
+                ContactLink.connection_id == runtime.connection_id,
+                ContactLink.contact_id == contact.contact_id,
+                ContactLink.unlinked_at.is_(None),
+            )
+        )
+        if user is not None:
+            return user, True
+    return users.find_by_email(contact.email), False
+
+
+def apply_contact(runtime: ConnectionRuntime, action: str, plan: ContactPlan, options: InboundOptions) -> ContactResult:
+    """One contact's changes inside the unit of work (matched again: a concurrent request may
+    have created the user since :func:`prepare_contacts` looked)."""
+    contact = plan.contact
+    user, linked = match_user(runtime, contact)
+    if user is None:
+        if action != "add":
+            body = {"success": True, "action": action, "matched": False, "reason": "no matching user"}
+            return ContactResult(body, "unmatched")
+        return create_from_contact(runtime, contact, options, plan.credentials)
+    changed, tags, added, removed = update_from_contact(
+        runtime, user, contact, options, tags_only=action == "update_tags"
+    )
+    if not linked and contact.contact_id:
+        users.link_contact(user, runtime.connection, contact.contact_id)
+    if action == "add":
+        body = _add_body(runtime, contact, user, created=False, tags=tags, notified=False, password_queued=False)
+        return ContactResult(body, "updated", user.id)
+    body = {
+        "success": True,
+        "action": action,
+        "connection": runtime.name,
+        "contact_id": contact.contact_id,
+        "user_id": user.id,
+        "matched": True,
+        "updated_fields": changed,
+        "tags": tags,
+        "tags_added": added,
+        "tags_removed": removed,
+    }
+    return ContactResult(body, "updated", user.id)
+
+
+def update_from_contact(
+    runtime: ConnectionRuntime, user: User, contact: Contact, options: InboundOptions, *, tags_only: bool
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Set fields and role (unless ``tags_only``) and replace this connection's tags.
+    Returns (changed fields, tags, tags added, tags removed). Never touches the password."""
+    changed: list[str] = []
+    if not tags_only:
+        changed = users.apply_fields(user, contact.fields)
+        requested = text_value(contact.fields.get("role")) or options.role
+        if requested:
+            role = _resolve_role(requested, runtime)
+            if role != user.role:
+                user.role = role
+                changed.append("role")
+    if contact.tags is None:
+        return changed, users.tag_names(user, runtime.connection), [], []
+    added, removed = users.replace_tags(user, runtime.connection, contact.tags)
+    wanted = list(dict.fromkeys(t.strip() for t in contact.tags if t and t.strip()))
+    return changed, wanted, added, removed
+
+
+def create_from_contact(
+    runtime: ConnectionRuntime, contact: Contact, options: InboundOptions, credentials: Credentials | None = None
+) -> ContactResult:
+    """A new user for a contact: username, password and role by the contact's rules."""
+    settings = runtime.settings
+    fields = contact.fields
+    email = users.normalise_email(contact.email or text_value(fields.get("email")))
+    if not email:
+        raise InboundRejected(422, "missing_email", "the contact has no email address, even after loading it")
+    role = _resolve_role(text_value(fields.get("role")) or options.role, runtime)
+    credentials = credentials or make_credentials(runtime, contact)
+    generated = credentials.generated
+    first_name, last_name = text_value(fields.get("first_name")) or "", text_value(fields.get("last_name")) or ""
+    username = users.make_username(
+        str(settings.get("username_format") or "email"),
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        preferred=text_value(fields.get("user_login")),
+    )
+    user = users.create_user(
+        email=email,
+        username=username,
+        password_hash=credentials.password_hash,
+        first_name=first_name,
+        last_name=last_name,
+        role=role,
+        meta={k: v for k, v in fields.items() if k not in (*users.SPECIAL_FIELDS, *users.USER_COLUMNS)},
+    )
+    if contact.contact_id:
+        users.link_contact(user, runtime.connection, contact.contact_id)
+    tags: list[str] = []
+    if contact.tags:
+        users.replace_tags(user, runtime.connection, contact.tags)
+        tags = users.tag_names(user, runtime.connection)
+    notify = options.send_notification
+    if notify is None:
+        notify = bool(settings.get("send_welcome_email"))
+    if notify:
+        mail.queue_welcome(user, runtime.connection)
+    return_field = text_value(settings.get("return_password_field"))
+    password_queued = bool(generated and return_field)
+    if password_queued:
+        outbox.enqueue(
+            outbox.PASSWORD_RETURN,
+            connection=runtime.connection,
+            user=user,
+            payload={
+                "field": return_field,
+                "password": crypto.encrypt(str(generated)),
+                "contact_id": contact.contact_id,
+            },
+        )
+    body = _add_body(runtime, contact, user, created=True, tags=tags, notified=notify, password_queued=password_queued)
+    if generated and settings.get("return_password_in_response"):
+        body["password"] = generated
+    return ContactResult(body, "created", user.id)
+
+
+def _add_body(
+    runtime: ConnectionRuntime,
+    contact: Contact,
+    user: User,
+    *,
+    created: bool,
+    tags: list[str],
+    notified: bool,
+    password_queued: bool,
+) -> dict[str, Any]:
+    return {
+        "success": True,
+        "action": "add",
+        "connection": runtime.name,
+        "contact_id": contact.contact_id,
+        "user_id": user.id,
+        "created": created,
+        "username": user.username,
+        "role": user.role,
+        "tags": tags,
+        "notification_sent": notified,
+        "password_returned": "queued" if password_queued else "off",
+    }
+
+
+def _resolve_role(requested: str | None, runtime: ConnectionRuntime) -> str:
+    default = text_value(runtime.settings.get("default_role")) or "subscriber"
+    try:
+        return users.resolve_role(requested, default)
+    except users.UserRuleError as exc:
+        raise InboundRejected(exc.status, exc.code, exc.message) from exc

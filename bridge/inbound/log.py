@@ -1,0 +1,137 @@
+"""The inbound log: one ``WebhookEvent`` row per inbound request, errors included.
+
+The row is what an operator reads to see what a CRM sent and what we answered, so it keeps the
+payload, but redacted: the access key never appears (not in the path, not in the body, not in
+a header), and password-like fields are masked. Error responses write this row and nothing
+else, so it is written in its own transaction after the request's work was committed or rolled
+back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bridge.extensions import db
+from bridge.models import WebhookEvent
+from bridge.redaction import redact_body, redact_url, scrub_text
+from bridge.users import iso
+
+PAYLOAD_CHARS = 65_536
+MESSAGE_CHARS = 2_000
+
+
+@dataclass
+class InboundLogEntry:
+    """Filled in as the request is handled; :func:`record` writes it."""
+
+    method: str
+    path: str
+    source_ip: str | None
+    started: float = field(default_factory=time.perf_counter)
+    connection_id: int | None = None
+    connection_name: str | None = None
+    action: str | None = None
+    contact_id: str | None = None
+    user_id: int | None = None
+    status_code: int = 500
+    outcome: str = "error"
+    message: str | None = None
+    payload: str | None = None
+    recorded: bool = False
+
+    def set_payload(self, body: bytes, content_type: str, secrets: Iterable[str]) -> None:
+        """Keep the body redacted: password fields masked, key-like parameters and the given
+        secret values (the request's access key) replaced."""
+        if body:
+            self.payload = redact_body(body, content_type, tuple(s for s in secrets if s))[:PAYLOAD_CHARS]
+
+
+def scrubbed_path(full_path: str, secrets: Iterable[str] = ()) -> str:
+    """The request path and query with ``access_key`` (and any given secret) removed."""
+    return redact_url(full_path.rstrip("?"), tuple(s for s in secrets if s))
+
+
+def add(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> WebhookEvent:
+    """Add the log row to the current transaction (the caller commits it with its own work)."""
+    secrets = tuple(s for s in secrets if s)
+    message = scrub_text(entry.message, secrets)[:MESSAGE_CHARS] if entry.message else None
+    row = WebhookEvent(
+        connection_id=entry.connection_id,
+        connection_name=entry.connection_name,
+        action=(entry.action or None) and entry.action[:32],
+        contact_id=entry.contact_id,
+        user_id=entry.user_id,
+        method=entry.method[:8],
+        path=scrubbed_path(entry.path, secrets),
+        status_code=entry.status_code,
+        outcome=entry.outcome[:64],
+        message=message,
+        duration_ms=round((time.perf_counter() - entry.started) * 1000, 3),
+        source_ip=(entry.source_ip or None) and entry.source_ip[:64],
+        payload=entry.payload,
+    )
+    db.session.add(row)
+    entry.recorded = True
+    return row
+
+
+def record(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> WebhookEvent:
+    """Write the log row in its own transaction (the caller's work is already settled)."""
+    row = add(entry, secrets)
+    db.session.commit()
+    return row
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def event_to_json(row: WebhookEvent) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "connection": row.connection_name,
+        "action": row.action,
+        "contact_id": row.contact_id,
+        "user_id": row.user_id,
+        "status": row.status_code,
+        "outcome": row.outcome,
+        "message": row.message,
+        "duration_ms": row.duration_ms,
+        "source_ip": row.source_ip,
+        "method": row.method,
+        "path": row.path,
+        "payload": row.payload,
+        "received_at": iso(row.received_at),
+    }
+
+
+def list_events(
+    *,
+    connection: str | None = None,
+    status: str | None = None,
+    action: str | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[list[WebhookEvent], int]:
+    """Newest first. ``status`` is an HTTP status (``403``) or an outcome (``created``)."""
+    query = select(WebhookEvent)
+    if connection:
+        query = query.where(WebhookEvent.connection_name == connection)
+    if action:
+        query = query.where(WebhookEvent.action == action)
+    if status:
+        if status.isdigit():
+            query = query.where(WebhookEvent.status_code == int(status))
+        else:
+            query = query.where(WebhookEvent.outcome == status)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(
+        query.order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    return list(rows), int(total)

@@ -1,0 +1,305 @@
+"""The inbound rules (CONTRACT.md §3): what ``add``, ``update`` and ``update_tags`` do to users.
+
+Callable without a request: the view, the async job (``webhook.inbound``) and any CLI share
+:func:`process_contacts`. The order is the promise:
+
+1. every CRM call (loading a contact or its tags) happens first, with no database transaction
+   held open (on SQLite every transaction takes the write lock), and any CRM failure is a 502
+   with nothing written;
+2. then one transaction makes all changes. Concurrent identical ``add`` requests are settled by
+   the unique constraints (user email and username, one current link per contact): the loser's
+   transaction fails, is rolled back and the whole unit runs again, now matching the winner's
+   user, so exactly one user exists and every request answers with its id.
+
+Inbound changes never queue pushes to CRMs (no echo loops); the only outbox rows written here are
+the welcome mail, the password return and async webhook jobs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from bridge import outbox, users
+from bridge.extensions import db
+from bridge.inbound.changes import apply_contact, make_credentials, match_user
+from bridge.inbound.request import InboundOptions, build_call
+from bridge.inbound.runtime import (
+    ConnectionRuntime,
+    ContactPlan,
+    ContactResult,
+    InboundJobRejected,
+    InboundOutcome,
+    InboundRejected,
+)
+from bridge.jobs import JobContext, job_handler
+from bridge.models import Connection, Delivery
+from crm_adapters.base import Adapter, Contact, InboundRequest
+from crm_adapters.errors import AdapterError, CrmError
+
+__all__ = [
+    "ConnectionRuntime",
+    "InboundOutcome",
+    "InboundRejected",
+    "process_contacts",
+    "queue_webhook",
+    "run_queued_webhook",
+]
+
+MAX_ATTEMPTS = 5
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+SIGNATURE_HEADERS = (
+    "content-type",
+    "user-agent",
+    "x-hubspot-signature",
+    "x-hubspot-signature-v3",
+    "x-hubspot-signature-version",
+    "x-hubspot-request-timestamp",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-mautic-signature",
+    "mautic-signature",
+)
+T = TypeVar("T")
+
+
+# -- the entry point --------------------------------------------------------------------------
+
+
+def process_contacts(
+    runtime: ConnectionRuntime,
+    action: str,
+    contacts: list[Contact],
+    options: InboundOptions,
+    *,
+    commit: bool = True,
+    before_commit: Callable[[InboundOutcome], None] | None = None,
+) -> InboundOutcome:
+    """Run ``add``/``update``/``update_tags`` for parsed contacts. Raises :class:`InboundRejected`.
+
+    ``before_commit`` runs inside the unit of work with its outcome, so the caller can add rows
+    that belong to the same transaction (the view's inbound log row: one commit per webhook).
+    ``commit=False`` (the async job) runs the unit in a savepoint and leaves the commit to the
+    caller (the worker, which records the delivery in the same transaction).
+    """
+    if action == "test":
+        return InboundOutcome({"success": True, "connection": runtime.name}, "tested")
+    plans = prepare_contacts(runtime, action, contacts, release_lock=commit)
+
+    def unit() -> InboundOutcome:
+        outcome = _summarise(action, plans, [apply_contact(runtime, action, plan, options) for plan in plans])
+        if before_commit is not None:
+            before_commit(outcome)
+        return outcome
+
+    return run_unit(unit, commit=commit)
+
+
+def _summarise(action: str, plans: list[ContactPlan], results: list[ContactResult]) -> InboundOutcome:
+    first = results[0] if results else None
+    if len(results) == 1 and first is not None:
+        body = first.body
+    else:
+        body = {"success": True, "action": action, "results": [r.body for r in results]}
+    outcomes = {r.outcome for r in results}
+    return InboundOutcome(
+        body=body,
+        outcome=outcomes.pop() if len(outcomes) == 1 else "batch",
+        contact_id=",".join(p.contact.contact_id or "" for p in plans)[:191] or None,
+        user_id=first.user_id if first is not None else None,
+    )
+
+
+def run_unit(unit: Callable[[], T], *, commit: bool = True) -> T:
+    """Run ``unit`` in one transaction, again from the start when a concurrent transaction won a
+    unique constraint (or PostgreSQL chose us as a deadlock or serialization victim). Under
+    PostgreSQL's READ COMMITTED the winner may also show up between our match and our insert
+    (``EmailTaken``): the same race, settled the same way."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            if commit:
+                result = unit()
+                db.session.commit()
+                return result
+            with db.session.begin_nested():
+                return unit()
+        except (IntegrityError, DBAPIError, users.EmailTaken) as exc:
+            if commit:
+                db.session.rollback()
+            if attempt == MAX_ATTEMPTS or not _is_race(exc):
+                raise
+        except BaseException:
+            if commit:
+                db.session.rollback()
+            raise
+    raise AssertionError("unreachable")
+
+
+def _is_race(exc: Exception) -> bool:
+    if isinstance(exc, IntegrityError | users.EmailTaken):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+# -- phase 1: the CRM -------------------------------------------------------------------------
+
+
+def prepare_contacts(
+    runtime: ConnectionRuntime, action: str, contacts: list[Contact], *, release_lock: bool = True
+) -> list[ContactPlan]:
+    """Everything slow, before anything is written: CRM calls and password hashing.
+
+    ``add`` loads the contact when the payload has no email (or ``always_load_from_crm``);
+    every action loads tags when the payload carries none. ``update``/``update_tags`` for a
+    contact no user matches load nothing (they answer "no matching user"). A connection missing
+    its API settings serves payloads as they are. ``release_lock=False`` (the worker owns the
+    transaction) keeps the caller's transaction open.
+    """
+    always_load = bool(runtime.settings.get("always_load_from_crm"))
+    plans = [ContactPlan(contact) for contact in contacts]
+    loads: list[tuple[ContactPlan, bool, bool]] = []
+    creates: list[ContactPlan] = []
+    for plan in plans:
+        contact = plan.contact
+        load_contact = action != "update_tags" and (always_load or (action == "add" and not contact.email))
+        load_tags = contact.tags is None
+        wants_crm = runtime.can_call_crm and bool(contact.contact_id) and (load_contact or load_tags)
+        if not wants_crm and action != "add":
+            continue
+        known = match_user(runtime, contact)[0] is not None
+        if action == "add" and not known:
+            creates.append(plan)
+        if wants_crm and (known or action == "add"):
+            loads.append((plan, load_contact, load_tags))
+    if (loads or creates) and release_lock:
+        # On SQLite even a read transaction holds the write lock: never keep it across slow work.
+        db.session.rollback()
+    for plan, load_contact, load_tags in loads:
+        try:
+            plan.contact = _load(runtime.adapter, plan.contact, load_contact, load_tags)
+        except AdapterError as exc:
+            raise InboundRejected(
+                502, "crm_unavailable", f"the CRM could not be reached or refused the request ({exc.error_class})"
+            ) from exc
+    for plan in creates:
+        plan.credentials = make_credentials(runtime, plan.contact)
+    return plans
+
+
+def _load(adapter: Adapter, contact: Contact, load_contact: bool, load_tags: bool) -> Contact:
+    contact_id = str(contact.contact_id)
+    if load_contact:
+        loaded = adapter.load_contact(contact_id)
+        merged = replace(
+            contact,
+            email=loaded.email or contact.email,
+            fields={**contact.fields, **loaded.fields},
+            tags=contact.tags if contact.tags is not None else loaded.tags,
+        )
+        if merged.tags is not None or not load_tags:
+            return merged
+        contact = merged
+    return replace(contact, tags=adapter.load_tags(contact_id))
+
+
+# -- async: the webhook.inbound job -----------------------------------------------------------
+
+
+def job_payload(connection_id: int, action: str, inbound: InboundRequest) -> dict[str, Any]:
+    """What the worker needs to run the webhook later (the access key is never part of it)."""
+    try:
+        body, encoding = inbound.body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        body, encoding = base64.b64encode(inbound.body).decode("ascii"), "base64"
+    return {
+        "connection_id": connection_id,
+        "action": action,
+        "method": inbound.method,
+        "query": dict(inbound.query),
+        "content_type": inbound.content_type,
+        "body": body,
+        "body_encoding": encoding,
+        "headers": {name: value for name, value in inbound.headers.items() if name in SIGNATURE_HEADERS},
+    }
+
+
+def dedupe_key(payload: dict[str, Any]) -> str:
+    material = json.dumps(
+        [payload["connection_id"], payload["action"], sorted(payload["query"].items()), payload["body"]],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def queue_webhook(runtime: ConnectionRuntime, action: str, inbound: InboundRequest) -> int:
+    """Queue the webhook for the worker; an identical one still queued gives the same job id."""
+    payload = job_payload(runtime.connection_id, action, inbound)
+    key = dedupe_key(payload)
+    for _ in range(MAX_ATTEMPTS):
+        existing = db.session.scalar(
+            select(Delivery.id).where(Delivery.dedupe_key == key, Delivery.status.in_(outbox.OPEN_STATUSES))
+        )
+        if existing is not None:
+            db.session.rollback()
+            return existing
+        try:
+            job = outbox.enqueue(outbox.WEBHOOK_INBOUND, connection=runtime.connection, payload=payload, dedupe_key=key)
+            job_id = job.id
+            db.session.commit()
+            return job_id
+        except IntegrityError:  # an identical request queued it a moment ago: answer with its id
+            db.session.rollback()
+    raise InboundRejected(503, "busy", "could not queue the webhook, try again")
+
+
+def inbound_from_payload(payload: dict[str, Any]) -> tuple[str, InboundRequest, InboundOptions]:
+    raw = payload.get("body") or ""
+    body = base64.b64decode(raw) if payload.get("body_encoding") == "base64" else raw.encode("utf-8")
+    call = build_call(
+        method=payload.get("method", "POST"),
+        query=payload.get("query") or {},
+        headers=payload.get("headers") or {},
+        body=body,
+        content_type=payload.get("content_type") or "",
+    )
+    return str(payload["action"]), call.inbound, call.options()
+
+
+@job_handler(outbox.WEBHOOK_INBOUND)
+def run_queued_webhook(ctx: JobContext) -> dict[str, Any]:
+    """Run a webhook accepted with ``async=true`` through the same rules as a direct one.
+
+    The signature was verified when the request arrived, so it is not checked again (its
+    timestamp would be stale by now). A CRM failure re-raises the adapter's error so the
+    worker retries; a rule failure (e.g. ``missing_email``) is final.
+    """
+    payload = ctx.delivery.payload or {}
+    connection = ctx.connection or db.session.get(Connection, payload.get("connection_id"))
+    if connection is None:
+        raise InboundJobRejected("the connection of this webhook was removed")
+    runtime = ConnectionRuntime.prepare(connection, http=ctx.http)
+    action, inbound, options = inbound_from_payload(payload)
+    try:
+        contacts = runtime.adapter.parse(inbound)
+        outcome = process_contacts(runtime, action, contacts, options, commit=False)
+    except InboundRejected as exc:
+        if isinstance(exc.__cause__, CrmError):
+            raise exc.__cause__ from exc
+        raise InboundJobRejected(f"{exc.code}: {exc.message}", status=exc.status) from exc
+    return _without_passwords(outcome.body)
+
+
+def _without_passwords(body: dict[str, Any]) -> dict[str, Any]:
+    """A job's result is stored on its delivery row: a generated password must not be."""
+    cleaned = {key: value for key, value in body.items() if key != "password"}
+    if isinstance(body.get("results"), list):
+        cleaned["results"] = [_without_passwords(item) for item in body["results"]]
+    return cleaned

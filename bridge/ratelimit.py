@@ -1,0 +1,179 @@
+"""Rate limiting of failed access-key attempts (CONTRACT.md §3: more than 20 per address per
+minute and every inbound request from that address is refused until the minute is over).
+
+The limit must hold across gunicorn workers and machines, so counters never live in process
+memory. We use the ``limits`` library's fixed-window strategy with, by default,
+:class:`DatabaseStorage`: a small ``limits`` storage backed by the ``rate_limit_counter`` table,
+which works on SQLite and PostgreSQL with no extra service. ``BRIDGE_RATELIMIT_STORAGE_URL``
+(e.g. ``redis://127.0.0.1:6379/0``) switches to one of ``limits``' own storages instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask, current_app
+from limits import RateLimitItemPerMinute
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.extensions import db
+from bridge.models import RateLimitCounter, utcnow
+
+EXTENSION_KEY = "bridge.failed_key_limiter"
+NAMESPACE = "inbound-failed-key"
+
+
+class DatabaseStorage(Storage):
+    """A ``limits`` storage keeping fixed-window counters in ``rate_limit_counter``.
+
+    Each operation runs on its own short connection from the app's engine (never the request's
+    session), so a counter update commits even when the request's own work is rolled back.
+    ``incr`` is one atomic upsert (``INSERT … ON CONFLICT DO UPDATE … RETURNING``), so
+    concurrent workers never lose a count; an expired window restarts inside the same statement.
+    """
+
+    STORAGE_SCHEME = None
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.table = RateLimitCounter.__table__
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return SQLAlchemyError
+
+    def _insert(self):  # type: ignore[no-untyped-def]
+        return postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = utcnow()
+        until = now + timedelta(seconds=expiry)
+        column = self.table.c
+        expired = column.expires_at <= now
+        statement = (
+            self._insert()(self.table)
+            .values(key=key, count=amount, expires_at=until)
+            .on_conflict_do_update(
+                index_elements=[column.key],
+                set_={
+                    "count": case((expired, amount), else_=column.count + amount),
+                    "expires_at": case((expired, until), else_=column.expires_at),
+                },
+            )
+            .returning(column.count)
+        )
+        with self.engine.begin() as connection:
+            return int(connection.execute(statement).scalar_one())
+
+    def _read(self, key: str) -> tuple[int, datetime] | None:
+        """(count, expires_at) without a transaction: checked on every inbound request, so it
+        must not queue for SQLite's write lock (every SQLAlchemy transaction here takes it, see
+        ``bridge.database``). A raw DBAPI read in autocommit mode does not."""
+        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = f'SELECT "count", expires_at FROM rate_limit_counter WHERE "key" = {marker}'  # noqa: S608 (constant)
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, (key,))
+            row = cursor.fetchone()
+            cursor.close()
+            raw.rollback()  # PostgreSQL opened a transaction for the read; SQLite did not
+        finally:
+            raw.close()
+        if row is None:
+            return None
+        expires_at = row[1] if isinstance(row[1], datetime) else datetime.fromisoformat(str(row[1]))
+        return int(row[0]), expires_at.replace(tzinfo=None)
+
+    def get(self, key: str) -> int:
+        found = self._read(key)
+        return found[0] if found is not None and found[1] > utcnow() else 0
+
+    def get_expiry(self, key: str) -> float:
+        found = self._read(key)
+        if found is None:
+            return time.time()
+        return found[1].replace(tzinfo=UTC).timestamp()
+
+    def check(self) -> bool:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(select(1))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def reset(self) -> int | None:
+        with self.engine.begin() as connection:
+            return connection.execute(delete(self.table)).rowcount
+
+    def clear(self, key: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(self.table).where(self.table.c.key == key))
+
+    def purge_expired(self) -> int:
+        """Delete finished windows (housekeeping; a stale row is harmless, just dead weight)."""
+        with self.engine.begin() as connection:
+            return connection.execute(delete(self.table).where(self.table.c.expires_at <= utcnow())).rowcount
+
+
+@dataclass
+class FailedKeyLimiter:
+    """Counts failed access-key attempts per source address and says when one is refused."""
+
+    limiter: FixedWindowRateLimiter
+    item: RateLimitItemPerMinute
+
+    def is_refused(self, address: str) -> bool:
+        """True once an address has made *more than* the allowed failures in its window."""
+        # cost=0 asks "is the count still <= amount?", i.e. refuse only past the limit.
+        return not self.limiter.test(self.item, NAMESPACE, address, cost=0)
+
+    def record_failure(self, address: str) -> None:
+        self.limiter.hit(self.item, NAMESPACE, address)
+
+    def close(self) -> None:
+        """Release a network storage's connections (limits' Redis client keeps a pool)."""
+        client = getattr(self.limiter.storage, "storage", None)
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
+    def retry_after(self, address: str) -> int:
+        """Whole seconds until the address's window is over (at least 1)."""
+        reset_at = self.limiter.get_window_stats(self.item, NAMESPACE, address).reset_time
+        return max(1, math.ceil(reset_at - time.time()))
+
+
+def build_storage(app: Flask) -> Storage:
+    url = app.config.get("BRIDGE_RATELIMIT_STORAGE_URL")
+    if url:
+        return storage_from_string(url)
+    with app.app_context():
+        return DatabaseStorage(db.engine)
+
+
+def close_limiter(app: Flask) -> None:
+    limiter = app.extensions.pop(EXTENSION_KEY, None)
+    if limiter is not None:
+        limiter.close()
+
+
+def failed_key_limiter() -> FailedKeyLimiter:
+    """The running app's limiter, built once per app (its storage is shared by all requests)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    limiter = app.extensions.get(EXTENSION_KEY)
+    if limiter is None:
+        amount = int(app.config.get("BRIDGE_FAILED_KEY_LIMIT", 20))
+        limiter = FailedKeyLimiter(FixedWindowRateLimiter(build_storage(app)), RateLimitItemPerMinute(amount))
+        app.extensions[EXTENSION_KEY] = limiter
+    return limiter

@@ -1,0 +1,105 @@
+"""``async=true``: validated first, queued once per identical request while open, and run by
+the ``webhook.inbound`` job handler through the same rules."""
+
+from __future__ import annotations
+
+import pytest
+import responses
+from sqlalchemy import select
+
+from bridge.extensions import db
+from bridge.http import outbound_client
+from bridge.inbound.service import InboundJobRejected, run_queued_webhook
+from bridge.jobs import JobContext, handler_for
+from bridge.models import Connection, Delivery, User
+from crm_adapters.errors import CrmUnavailable
+
+from .conftest import FLUENT_SETTINGS
+from .payloads import FLUENT_API, fluent_tags, subscriber
+
+ASYNC = {"async": "1"}
+
+
+def queue(hook, key, body, **params) -> int:
+    response = hook("add", key, body, **ASYNC, **params)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    return response.get_json()["job_id"]
+
+
+def run_job(app, job_id: int) -> dict:
+    with app.app_context():
+        delivery = db.session.get(Delivery, job_id)
+        context = JobContext(delivery=delivery, connection=delivery.connection, user=None, http=outbound_client())
+        result = handler_for(delivery.kind)(context)
+        db.session.commit()
+        return result
+
+
+def test_identical_requests_share_a_job_while_it_is_open(app, hook, fluent_key):
+    first = queue(hook, fluent_key, subscriber())
+    assert queue(hook, fluent_key, subscriber()) == first
+    other = queue(hook, fluent_key, subscriber(first_name="Other"))
+    assert other != first
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count()).select_from(Delivery)) == 2
+        db.session.get(Delivery, first).status = "succeeded"
+        db.session.commit()
+    assert queue(hook, fluent_key, subscriber()) not in (first, other)
+
+
+def test_the_job_keeps_what_the_worker_needs_but_never_the_key(app, hook, fluent_key):
+    job_id = queue(hook, fluent_key, subscriber(), role="subscriber")
+    with app.app_context():
+        delivery = db.session.get(Delivery, job_id)
+        payload = delivery.payload
+        assert delivery.kind == "webhook.inbound" and delivery.dedupe_key
+        assert payload["connection_id"] == db.session.scalar(select(Connection.id))
+        assert payload["query"] == {"wpf_action": "add", "async": "1", "role": "subscriber"}
+        assert payload["content_type"] == "application/json"
+        assert '"jane.doe@example.com"' in payload["body"]
+        assert fluent_key not in str(payload)
+        assert db.session.scalar(select(db.func.count()).select_from(User)) == 0
+
+
+def test_the_job_runs_the_same_rules(app, hook, fluent_key):
+    job_id = queue(hook, fluent_key, subscriber(tags=fluent_tags("vip")))
+    result = run_job(app, job_id)
+    assert result["created"] is True and result["tags"] == ["vip"]
+    with app.app_context():
+        assert db.session.get(User, result["user_id"]).email == "jane.doe@example.com"
+    assert run_job(app, job_id)["created"] is False  # at-least-once delivery stays idempotent
+
+
+def test_the_job_result_never_holds_a_generated_password(app, hook, make_connection):
+    key = make_connection("fluent", "fluentcrm", return_password_in_response=True, **FLUENT_SETTINGS)
+    result = run_job(app, queue(hook, key, subscriber()))
+    assert result["created"] is True and "password" not in result
+
+
+@pytest.mark.parametrize(
+    ("key_ok", "body", "status"),
+    [(False, subscriber(), 403), (True, "{bad", 400), (True, {"email": "x@example.com"}, 400)],
+)
+def test_bad_requests_get_their_4xx_and_queue_nothing(app, hook, fluent_key, key_ok, body, status):
+    response = hook("add", fluent_key if key_ok else "cbk_wrong", body, **ASYNC)
+    assert response.status_code == status
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count()).select_from(Delivery)) == 0
+
+
+@responses.activate
+def test_a_crm_failure_in_the_job_is_retryable_and_a_rule_failure_is_final(app, hook, fluent_key):
+    responses.get(f"{FLUENT_API}/subscribers/42", status=503)
+    crm_down = queue(hook, fluent_key, subscriber(email=None, tags=None))
+    with pytest.raises(CrmUnavailable) as raised:
+        run_job(app, crm_down)
+    assert raised.value.retryable
+    no_email = queue(hook, fluent_key, subscriber(contact_id=5, email=None), role="subscriber")
+    responses.get(f"{FLUENT_API}/subscribers/5", json={"subscriber": {"id": 5, "email": None, "tags": []}})
+    with pytest.raises(InboundJobRejected) as final:
+        run_job(app, no_email)
+    assert not final.value.retryable and "missing_email" in str(final.value)
+
+
+def test_handler_is_registered_for_the_kind():
+    assert handler_for("webhook.inbound") is run_queued_webhook

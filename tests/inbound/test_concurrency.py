@@ -1,0 +1,51 @@
+"""Concurrent identical requests against a real threaded server: exactly one user (or one job)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from sqlalchemy import select
+
+from bridge.extensions import db
+from bridge.models import ContactLink, Delivery, User
+
+from .payloads import fluent_tags, subscriber
+
+THREADS = 20
+
+
+def post_all(url: str, params: dict, body: dict, count: int) -> list[requests.Response]:
+    """``count`` identical POSTs released together by a barrier, one session per thread."""
+    barrier = threading.Barrier(count)
+
+    def send(_: int) -> requests.Response:
+        with requests.Session() as session:
+            barrier.wait(timeout=30)
+            return session.post(url + "/", params=params, json=body, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(send, range(count)))
+
+
+def test_twenty_concurrent_adds_make_exactly_one_user(app, live_server, fluent_key):
+    body = subscriber(contact_id=4242, email="race@example.com", tags=fluent_tags("vip"))
+    responses = post_all(live_server.url, {"wpf_action": "add", "access_key": fluent_key}, body, THREADS)
+    assert [r.status_code for r in responses] == [200] * THREADS, [r.text for r in responses if r.status_code != 200]
+    bodies = [r.json() for r in responses]
+    assert len({b["user_id"] for b in bodies}) == 1
+    assert sum(b["created"] for b in bodies) == 1
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count()).select_from(User)) == 1
+        links = db.session.scalars(select(ContactLink).where(ContactLink.unlinked_at.is_(None))).all()
+        assert [(link.contact_id, link.user_id) for link in links] == [("4242", bodies[0]["user_id"])]
+
+
+def test_concurrent_identical_async_requests_share_one_job(app, live_server, fluent_key):
+    params = {"wpf_action": "add", "access_key": fluent_key, "async": "true"}
+    responses = post_all(live_server.url, params, subscriber(contact_id=7), 10)
+    assert [r.status_code for r in responses] == [202] * 10
+    assert len({r.json()["job_id"] for r in responses}) == 1
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count()).select_from(Delivery)) == 1
