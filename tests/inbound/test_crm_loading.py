@@ -10,8 +10,8 @@ import json
 
 import pytest
 import responses
-from conftest import load_fixture
 from sqlalchemy import insert, select
+from support import load_fixture
 
 from bridge import users
 from bridge.extensions import db

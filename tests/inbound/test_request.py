@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import load_fixture
+from support import load_fixture
 
 from bridge.inbound.request import InvalidParameter, access_key_from, build_call, nest_php_keys, parse_flag
 from crm_adapters.activecampaign import ActiveCampaignAdapter
