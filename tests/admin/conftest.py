@@ -14,10 +14,10 @@ import pytest
 from bridge.extensions import db
 
 ADMIN_EMAIL = "boss@example.com"
-ADMIN_PASSWORD = "correct horse battery staple"  # noqa: S105
-APP_PASSWORD = "fluentAppPassw0rdXYZ987654"  # noqa: S105  (the CRM secret no page may show)
-CRM_SECRET = "crm-webhook-secret-4242"  # noqa: S105
-MAIL_PASSWORD = "mailpass-777"  # noqa: S105
+ADMIN_PASSWORD = "correct horse battery staple"
+APP_PASSWORD = "fluentAppPassw0rdXYZ987654"  # the CRM secret no page may show
+CRM_SECRET = "crm-webhook-secret-4242"
+MAIL_PASSWORD = "mailpass-777"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
