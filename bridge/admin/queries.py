@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select
 
 from bridge import connections as connection_service
 from bridge.extensions import db
@@ -359,4 +359,4 @@ def users_by_id(ids: Sequence[int | None]) -> dict[int, User]:
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    return {u.id: u for u in db.session.scalars(select(User).where(or_(User.id.in_(wanted))))}
+    return {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(wanted)))}

@@ -42,7 +42,9 @@ def format_time(value: object) -> str:
 
 @bp.get("/")
 def dashboard() -> str:
-    return render_template("admin/dashboard.html", board=queries.dashboard(), statuses=STATUSES)
+    board = queries.dashboard()
+    users = queries.users_by_id([d.user_id for d in board.recent_failures])
+    return render_template("admin/dashboard.html", board=board, statuses=STATUSES, users=users)
 
 
 # -- connections ------------------------------------------------------------------------------
@@ -55,6 +57,7 @@ def connections() -> str:
 
 def _render_connection(connection: Connection, *, new_key: str | None = None) -> str:
     base_url = current_app.config.get("BRIDGE_BASE_URL") or request.url_root
+    recent = queries.recent_deliveries(10, Delivery.connection_id == connection.id)
     return render_template(
         "admin/connection.html",
         summary=queries.summarise(connection),
@@ -64,7 +67,8 @@ def _render_connection(connection: Connection, *, new_key: str | None = None) ->
         placeholder=KEY_PLACEHOLDER,
         grace_keys=queries.grace_keys(connection),
         events=queries.recent_events(10, WebhookEvent.connection_id == connection.id),
-        deliveries=queries.recent_deliveries(10, Delivery.connection_id == connection.id),
+        deliveries=recent,
+        users=queries.users_by_id([d.user_id for d in recent]),
         new_key=new_key,
     )
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from werkzeug.security import generate_password_hash
 
 from bridge.extensions import db
 
@@ -19,6 +20,12 @@ APP_PASSWORD = "fluentAppPassw0rdXYZ987654"  # the CRM secret no page may show
 CRM_SECRET = "crm-webhook-secret-4242"
 MAIL_PASSWORD = "mailpass-777"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def quick_hash(password: str) -> str:
+    """A cheap hash for tests: ``check_password`` reads any werkzeug method, and the default
+    (scrypt) costs ~0.2 s per hash and check, which adds up over a suite that signs in a lot."""
+    return generate_password_hash(password, method="pbkdf2:sha256:1000")
 
 
 def csrf_from(html: str) -> str:
@@ -43,7 +50,9 @@ def admin_user(app) -> int:
     from bridge.users import ADMIN_ROLE, create_user
 
     with app.app_context():
-        user = create_user(email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role=ADMIN_ROLE, first_name="Bo")
+        user = create_user(
+            email=ADMIN_EMAIL, password_hash=quick_hash(ADMIN_PASSWORD), role=ADMIN_ROLE, first_name="Bo"
+        )
         db.session.commit()
         return user.id
 
