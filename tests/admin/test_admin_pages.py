@@ -263,3 +263,22 @@ def test_console_reads_users_without_changing_them(app, admin_client, site):
     admin_client.get(f"/admin/users/{site.user_id}")
     with app.app_context():
         assert db.session.scalar(select(User.updated_at).where(User.id == site.user_id)) == before
+
+
+def test_a_retry_the_service_refuses_is_reported(admin_client, site, monkeypatch):
+    def refuse(delivery_id: int) -> None:
+        raise LookupError(f"delivery {delivery_id} is succeeded; only failed or dead deliveries are retried")
+
+    module = types.ModuleType("bridge.deliveries")
+    module.retry_delivery = refuse
+    monkeypatch.setitem(sys.modules, "bridge.deliveries", module)
+    page = text(admin_client.get("/admin/deliveries"))
+
+    response = admin_client.post(
+        f"/admin/deliveries/{site.delivery_ids['succeeded']}/retry",
+        data={"csrf_token": csrf_from(page)},
+        follow_redirects=True,
+    )
+
+    assert response.status_code == 200
+    assert "was not retried: delivery" in text(response)
