@@ -1,7 +1,28 @@
-"""``POST /webhooks/crm/lead``: CRM activity onto the user's timeline (CONTRACT.md §6). Stub: issue 6."""
+"""``POST /webhooks/crm/lead``: CRM activity onto the user's timeline (CONTRACT.md §6).
+
+Thin: authenticate, parse, record, answer. The rules are in :mod:`bridge.activity`. Answers
+use the activity webhook's own shape (``{"ok": …}``), not the WP Fusion endpoint's.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from bridge import activity
 
 bp = Blueprint("activity", __name__, url_prefix="/webhooks/crm")
+
+
+@bp.errorhandler(activity.ActivityError)
+def render_activity_error(error: activity.ActivityError) -> tuple[Response, int]:
+    return jsonify(ok=False, error=error.code, message=error.message), error.status
+
+
+@bp.post("/lead")
+def lead() -> Response:
+    activity.authenticate(request.headers, current_app.config)
+    parsed = activity.parse_activity(request.get_data(cache=False))
+    stored = activity.record_activity(parsed)
+    if stored is None:
+        return jsonify(ok=True, stored=False, reason=activity.NO_MATCH_REASON)
+    return jsonify(ok=True, stored=True, lead_id=stored.user_id)

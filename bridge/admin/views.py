@@ -1,0 +1,225 @@
+"""Console pages. Each view reads its arguments, calls a helper from ``queries`` (or a service
+for the few actions), and renders; no rules live here."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from bridge import connections as connection_service
+from bridge.admin import bp, queries
+from bridge.admin.auth import safe_next
+from bridge.admin.configuration import effective_configuration
+from bridge.crypto import SecretUnreadable
+from bridge.errors import ApiError
+from bridge.extensions import db
+from bridge.models import Connection, Delivery, User, WebhookEvent
+from bridge.outbox import STATUSES
+from bridge.redaction import scrub_text
+from bridge.users import tags_by_scope
+from crm_adapters.errors import AdapterError
+
+KEY_PLACEHOLDER = "YOUR_ACCESS_KEY"
+MAX_GRACE_HOURS = 24 * 30
+
+
+def _page() -> int:
+    return max(1, request.args.get("page", 1, type=int) or 1)
+
+
+def _connection_or_404(name: str) -> Connection:
+    connection = connection_service.get_connection(name)
+    if connection is None:
+        abort(404)
+    return connection
+
+
+@bp.app_template_filter("admin_time")
+def format_time(value: object) -> str:
+    """Naive UTC timestamps, shown as such (the console has no idea of the viewer's zone)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") + " UTC" if hasattr(value, "strftime") else "—"
+
+
+@bp.get("/")
+def dashboard() -> str:
+    board = queries.dashboard()
+    users = queries.users_by_id([d.user_id for d in board.recent_failures])
+    return render_template("admin/dashboard.html", board=board, statuses=STATUSES, users=users)
+
+
+# -- connections ------------------------------------------------------------------------------
+
+
+@bp.get("/connections")
+def connections() -> str:
+    return render_template("admin/connections.html", summaries=queries.connection_summaries())
+
+
+def _render_connection(connection: Connection, *, new_key: str | None = None) -> str:
+    base_url = current_app.config.get("BRIDGE_BASE_URL") or request.url_root
+    recent = queries.recent_deliveries(10, Delivery.connection_id == connection.id)
+    return render_template(
+        "admin/connection.html",
+        summary=queries.summarise(connection),
+        settings=connection_service.public_settings(connection),
+        secret_names=queries.secret_setting_names(connection),
+        webhook_urls=connection_service.webhook_urls(base_url, KEY_PLACEHOLDER),
+        placeholder=KEY_PLACEHOLDER,
+        grace_keys=queries.grace_keys(connection),
+        events=queries.recent_events(10, WebhookEvent.connection_id == connection.id),
+        deliveries=recent,
+        users=queries.users_by_id([d.user_id for d in recent]),
+        new_key=new_key,
+    )
+
+
+@bp.get("/connections/<name>")
+def connection_detail(name: str) -> str:
+    return _render_connection(_connection_or_404(name))
+
+
+@bp.post("/connections/<name>/test")
+def connection_test(name: str) -> Response:
+    connection = _connection_or_404(name)
+    try:
+        connection_service.build_adapter(connection).check()
+    except (AdapterError, SecretUnreadable) as exc:
+        message = scrub_text(str(exc), connection_service.secret_values(connection))
+        flash(f"Connection test failed: {message}", "error")
+    except NotImplementedError:
+        flash(f"The {connection.type} adapter has no connection test.", "warning")
+    else:
+        flash(f"{connection.name}: the CRM accepted our credentials.", "success")
+    return redirect(url_for("admin.connection_detail", name=connection.name))
+
+
+@bp.post("/connections/<name>/rotate-key")
+def connection_rotate_key(name: str) -> str:
+    """Answers with the page itself (no redirect) so the new key is shown once and never
+    travels in a session cookie."""
+    connection = _connection_or_404(name)
+    grace = request.form.get("grace_hours", 24, type=float)
+    if grace is None or not 0 <= grace <= MAX_GRACE_HOURS:
+        abort(400, f"grace_hours must be between 0 and {MAX_GRACE_HOURS}")
+    new_key = connection_service.rotate_access_key(connection, grace_hours=grace)
+    db.session.commit()
+    flash(f"New access key for {connection.name}; the old one works for {grace:g} more hour(s).", "success")
+    return _render_connection(connection, new_key=new_key)
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+@bp.get("/users")
+def users() -> str:
+    email = request.args.get("email", "")
+    return render_template("admin/users.html", page=queries.search_users(email, _page()), email=email)
+
+
+@bp.get("/users/<int:user_id>")
+def user_detail(user_id: int) -> str:
+    user = db.session.get(User, user_id) or abort(404)
+    return render_template(
+        "admin/user.html",
+        user=user,
+        tags=tags_by_scope(user),
+        links=queries.links_of(user),
+        timeline=queries.timeline(user),
+        meta=queries.pretty_json(user.meta or {}),
+    )
+
+
+# -- inbound log ------------------------------------------------------------------------------
+
+
+@bp.get("/webhooks")
+def webhooks() -> str:
+    filters = queries.WebhookFilters.from_args(request.args)
+    return render_template(
+        "admin/webhooks.html",
+        filters=filters,
+        page=queries.webhook_events(filters, _page()),
+        connection_names=queries.distinct_values(WebhookEvent.connection_name),
+        actions=queries.distinct_values(WebhookEvent.action),
+    )
+
+
+@bp.get("/webhooks/<int:event_id>")
+def webhook_detail(event_id: int) -> str:
+    event = db.session.get(WebhookEvent, event_id) or abort(404)
+    connection = db.session.get(Connection, event.connection_id) if event.connection_id else None
+    secrets = connection_service.secret_values(connection) if connection else []
+    return render_template("admin/webhook.html", event=event, payload=queries.pretty_payload(event.payload, secrets))
+
+
+# -- deliveries -------------------------------------------------------------------------------
+
+
+@bp.get("/deliveries")
+def deliveries() -> str:
+    status = request.args.get("status", "")
+    connection = request.args.get("connection", "")
+    page = queries.deliveries(status, connection, _page())
+    return render_template(
+        "admin/deliveries.html",
+        page=page,
+        status=status,
+        connection=connection,
+        statuses=STATUSES,
+        counts=queries.delivery_counts(),
+        connection_names=[s.connection.name for s in queries.connection_summaries()],
+        users=queries.users_by_id([d.user_id for d in page.items]),
+    )
+
+
+@bp.get("/deliveries/<int:delivery_id>")
+def delivery_detail(delivery_id: int) -> str:
+    delivery = db.session.get(Delivery, delivery_id) or abort(404)
+    secrets = connection_service.secret_values(delivery.connection) if delivery.connection else []
+    return render_template(
+        "admin/delivery.html",
+        delivery=delivery,
+        payload=queries.pretty_json(delivery.payload or {}, secrets),
+        result=queries.pretty_json(delivery.result, secrets) if delivery.result is not None else None,
+        attempts=[(attempt, queries.pretty_json(attempt.exchanges or [], secrets)) for attempt in delivery.attempt_log],
+        user=db.session.get(User, delivery.user_id) if delivery.user_id else None,
+    )
+
+
+@bp.post("/deliveries/<int:delivery_id>/retry")
+def delivery_retry(delivery_id: int) -> Response:
+    from bridge.deliveries import retry_delivery  # written in parallel (issue 5): imported when used
+
+    try:
+        retry_delivery(delivery_id)
+        db.session.commit()
+    except (LookupError, ValueError, ApiError) as exc:
+        db.session.rollback()
+        flash(f"Delivery #{delivery_id} was not retried: {exc}", "error")
+    else:
+        flash(f"Delivery #{delivery_id} is queued again.", "success")
+    return redirect(safe_next(request.form.get("next")))
+
+
+@bp.post("/deliveries/replay")
+def deliveries_replay() -> Response:
+    from bridge.deliveries import replay  # written in parallel (issue 5): imported when used
+
+    replayed = replay(status="dead", since=None)
+    db.session.commit()
+    flash(f"{replayed} dead deliver{'y' if replayed == 1 else 'ies'} queued again.", "success")
+    return redirect(url_for("admin.deliveries", status="pending" if replayed else "dead"))
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+@bp.get("/settings")
+def settings() -> str:
+    from bridge.adapters import adapter_types
+
+    return render_template(
+        "admin/settings.html",
+        items=effective_configuration(current_app.config),
+        adapter_types=adapter_types(),
+    )
