@@ -102,7 +102,11 @@ def finalise(config: Config, instance_path: str) -> None:
     config["SQLALCHEMY_DATABASE_URI"] = url
     options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if url.startswith("sqlite"):
-        options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        from bridge.database import SerialisedWriterConnection
+
+        options.setdefault(
+            "connect_args", {"timeout": 30, "check_same_thread": False, "factory": SerialisedWriterConnection}
+        )
     else:
         options.setdefault("pool_pre_ping", True)
         options.setdefault("pool_size", 10)

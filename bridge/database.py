@@ -6,10 +6,23 @@ deferred transaction that read before writing fails at once with "database is lo
 another writer got in first (busy_timeout cannot help there); taking the write lock up front
 makes concurrent webhooks queue for it instead. This is SQLAlchemy's documented recipe for
 controlling SQLite transactions ("Serializable isolation / Savepoints / Transactional DDL").
+
+Writers then wait for each other, and SQLite's own busy handler waits by sleeping in steps of up
+to 100 ms, so under a burst of webhooks most of a request's time was spent asleep while the lock
+sat free. Every connection therefore also takes an exclusive ``flock`` on ``<database>.writer-lock``
+before ``BEGIN IMMEDIATE`` and drops it right after ``COMMIT``/``ROLLBACK``: the kernel wakes the
+next writer the moment the lock is free, across threads and processes (gunicorn workers and
+``bridge worker`` processes alike). A thread that already holds the lock through another
+connection does not take it twice (it falls back to SQLite's busy timeout instead of deadlocking
+with itself).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
 from typing import Any
 
 from flask import Flask
@@ -21,6 +34,56 @@ from bridge.extensions import db
 
 def is_sqlite(engine: Engine | None = None) -> bool:
     return (engine or db.engine).dialect.name == "sqlite"
+
+
+_held = threading.local()
+
+
+class SerialisedWriterConnection(sqlite3.Connection):
+    """A sqlite3 connection whose write transactions queue on a file lock (see module doc)."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        path = os.fspath(database) if not isinstance(database, bytes) else database.decode()
+        self._lock_path = None if path in ("", ":memory:") or path.startswith("file:") else path + ".writer-lock"
+        self._lock_fd: int | None = None
+        self._locked = False
+
+    def take_write_lock(self) -> None:
+        if self._lock_path is None or self._locked or getattr(_held, "count", 0):
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._locked = True
+        _held.count = getattr(_held, "count", 0) + 1
+
+    def release_write_lock(self) -> None:
+        if self._locked and self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._locked = False
+            _held.count = max(0, getattr(_held, "count", 1) - 1)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_write_lock()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -36,7 +99,15 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_connection = conn.connection.dbapi_connection
+        if isinstance(dbapi_connection, SerialisedWriterConnection):
+            dbapi_connection.take_write_lock()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if isinstance(dbapi_connection, SerialisedWriterConnection):
+                dbapi_connection.release_write_lock()
+            raise
 
 
 def init_app(app: Flask) -> None:
