@@ -4,13 +4,14 @@ PostgreSQL too when ``BRIDGE_TEST_DATABASE_URL`` is set (every app-using test ru
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from support import FIXTURES, LiveServer, load_fixture  # noqa: F401  (re-exported for fixtures)
+from sqlalchemy import select, text
+from support import FIXTURES, LiveServer, QuietServer, Receiver, load_fixture, receiver_handler  # noqa: F401
 
 from bridge import create_app
 from bridge.extensions import db
@@ -142,3 +143,37 @@ def auth_headers(api_token: str) -> dict[str, str]:
 def live_server(app) -> Iterator[LiveServer]:
     with LiveServer(app) as server:
         yield server
+
+
+@pytest.fixture
+def dump_database(app) -> Callable[[], str]:
+    """Every row of every table as text: to prove a secret is nowhere in storage."""
+
+    def dump() -> str:
+        with app.app_context():
+            parts = []
+            for table in db.metadata.sorted_tables:
+                parts += [repr(tuple(row)) for row in db.session.execute(select(table))]
+            return "\n".join(parts)
+
+    return dump
+
+
+@pytest.fixture
+def crm_fixture() -> Callable[[str], Any]:
+    """A shared CRM fixture file by relative path (``fluentcrm/api/list_tags.json``)."""
+    return load_fixture
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+    server = QuietServer(("127.0.0.1", 0), receiver_handler(state))
+    state.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield state
+    state.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)

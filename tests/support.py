@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +52,62 @@ class LiveServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+
+
+# -- a loopback HTTP receiver: records what reaches it, answers per route --------------------
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+@dataclass
+class Receiver:
+    """``routes`` maps a path to a function returning (status, headers, body)."""
+
+    url: str = ""
+    requests: list[Received] = field(default_factory=list)
+    routes: dict[str, Callable[[Received], Reply]] = field(default_factory=dict)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+
+def receiver_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            seen = Received(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
+            receiver.requests.append(seen)
+            route = receiver.routes.get(self.path.split("?", 1)[0])
+            status, headers, body = route(seen) if route else (200, {"Content-Type": "application/json"}, b"{}")
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+    return Handler
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that give up (timeouts, capped reads) are expected here

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import Result
-from sqlalchemy import select
-
-from bridge.extensions import db
 
 
 @pytest.fixture
@@ -44,25 +40,3 @@ def cli_json(cli) -> Callable[..., tuple[int, Any]]:
         return result.exit_code, json.loads(result.stdout)
 
     return invoke
-
-
-@pytest.fixture
-def dump_database(app) -> Callable[[], str]:
-    """Every row of every table as text: to prove a secret is nowhere in storage."""
-
-    def dump() -> str:
-        with app.app_context():
-            parts = []
-            for table in db.metadata.sorted_tables:
-                parts += [repr(tuple(row)) for row in db.session.execute(select(table))]
-            return "\n".join(parts)
-
-    return dump
-
-
-@pytest.fixture
-def crm_fixture(request: pytest.FixtureRequest) -> Callable[[str], Any]:
-    """The root conftest's ``load_fixture`` (a test module cannot ``import conftest`` reliably:
-    pytest loads every conftest under that one module name)."""
-    root = request.config.pluginmanager.get_plugin(str(Path(__file__).resolve().parents[1] / "conftest.py"))
-    return root.load_fixture
