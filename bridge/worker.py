@@ -112,6 +112,7 @@ class DeliveryWorker:
         self.processed = 0
         self._active: set[int] = set()
         self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
         _install_session_hooks()
@@ -154,6 +155,11 @@ class DeliveryWorker:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def wait_until_processed(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until this worker has finished ``count`` deliveries (for tests and benches)."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self.processed >= count, timeout)
+
     # -- internals --
 
     def _claim(self) -> list[int]:
@@ -185,6 +191,7 @@ class DeliveryWorker:
             with self._lock:
                 self._active.discard(delivery_id)
                 self.processed += 1
+                self._progress.notify_all()
             self.wake.set()  # a slot is free, and this row may have unblocked the next in its lane
 
     def deliver(self, delivery_id: int) -> deliveries.Outcome | None:
