@@ -19,12 +19,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, joinedload
 
 from bridge import outbox
 from bridge.database import is_sqlite
 from bridge.extensions import db
-from bridge.models import Connection, Delivery, DeliveryAttempt, utcnow
+from bridge.models import Connection, Delivery, DeliveryAttempt, User, utcnow
 from bridge.users import iso
 
 BACKOFF_SECONDS: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800)
@@ -88,10 +88,14 @@ def next_attempt_at(
 # -- claiming ---------------------------------------------------------------------------------
 
 
+# Built once: constructing an alias of the table is costly, and claims run many times a second.
+_EARLIER = aliased(Delivery, name="earlier")
+
+
 def _claimable_condition(now: datetime) -> Any:
     """Due rows (pending/failed whose time has come, or in_flight whose lease expired) with no
     earlier unfinished row in their ordering lane, so a user's pushes to one CRM go in order."""
-    earlier = aliased(Delivery)
+    earlier = _EARLIER
     blocked = exists().where(
         earlier.ordering_key == Delivery.ordering_key,
         earlier.id < Delivery.id,
@@ -104,17 +108,16 @@ def _claimable_condition(now: datetime) -> Any:
     return and_(due, or_(Delivery.ordering_key.is_(None), ~blocked))
 
 
-def claim_due(worker_id: str, limit: int, lease_seconds: float, *, now: datetime | None = None) -> list[int]:
-    """Lease up to ``limit`` claimable rows to ``worker_id`` and commit; returns their ids.
+@dataclass
+class ClaimedDelivery:
+    """A claimed row with its connection and user, loaded in the claim transaction and
+    detached, so running it needs no read transaction of its own."""
 
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several workers claim at once without waiting on
-    or double-claiming each other's rows. SQLite: every transaction is ``BEGIN IMMEDIATE``
-    (bridge/database.py), so this whole read-then-update is exclusive already.
-    The attempt counter goes up here, so a worker killed mid-delivery still used its attempt.
-    """
-    if limit <= 0:
-        return []
-    now = now or utcnow()
+    delivery: Delivery
+    user: User | None
+
+
+def _claim_ids(worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[int]:
     query = (
         select(Delivery.id)
         .where(_claimable_condition(now))
@@ -123,26 +126,62 @@ def claim_due(worker_id: str, limit: int, lease_seconds: float, *, now: datetime
     )
     if not is_sqlite():
         query = query.with_for_update(skip_locked=True, of=Delivery)
+    ids = list(db.session.scalars(query))
+    if ids:
+        db.session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(
+                status="in_flight",
+                lease_owner=worker_id,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=Delivery.attempts + 1,
+                updated_at=now,
+            ),
+            execution_options={"synchronize_session": False},
+        )
+    return ids
+
+
+def claim_due(worker_id: str, limit: int, lease_seconds: float, *, now: datetime | None = None) -> list[int]:
+    """Lease up to ``limit`` claimable rows to ``worker_id`` and commit; returns their ids.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several workers claim at once without waiting on
+    or double-claiming each other's rows. SQLite: every transaction is ``BEGIN IMMEDIATE``
+    (bridge/database.py), so this whole read-then-update is exclusive already.
+    The attempt counter goes up here, so a worker killed mid-delivery still used its attempt.
+    """
+    return [claimed.delivery.id for claimed in claim_and_load(worker_id, limit, lease_seconds, now=now)]
+
+
+def claim_and_load(
+    worker_id: str, limit: int, lease_seconds: float, *, now: datetime | None = None
+) -> list[ClaimedDelivery]:
+    """``claim_due``, returning the claimed rows with their connections and users (detached;
+    ``db.session.merge(obj, load=False)`` re-attaches them without a query)."""
+    if limit <= 0:
+        return []
+    now = now or utcnow()
     try:
-        ids = list(db.session.scalars(query))
+        ids = _claim_ids(worker_id, limit, lease_seconds, now)
+        claimed: list[ClaimedDelivery] = []
         if ids:
-            db.session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids))
-                .values(
-                    status="in_flight",
-                    lease_owner=worker_id,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    attempts=Delivery.attempts + 1,
-                    updated_at=now,
-                ),
-                execution_options={"synchronize_session": False},
+            rows = list(
+                db.session.scalars(
+                    select(Delivery).options(joinedload(Delivery.connection)).where(Delivery.id.in_(ids))
+                )
             )
+            user_ids = {row.user_id for row in rows if row.user_id is not None}
+            found = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}
+            order = {delivery_id: index for index, delivery_id in enumerate(ids)}
+            rows.sort(key=lambda row: order[row.id])
+            claimed = [ClaimedDelivery(row, found.get(row.user_id) if row.user_id else None) for row in rows]
+        db.session.expunge_all()  # before the commit, which would expire them
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    return ids
+    return claimed
 
 
 def extend_leases(worker_id: str, ids: Sequence[int], lease_seconds: float) -> int:
@@ -187,30 +226,16 @@ class Outcome:
     next_attempt_at: datetime | None = None
 
 
-def _wipe_sensitive(delivery: Delivery) -> None:
-    payload = dict(delivery.payload or {})
-    if any(key in payload for key in SENSITIVE_PAYLOAD_KEYS):
-        for key in SENSITIVE_PAYLOAD_KEYS:
-            payload.pop(key, None)
-        delivery.payload = payload
-
-
 def record_outcome(
-    delivery_id: int, worker_id: str, attempt: AttemptRecord, *, rng: random.Random | None = None
+    delivery: Delivery, worker_id: str, attempt: AttemptRecord, *, rng: random.Random | None = None
 ) -> Outcome:
     """Store the attempt and move the row on: succeeded, failed (with its next time) or dead.
     Commits, together with whatever the handler wrote in this session.
 
-    When the lease was lost (it expired and another worker claimed the row) the attempt is
-    still recorded, but the row is left to its new owner.
+    ``delivery`` is the row as claimed (its ``attempts`` already counts this try). The update
+    only applies while this worker still holds the lease; when the lease was lost (it expired
+    and another worker claimed the row) the attempt is recorded and the row left to its owner.
     """
-    query = select(Delivery).where(Delivery.id == delivery_id).execution_options(populate_existing=True)
-    if not is_sqlite():
-        query = query.with_for_update(of=Delivery)
-    delivery = db.session.scalar(query)
-    if delivery is None:
-        db.session.rollback()
-        raise DeliveryNotFound(f"delivery {delivery_id} does not exist")
     last = attempt.exchanges[-1] if attempt.exchanges else {}
     db.session.add(
         DeliveryAttempt(
@@ -228,38 +253,44 @@ def record_outcome(
         )
     )
     now = utcnow()
-    if delivery.status != "in_flight" or delivery.lease_owner != worker_id:
-        db.session.commit()
-        return Outcome("lease_lost")
-    delivery.lease_owner = None
-    delivery.lease_until = None
-    delivery.updated_at = now
+    values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "updated_at": now}
+    outcome: Outcome
     if attempt.succeeded:
-        delivery.status = "succeeded"
-        delivery.delivered_at = now
-        delivery.last_error = None
-        delivery.result = attempt.result
-        _wipe_sensitive(delivery)
-        db.session.commit()
-        return Outcome("succeeded")
-    delivery.last_error = f"{attempt.error_class}: {attempt.error_message}"
-    when = None
-    if attempt.retryable:
-        when = next_attempt_at(
-            attempt=delivery.attempts,
-            created_at=delivery.created_at,
-            now=now,
-            retry_after=attempt.retry_after,
-            rng=rng,
-        )
-    if when is None:
-        delivery.status = "dead"
-        _wipe_sensitive(delivery)
+        outcome = Outcome("succeeded")
+        values.update(status="succeeded", delivered_at=now, last_error=None, result=attempt.result)
     else:
-        delivery.status = "failed"
-        delivery.next_attempt_at = when
-    db.session.commit()
-    return Outcome(delivery.status, when)
+        values["last_error"] = f"{attempt.error_class}: {attempt.error_message}"
+        when = None
+        if attempt.retryable:
+            when = next_attempt_at(
+                attempt=delivery.attempts,
+                created_at=delivery.created_at,
+                now=now,
+                retry_after=attempt.retry_after,
+                rng=rng,
+            )
+        outcome = Outcome("dead") if when is None else Outcome("failed", when)
+        values["status"] = outcome.status
+        if when is not None:
+            values["next_attempt_at"] = when
+    if outcome.status in ("succeeded", "dead"):
+        payload = dict(delivery.payload or {})
+        if any(key in payload for key in SENSITIVE_PAYLOAD_KEYS):
+            values["payload"] = {k: v for k, v in payload.items() if k not in SENSITIVE_PAYLOAD_KEYS}
+    try:
+        result = db.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.lease_owner == worker_id, Delivery.status == "in_flight")
+            .values(**values),
+            execution_options={"synchronize_session": False},
+        )
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return Outcome("lease_lost")
+    return outcome
 
 
 # -- operator actions -------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from bridge import deliveries, jobs
-from bridge.deliveries import WAKE_FLAG, AttemptRecord, DeliveryAbandoned
+from bridge.deliveries import WAKE_FLAG, AttemptRecord, ClaimedDelivery, DeliveryAbandoned
 from bridge.extensions import db
 from bridge.models import Delivery, User, WorkerHeartbeat, utcnow
 from bridge.redaction import scrub_text
@@ -129,8 +129,8 @@ class DeliveryWorker:
                 self.wake.clear()
                 self._heartbeat_if_due()
                 claimed = self._claim()
-                for delivery_id in claimed:
-                    pool.submit(self._run_one, delivery_id)
+                for item in claimed:
+                    pool.submit(self._run_one, item)
                 if claimed:
                     continue
                 with self._lock:
@@ -162,27 +162,32 @@ class DeliveryWorker:
 
     # -- internals --
 
-    def _claim(self) -> list[int]:
+    def _claim(self) -> list[ClaimedDelivery]:
         with self._lock:
             free = self.concurrency - len(self._active)
-        if free <= 0:
+            busy = bool(self._active)
+        # Claim in batches: a claim is a write transaction, so a busy pool waits until a
+        # quarter of its slots are free rather than claiming one row per finished delivery.
+        if free <= 0 or (busy and free < max(1, self.concurrency // 4)):
             return []
         try:
             with self.app.app_context():
-                ids = deliveries.claim_due(self.worker_id, free, self.lease_seconds)
+                claimed = deliveries.claim_and_load(self.worker_id, free, self.lease_seconds)
+                db.session.remove()
         except Exception:
             log.exception("delivery worker %s could not claim rows; retrying", self.worker_id)
             self.stopping.wait(max(self.poll_seconds, 1.0))
             return []
         with self._lock:
-            self._active.update(ids)
-        return ids
+            self._active.update(c.delivery.id for c in claimed)
+        return claimed
 
-    def _run_one(self, delivery_id: int) -> None:
+    def _run_one(self, claimed: ClaimedDelivery) -> None:
+        delivery_id = claimed.delivery.id
         try:
             with self.app.app_context():
                 try:
-                    self.deliver(delivery_id)
+                    self.deliver(claimed)
                 finally:
                     db.session.remove()
         except Exception:  # a bug in the worker itself: never let it kill the pool thread
@@ -194,22 +199,21 @@ class DeliveryWorker:
                 self._progress.notify_all()
             self.wake.set()  # a slot is free, and this row may have unblocked the next in its lane
 
-    def deliver(self, delivery_id: int) -> deliveries.Outcome | None:
+    def deliver(self, claimed: ClaimedDelivery) -> deliveries.Outcome:
         """Run one claimed row's handler and record the attempt (inside an app context)."""
-        # Nothing may expire on commit: the read transaction is ended before the handler talks
-        # to a CRM (on SQLite every transaction holds the write lock), and the handler keeps
-        # using the rows it was given.
+        # The rows were loaded when they were claimed: re-attach them without a query, so no
+        # transaction is open when the handler talks to a CRM (on SQLite every transaction
+        # holds the write lock). Nothing expires on commit: handlers end their own reads
+        # before CRM calls and keep using the rows they were given.
         db.session().expire_on_commit = False
-        delivery = db.session.get(Delivery, delivery_id)
-        if delivery is None:
-            return None
+        delivery = db.session.merge(claimed.delivery, load=False)
+        user = db.session.merge(claimed.user, load=False) if claimed.user is not None else None
         started_at = utcnow()
         started = time.perf_counter()
         secret_list: list[str] = []
         ctx: jobs.JobContext | None = None
         try:
-            ctx, secret_list = self._context(delivery)
-            db.session.commit()
+            ctx, secret_list = self._context(delivery, user)
             result = jobs.handler_for(delivery.kind)(ctx)
             record = AttemptRecord(started_at, 0.0, [], result=result if isinstance(result, dict) else None)
         except AdapterError as exc:
@@ -231,7 +235,7 @@ class DeliveryWorker:
             )
         except Exception as exc:  # a handler bug: recorded and retried, never fatal to the worker
             db.session.rollback()
-            log.exception("delivery %s (%s): handler error", delivery_id, delivery.kind)
+            log.exception("delivery %s (%s): handler error", delivery.id, delivery.kind)
             record = AttemptRecord(
                 started_at,
                 0.0,
@@ -242,25 +246,27 @@ class DeliveryWorker:
             )
         record.duration_ms = (time.perf_counter() - started) * 1000
         record.exchanges = list(ctx.http.exchanges) if ctx is not None else []
-        outcome = deliveries.record_outcome(delivery_id, self.worker_id, record)
-        self._log(delivery, record, outcome)
+        summary = (
+            f"delivery {claimed.delivery.id} {claimed.delivery.kind} to "
+            f"{claimed.delivery.connection.name if claimed.delivery.connection else '-'} "
+            f"attempt {claimed.delivery.attempts}"
+        )
+        outcome = deliveries.record_outcome(delivery, self.worker_id, record)
+        self._log(summary, record, outcome)
         return outcome
 
-    def _context(self, delivery: Delivery) -> tuple[jobs.JobContext, list[str]]:
+    def _context(self, delivery: Delivery, user: User | None) -> tuple[jobs.JobContext, list[str]]:
         from bridge.connections import secret_values
         from bridge.http import outbound_client
 
         connection = delivery.connection
-        user = db.session.get(User, delivery.user_id) if delivery.user_id is not None else None
         secret_list = secret_values(connection) if connection is not None else []
         http = outbound_client(secret_list)
         http.session.headers["Idempotency-Key"] = str(delivery.id)
         return jobs.JobContext(delivery, connection, user, http, self.worker_id), secret_list
 
     @staticmethod
-    def _log(delivery: Delivery, record: AttemptRecord, outcome: deliveries.Outcome) -> None:
-        target = delivery.connection.name if delivery.connection is not None else "-"
-        summary = f"delivery {delivery.id} {delivery.kind} to {target} attempt {delivery.attempts}"
+    def _log(summary: str, record: AttemptRecord, outcome: deliveries.Outcome) -> None:
         took = f"{record.duration_ms:.0f} ms"
         if outcome.status == "succeeded":
             log.info("%s: succeeded in %s", summary, took)

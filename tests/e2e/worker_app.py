@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakecrm import install_outbound_adapter  # noqa: E402
+from fakecrm import install_outbound_adapter
 
-from bridge import create_app  # noqa: E402
+from bridge import create_app
 
 install_outbound_adapter()
 app = create_app()
