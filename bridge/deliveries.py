@@ -151,7 +151,15 @@ def claim_due(worker_id: str, limit: int, lease_seconds: float, *, now: datetime
     (bridge/database.py), so this whole read-then-update is exclusive already.
     The attempt counter goes up here, so a worker killed mid-delivery still used its attempt.
     """
-    return [claimed.delivery.id for claimed in claim_and_load(worker_id, limit, lease_seconds, now=now)]
+    if limit <= 0:
+        return []
+    try:
+        ids = _claim_ids(worker_id, limit, lease_seconds, now or utcnow())
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return ids
 
 
 def claim_and_load(
@@ -176,7 +184,10 @@ def claim_and_load(
             order = {delivery_id: index for index, delivery_id in enumerate(ids)}
             rows.sort(key=lambda row: order[row.id])
             claimed = [ClaimedDelivery(row, found.get(row.user_id) if row.user_id else None) for row in rows]
-        db.session.expunge_all()  # before the commit, which would expire them
+        for item in claimed:  # detach before the commit, which would expire them
+            for obj in (item.delivery, item.delivery.connection, item.user):
+                if obj is not None and obj in db.session:
+                    db.session.expunge(obj)
         db.session.commit()
     except BaseException:
         db.session.rollback()
