@@ -1,17 +1,23 @@
 """The public ``/register`` page (CONTRACT.md §4): local registration as an HTML form.
 
 Same validation and service as ``POST /api/users`` (``bridge.accounts``), so a sign-up queues
-its CRM pushes in the same transaction and never waits for a CRM. CSRF comes from the app-wide
-Flask-WTF ``CSRFProtect``. ``BRIDGE_PUBLIC_SIGNUP=0`` turns the page off (404).
+its CRM pushes in the same transaction and never waits for a CRM. CSRF: Flask-WTF's token,
+checked in the view. ``BRIDGE_PUBLIC_SIGNUP=0`` turns the page off (404).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template, request
+from flask_wtf.csrf import CSRFError, validate_csrf
+from wtforms import ValidationError
 
 from bridge import accounts, users
+from bridge.extensions import csrf
 
 bp = Blueprint("signup", __name__)
+# The token is checked in the view, after the on/off switch, so a disabled page is a 404 for
+# every method (the app-wide check would otherwise answer a POST with 400 first).
+csrf.exempt(bp)
 
 FORM_FIELDS = ("email", "first_name", "last_name")
 
@@ -44,6 +50,11 @@ def register_form() -> tuple[str, int]:
 @bp.post("/register")
 def register_submit() -> tuple[str, int]:
     form = request.form
+    if current_app.config.get("WTF_CSRF_ENABLED", True):
+        try:
+            validate_csrf(form.get("csrf_token"))
+        except ValidationError as exc:
+            raise CSRFError(str(exc)) from None
     if form.get("password", "") != form.get("password_confirm", ""):
         return _render(422, error="The two passwords do not match.", problems={"password_confirm": "does not match"})
     data = {name: form.get(name, "").strip() for name in FORM_FIELDS}
