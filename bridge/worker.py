@@ -245,7 +245,9 @@ class DeliveryWorker:
                 retryable=True,
             )
         record.duration_ms = (time.perf_counter() - started) * 1000
-        record.exchanges = list(ctx.http.exchanges) if ctx is not None else []
+        if ctx is not None:
+            record.exchanges = list(ctx.http.exchanges)
+            ctx.http.session.close()  # one client per delivery: release its sockets now
         summary = (
             f"delivery {claimed.delivery.id} {claimed.delivery.kind} to "
             f"{claimed.delivery.connection.name if claimed.delivery.connection else '-'} "
