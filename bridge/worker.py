@@ -1,7 +1,343 @@
-"""The delivery worker. Stub: issue 4."""
+"""The delivery worker: claims due outbox rows, runs their job handlers, records every attempt.
+
+Two ways to run it (CONTRACT.md §1):
+
+- ``BRIDGE_WORKER=inline``: a daemon thread inside the web process (the embedded default). It
+  starts with ``bridge serve`` or on the first request, never for other CLI commands and never
+  in tests unless a test starts one.
+- ``bridge worker [--concurrency N] [--once]``: a separate process; any number of them, on any
+  machines, coordinate only through row leases (``bridge.deliveries.claim_due``).
+
+An idle worker picks a new row up at once when it was committed in the same process (a session
+hook sets a wake-up event) and within ``BRIDGE_WORKER_POLL_SECONDS`` otherwise. A worker that
+dies leaves its rows ``in_flight`` until their lease expires; then another worker claims them
+again (at-least-once, with the delivery id as ``Idempotency-Key`` so receivers can dedupe).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from bridge import deliveries, jobs
+from bridge.deliveries import WAKE_FLAG, AttemptRecord, ClaimedDelivery, DeliveryAbandoned
+from bridge.extensions import db
+from bridge.models import Delivery, User, WorkerHeartbeat, utcnow
+from bridge.redaction import scrub_text
+from crm_adapters.errors import AdapterError
+
+log = logging.getLogger("bridge.worker")
+
+HEARTBEAT_SECONDS = 5.0
+EXTENSION_KEY = "bridge_worker"
+
+# -- in-process wake-up -----------------------------------------------------------------------
+
+_wake_events: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+_hooks_installed = False
+
+
+def wake_workers() -> None:
+    """Wake every idle worker in this process (new or re-queued rows were committed)."""
+    for wake in list(_wake_events):
+        wake.set()
+
+
+def _install_session_hooks() -> None:
+    """After a commit that inserted or re-queued Delivery rows, wake this process's workers.
+
+    ``after_flush`` still sees the pre-flush ``session.new``; code that re-queues rows with a
+    bulk UPDATE (retry, replay) sets ``session.info[WAKE_FLAG]`` itself.
+    """
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+
+    @event.listens_for(Session, "after_flush")
+    def note_new_deliveries(session: Session, _context: Any) -> None:
+        if any(isinstance(obj, Delivery) for obj in session.new):
+            session.info[WAKE_FLAG] = True
+
+    @event.listens_for(Session, "after_commit")
+    def wake_after_commit(session: Session) -> None:
+        if session.info.pop(WAKE_FLAG, False):
+            wake_workers()
+
+    @event.listens_for(Session, "after_rollback")
+    def forget_on_rollback(session: Session) -> None:
+        session.info.pop(WAKE_FLAG, None)
+
+
+# -- the worker -------------------------------------------------------------------------------
+
+
+def new_worker_id(inline: bool = False) -> str:
+    kind = "inline" if inline else "worker"
+    return f"{socket.gethostname()}:{os.getpid()}:{kind}:{secrets.token_hex(3)}"
+
+
+class DeliveryWorker:
+    """One dispatcher loop that claims rows and a pool of ``concurrency`` threads running them."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        concurrency: int = 1,
+        inline: bool = False,
+        worker_id: str | None = None,
+    ) -> None:
+        self.app = app
+        self.concurrency = max(1, int(concurrency))
+        self.inline = inline
+        self.worker_id = worker_id or new_worker_id(inline)
+        self.poll_seconds = float(app.config.get("BRIDGE_WORKER_POLL_SECONDS", 0.1))
+        self.lease_seconds = float(app.config.get("BRIDGE_LEASE_SECONDS", 60))
+        self.heartbeat_seconds = min(HEARTBEAT_SECONDS, self.lease_seconds / 3)
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.processed = 0
+        self._active: set[int] = set()
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
+        self._last_beat = 0.0
+        self._thread: threading.Thread | None = None
+        _install_session_hooks()
+        _wake_events.add(self.wake)
+
+    # -- running --
+
+    def run(self, *, once: bool = False) -> int:
+        """Deliver until stopped (or, with ``once``, until nothing is claimable and nothing is
+        running). Returns how many deliveries this worker finished."""
+        log.info("delivery worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool:
+            while not self.stopping.is_set():
+                self.wake.clear()
+                self._heartbeat_if_due()
+                claimed = self._claim()
+                for item in claimed:
+                    pool.submit(self._run_one, item)
+                if claimed:
+                    continue
+                with self._lock:
+                    idle = not self._active
+                if once and idle:
+                    break
+                self.wake.wait(self.poll_seconds)
+        self._heartbeat(force=True)
+        log.info("delivery worker %s stopped after %d deliveries", self.worker_id, self.processed)
+        return self.processed
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread (the inline worker, and tests)."""
+        self._thread = threading.Thread(target=self.run, name=f"delivery-worker-{self.worker_id}", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float | None = 30) -> None:
+        """Stop claiming, let running deliveries finish, and wait for the loop to end."""
+        self.stopping.set()
+        self.wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wait_until_processed(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until this worker has finished ``count`` deliveries (for tests and benches)."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self.processed >= count, timeout)
+
+    # -- internals --
+
+    def _claim(self) -> list[ClaimedDelivery]:
+        with self._lock:
+            free = self.concurrency - len(self._active)
+            busy = bool(self._active)
+        # Claim in batches: a claim is a write transaction, so a busy pool waits until a
+        # quarter of its slots are free rather than claiming one row per finished delivery.
+        if free <= 0 or (busy and free < max(1, self.concurrency // 4)):
+            return []
+        try:
+            with self.app.app_context():
+                claimed = deliveries.claim_and_load(self.worker_id, free, self.lease_seconds)
+                db.session.remove()
+        except Exception:
+            log.exception("delivery worker %s could not claim rows; retrying", self.worker_id)
+            self.stopping.wait(max(self.poll_seconds, 1.0))
+            return []
+        with self._lock:
+            self._active.update(c.delivery.id for c in claimed)
+        return claimed
+
+    def _run_one(self, claimed: ClaimedDelivery) -> None:
+        delivery_id = claimed.delivery.id
+        try:
+            with self.app.app_context():
+                try:
+                    self.deliver(claimed)
+                finally:
+                    db.session.remove()
+        except Exception:  # a bug in the worker itself: never let it kill the pool thread
+            log.exception("delivery %s: worker error", delivery_id)
+        finally:
+            with self._lock:
+                self._active.discard(delivery_id)
+                self.processed += 1
+                self._progress.notify_all()
+            self.wake.set()  # a slot is free, and this row may have unblocked the next in its lane
+
+    def deliver(self, claimed: ClaimedDelivery) -> deliveries.Outcome:
+        """Run one claimed row's handler and record the attempt (inside an app context)."""
+        # The rows were loaded when they were claimed: re-attach them without a query, so no
+        # transaction is open when the handler talks to a CRM (on SQLite every transaction
+        # holds the write lock). Nothing expires on commit: handlers end their own reads
+        # before CRM calls and keep using the rows they were given.
+        db.session().expire_on_commit = False
+        delivery = db.session.merge(claimed.delivery, load=False)
+        user = db.session.merge(claimed.user, load=False) if claimed.user is not None else None
+        started_at = utcnow()
+        started = time.perf_counter()
+        secret_list: list[str] = []
+        ctx: jobs.JobContext | None = None
+        try:
+            ctx, secret_list = self._context(delivery, user)
+            result = jobs.handler_for(delivery.kind)(ctx)
+            record = AttemptRecord(started_at, 0.0, [], result=result if isinstance(result, dict) else None)
+        except AdapterError as exc:
+            db.session.rollback()
+            record = AttemptRecord(
+                started_at,
+                0.0,
+                [],
+                error_class=exc.error_class,
+                error_message=scrub_text(exc.message, secret_list),
+                retryable=exc.retryable,
+                retry_after=exc.retry_after,
+            )
+        except (DeliveryAbandoned, jobs.UnknownJobKind) as exc:
+            db.session.rollback()
+            error_class = DeliveryAbandoned.error_class if isinstance(exc, DeliveryAbandoned) else "unknown_kind"
+            record = AttemptRecord(
+                started_at, 0.0, [], error_class=error_class, error_message=scrub_text(str(exc), secret_list)
+            )
+        except Exception as exc:  # a handler bug: recorded and retried, never fatal to the worker
+            db.session.rollback()
+            log.exception("delivery %s (%s): handler error", delivery.id, delivery.kind)
+            record = AttemptRecord(
+                started_at,
+                0.0,
+                [],
+                error_class="internal_error",
+                error_message=scrub_text(f"{exc.__class__.__name__}: {exc}", secret_list),
+                retryable=True,
+            )
+        record.duration_ms = (time.perf_counter() - started) * 1000
+        if ctx is not None:
+            record.exchanges = list(ctx.http.exchanges)
+            ctx.http.session.close()  # one client per delivery: release its sockets now
+        summary = (
+            f"delivery {claimed.delivery.id} {claimed.delivery.kind} to "
+            f"{claimed.delivery.connection.name if claimed.delivery.connection else '-'} "
+            f"attempt {claimed.delivery.attempts}"
+        )
+        outcome = deliveries.record_outcome(delivery, self.worker_id, record)
+        self._log(summary, record, outcome)
+        return outcome
+
+    def _context(self, delivery: Delivery, user: User | None) -> tuple[jobs.JobContext, list[str]]:
+        from bridge.connections import secret_values
+        from bridge.http import outbound_client
+
+        connection = delivery.connection
+        secret_list = secret_values(connection) if connection is not None else []
+        http = outbound_client(secret_list)
+        http.session.headers["Idempotency-Key"] = str(delivery.id)
+        return jobs.JobContext(delivery, connection, user, http, self.worker_id), secret_list
+
+    @staticmethod
+    def _log(summary: str, record: AttemptRecord, outcome: deliveries.Outcome) -> None:
+        took = f"{record.duration_ms:.0f} ms"
+        if outcome.status == "succeeded":
+            log.info("%s: succeeded in %s", summary, took)
+        elif outcome.status == "failed":
+            log.warning(
+                "%s: failed (%s: %s) in %s; next try at %s",
+                summary,
+                record.error_class,
+                record.error_message,
+                took,
+                outcome.next_attempt_at.isoformat(timespec="seconds") + "Z" if outcome.next_attempt_at else "-",
+            )
+        elif outcome.status == "dead":
+            log.error("%s: dead (%s: %s) in %s", summary, record.error_class, record.error_message, took)
+        else:
+            log.warning("%s: lease lost to another worker; its result was recorded only", summary)
+
+    def _heartbeat_if_due(self) -> None:
+        if time.monotonic() - self._last_beat >= self.heartbeat_seconds:
+            self._heartbeat()
+
+    def _heartbeat(self, force: bool = False) -> None:
+        """Record that this worker is alive, and extend the leases of rows it is running."""
+        self._last_beat = time.monotonic()
+        with self._lock:
+            active = list(self._active)
+        try:
+            with self.app.app_context():
+                row = db.session.get(WorkerHeartbeat, self.worker_id)
+                if row is None:
+                    db.session.add(WorkerHeartbeat(worker_id=self.worker_id, last_seen=utcnow(), inline=self.inline))
+                else:
+                    row.last_seen = utcnow()
+                db.session.commit()
+                deliveries.extend_leases(self.worker_id, active, self.lease_seconds)
+                db.session.remove()
+        except Exception:
+            if not force:
+                log.exception("delivery worker %s: heartbeat failed", self.worker_id)
+
+
+# -- inline worker ----------------------------------------------------------------------------
+
+
+def start_inline(app: Flask) -> DeliveryWorker:
+    """Start the in-process worker thread once per app (``bridge serve``, first request)."""
+    with _start_lock:
+        worker = app.extensions.get(EXTENSION_KEY)
+        if worker is None:
+            concurrency = int(app.config.get("BRIDGE_WORKER_CONCURRENCY", 4))
+            worker = DeliveryWorker(app, concurrency=concurrency, inline=True)
+            app.extensions[EXTENSION_KEY] = worker
+            worker.start()
+            atexit.register(worker.stop, 5)
+        return worker
+
+
+_start_lock = threading.Lock()
 
 
 def init_app(app: Flask) -> None:
-    """Start the inline worker thread when ``BRIDGE_WORKER=inline`` (issue 4)."""
+    """Wake-up hooks always; with ``BRIDGE_WORKER=inline``, start the worker thread on the
+    first request (so gunicorn's workers each get one after forking, and CLI commands such as
+    ``bridge init`` never start one)."""
+    _install_session_hooks()
+    if str(app.config.get("BRIDGE_WORKER", "off")).lower() != "inline":
+        return
+
+    @app.before_request
+    def start_inline_worker() -> None:
+        if EXTENSION_KEY not in app.extensions:
+            start_inline(app)

@@ -1,0 +1,441 @@
+"""Deliveries: the retry schedule, claiming with leases, recording attempts, and the operator
+actions (list, retry, replay) shared by the worker, the API, the CLI and the admin console.
+
+The worker (``bridge.worker``) is the only caller of :func:`claim_due` and
+:func:`record_outcome`; everything here runs without a request.
+
+Retry rules (CONTRACT.md §5): an error whose ``retryable`` is true is tried again after an
+exponential backoff with ±20% jitter (about 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h,
+8 h, then every 12 h) until three days after the row was created; a ``Retry-After`` replaces the
+delay, capped at one hour. Anything else is final: the row is ``dead`` until replayed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import aliased, joinedload
+
+from bridge import outbox
+from bridge.database import is_sqlite
+from bridge.extensions import db
+from bridge.models import Connection, Delivery, DeliveryAttempt, User, utcnow
+from bridge.users import iso
+
+BACKOFF_SECONDS: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800)
+STEADY_BACKOFF_SECONDS = 12 * 3600
+JITTER = 0.2
+RETRY_AFTER_CAP_SECONDS = 3600
+GIVE_UP_AFTER = timedelta(days=3)
+PAGE_SIZE = 50
+# Payload keys holding something secret (an encrypted password waiting to be returned): wiped
+# as soon as the row is finished either way, so it does not sit in the database.
+SENSITIVE_PAYLOAD_KEYS = ("password",)
+# Set in ``session.info`` by code that re-queues rows with a bulk UPDATE: the worker's session
+# hook (bridge.worker) wakes this process's idle workers when that transaction commits.
+WAKE_FLAG = "bridge.wake_worker"
+
+
+class DeliveryNotFound(LookupError):
+    """No delivery with that id."""
+
+
+class DeliveryNotRetryable(ValueError):
+    """Only a ``dead`` or ``failed`` delivery can be retried by hand."""
+
+
+class DeliveryAbandoned(Exception):
+    """Raised by a job handler when the job can never succeed as queued (its user or
+    connection is gone, the connection is disabled, the password to return was wiped): the row
+    goes ``dead`` at once, visible and replayable, without a CRM call."""
+
+    error_class = "abandoned"
+
+
+# -- schedule ---------------------------------------------------------------------------------
+
+
+def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
+    """The delay after failed attempt number ``attempt`` (1-based), jittered by ±20% so a CRM
+    that comes back is not hit by every queued row in the same second."""
+    base = BACKOFF_SECONDS[attempt - 1] if 1 <= attempt <= len(BACKOFF_SECONDS) else STEADY_BACKOFF_SECONDS
+    spread = (rng or random).uniform(1 - JITTER, 1 + JITTER)
+    return base * spread
+
+
+def retry_delay(attempt: int, retry_after: float | None, rng: random.Random | None = None) -> float:
+    """The CRM's ``Retry-After`` (capped at an hour) when it sent one, else the backoff."""
+    if retry_after is not None:
+        return min(max(0.0, float(retry_after)), RETRY_AFTER_CAP_SECONDS)
+    return backoff_seconds(attempt, rng)
+
+
+def next_attempt_at(
+    *, attempt: int, created_at: datetime, now: datetime, retry_after: float | None, rng: random.Random | None = None
+) -> datetime | None:
+    """When to try again, or None when that would be past the three-day limit (→ ``dead``)."""
+    when = now + timedelta(seconds=retry_delay(attempt, retry_after, rng))
+    if when > created_at + GIVE_UP_AFTER:
+        return None
+    return when
+
+
+# -- claiming ---------------------------------------------------------------------------------
+
+
+# Built once: constructing an alias of the table is costly, and claims run many times a second.
+_EARLIER = aliased(Delivery, name="earlier")
+
+
+def _claimable_condition(now: datetime) -> Any:
+    """Due rows (pending/failed whose time has come, or in_flight whose lease expired) with no
+    earlier unfinished row in their ordering lane, so a user's pushes to one CRM go in order."""
+    earlier = _EARLIER
+    blocked = exists().where(
+        earlier.ordering_key == Delivery.ordering_key,
+        earlier.id < Delivery.id,
+        earlier.status.in_(outbox.OPEN_STATUSES),
+    )
+    due = or_(
+        and_(Delivery.status.in_(("pending", "failed")), Delivery.next_attempt_at <= now),
+        and_(Delivery.status == "in_flight", Delivery.lease_until < now),
+    )
+    return and_(due, or_(Delivery.ordering_key.is_(None), ~blocked))
+
+
+@dataclass
+class ClaimedDelivery:
+    """A claimed row with its connection and user, loaded in the claim transaction and
+    detached, so running it needs no read transaction of its own."""
+
+    delivery: Delivery
+    user: User | None
+
+
+def _claim_ids(worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[int]:
+    query = (
+        select(Delivery.id)
+        .where(_claimable_condition(now))
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )
+    if not is_sqlite():
+        query = query.with_for_update(skip_locked=True, of=Delivery)
+    ids = list(db.session.scalars(query))
+    if ids:
+        db.session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(
+                status="in_flight",
+                lease_owner=worker_id,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=Delivery.attempts + 1,
+                updated_at=now,
+            ),
+            execution_options={"synchronize_session": False},
+        )
+    return ids
+
+
+def claim_due(worker_id: str, limit: int, lease_seconds: float, *, now: datetime | None = None) -> list[int]:
+    """Lease up to ``limit`` claimable rows to ``worker_id`` and commit; returns their ids.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several workers claim at once without waiting on
+    or double-claiming each other's rows. SQLite: every transaction is ``BEGIN IMMEDIATE``
+    (bridge/database.py), so this whole read-then-update is exclusive already.
+    The attempt counter goes up here, so a worker killed mid-delivery still used its attempt.
+    """
+    if limit <= 0:
+        return []
+    try:
+        ids = _claim_ids(worker_id, limit, lease_seconds, now or utcnow())
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return ids
+
+
+def claim_and_load(
+    worker_id: str, limit: int, lease_seconds: float, *, now: datetime | None = None
+) -> list[ClaimedDelivery]:
+    """``claim_due``, returning the claimed rows with their connections and users (detached;
+    ``db.session.merge(obj, load=False)`` re-attaches them without a query)."""
+    if limit <= 0:
+        return []
+    now = now or utcnow()
+    try:
+        ids = _claim_ids(worker_id, limit, lease_seconds, now)
+        claimed: list[ClaimedDelivery] = []
+        if ids:
+            rows = list(
+                db.session.scalars(
+                    select(Delivery).options(joinedload(Delivery.connection)).where(Delivery.id.in_(ids))
+                )
+            )
+            user_ids = {row.user_id for row in rows if row.user_id is not None}
+            found = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}
+            order = {delivery_id: index for index, delivery_id in enumerate(ids)}
+            rows.sort(key=lambda row: order[row.id])
+            claimed = [ClaimedDelivery(row, found.get(row.user_id) if row.user_id else None) for row in rows]
+        for item in claimed:  # detach before the commit, which would expire them
+            for obj in (item.delivery, item.delivery.connection, item.user):
+                if obj is not None and obj in db.session:
+                    db.session.expunge(obj)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return claimed
+
+
+def extend_leases(worker_id: str, ids: Sequence[int], lease_seconds: float) -> int:
+    """Push out the lease of rows this worker is still working on (a slow CRM is not a dead
+    worker). Returns how many rows were still ours."""
+    if not ids:
+        return 0
+    result = db.session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(ids)), Delivery.lease_owner == worker_id, Delivery.status == "in_flight")
+        .values(lease_until=utcnow() + timedelta(seconds=lease_seconds)),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# -- outcomes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class AttemptRecord:
+    """What one try did, as the worker observed it."""
+
+    started_at: datetime
+    duration_ms: float
+    exchanges: list[dict[str, Any]]
+    error_class: str | None = None
+    error_message: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    result: dict[str, Any] | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_class is None
+
+
+@dataclass
+class Outcome:
+    status: str  # succeeded | failed | dead | lease_lost
+    next_attempt_at: datetime | None = None
+
+
+def record_outcome(
+    delivery: Delivery, worker_id: str, attempt: AttemptRecord, *, rng: random.Random | None = None
+) -> Outcome:
+    """Store the attempt and move the row on: succeeded, failed (with its next time) or dead.
+    Commits, together with whatever the handler wrote in this session.
+
+    ``delivery`` is the row as claimed (its ``attempts`` already counts this try). The update
+    only applies while this worker still holds the lease; when the lease was lost (it expired
+    and another worker claimed the row) the attempt is recorded and the row left to its owner.
+    """
+    last = attempt.exchanges[-1] if attempt.exchanges else {}
+    db.session.add(
+        DeliveryAttempt(
+            delivery_id=delivery.id,
+            number=delivery.attempts,
+            started_at=attempt.started_at,
+            duration_ms=round(attempt.duration_ms, 2),
+            method=last.get("method"),
+            url=last.get("url"),
+            status_code=last.get("status"),
+            error_class=attempt.error_class,
+            error_message=attempt.error_message,
+            exchanges=attempt.exchanges,
+            worker=worker_id,
+        )
+    )
+    now = utcnow()
+    values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "updated_at": now}
+    outcome: Outcome
+    if attempt.succeeded:
+        outcome = Outcome("succeeded")
+        values.update(status="succeeded", delivered_at=now, last_error=None, result=attempt.result)
+    else:
+        values["last_error"] = f"{attempt.error_class}: {attempt.error_message}"
+        when = None
+        if attempt.retryable:
+            when = next_attempt_at(
+                attempt=delivery.attempts,
+                created_at=delivery.created_at,
+                now=now,
+                retry_after=attempt.retry_after,
+                rng=rng,
+            )
+        outcome = Outcome("dead") if when is None else Outcome("failed", when)
+        values["status"] = outcome.status
+        if when is not None:
+            values["next_attempt_at"] = when
+    if outcome.status in ("succeeded", "dead"):
+        payload = dict(delivery.payload or {})
+        if any(key in payload for key in SENSITIVE_PAYLOAD_KEYS):
+            values["payload"] = {k: v for k, v in payload.items() if k not in SENSITIVE_PAYLOAD_KEYS}
+    try:
+        result = db.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.lease_owner == worker_id, Delivery.status == "in_flight")
+            .values(**values),
+            execution_options={"synchronize_session": False},
+        )
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return Outcome("lease_lost")
+    return outcome
+
+
+# -- operator actions -------------------------------------------------------------------------
+
+
+def get_delivery(delivery_id: int) -> Delivery:
+    delivery = db.session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise DeliveryNotFound(f"delivery {delivery_id} does not exist")
+    return delivery
+
+
+def _requeue(delivery: Delivery, now: datetime) -> None:
+    delivery.status = "pending"
+    delivery.next_attempt_at = now
+    delivery.lease_owner = None
+    delivery.lease_until = None
+    delivery.updated_at = now
+
+
+def retry_delivery(delivery_id: int) -> Delivery:
+    """Queue a ``dead`` or ``failed`` delivery to be tried now (not committed: the caller
+    commits). Its attempt history is kept. The three-day limit still counts from creation, so
+    a row replayed after it gets one try per replay."""
+    delivery = get_delivery(delivery_id)
+    if delivery.status not in ("dead", "failed"):
+        raise DeliveryNotRetryable(f"delivery {delivery_id} is {delivery.status}; only dead or failed can be retried")
+    _requeue(delivery, utcnow())
+    db.session.info[WAKE_FLAG] = True
+    db.session.flush()
+    return delivery
+
+
+def replay(status: str = "dead", since: datetime | None = None) -> int:
+    """Queue every delivery in ``status`` (``dead`` or ``failed``) created at or after ``since``
+    to be tried now; returns how many (not committed: the caller commits)."""
+    if status not in ("dead", "failed"):
+        raise DeliveryNotRetryable("only dead or failed deliveries can be replayed")
+    now = utcnow()
+    conditions = [Delivery.status == status]
+    if since is not None:
+        conditions.append(Delivery.created_at >= since)
+    result = db.session.execute(
+        update(Delivery)
+        .where(*conditions)
+        .values(status="pending", next_attempt_at=now, lease_owner=None, lease_until=None, updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.info[WAKE_FLAG] = True
+    db.session.flush()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def list_deliveries(
+    *,
+    status: str | None = None,
+    connection: str | None = None,
+    user_id: int | None = None,
+    kind: str | None = None,
+    page: int = 1,
+    per_page: int = PAGE_SIZE,
+) -> tuple[list[Delivery], int]:
+    """Newest first, filtered; returns (page of rows, total)."""
+    conditions = []
+    if status:
+        conditions.append(Delivery.status == status)
+    if connection:
+        conditions.append(Delivery.connection.has(Connection.name == connection))
+    if user_id is not None:
+        conditions.append(Delivery.user_id == user_id)
+    if kind:
+        conditions.append(Delivery.kind == kind)
+    total = db.session.scalar(select(func.count(Delivery.id)).where(*conditions)) or 0
+    rows = db.session.scalars(
+        select(Delivery)
+        .where(*conditions)
+        .order_by(Delivery.id.desc())
+        .offset((max(page, 1) - 1) * per_page)
+        .limit(per_page)
+    )
+    return list(rows), int(total)
+
+
+def queue_counts() -> dict[str, int]:
+    """Rows per status (every status present, zero when none)."""
+    counts = dict.fromkeys(outbox.STATUSES, 0)
+    for status, count in db.session.execute(select(Delivery.status, func.count(Delivery.id)).group_by(Delivery.status)):
+        counts[status] = int(count)
+    return counts
+
+
+# -- JSON -------------------------------------------------------------------------------------
+
+
+def public_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """The payload as shown to operators: a password waiting to be returned is never shown."""
+    shown = dict(payload or {})
+    for key in SENSITIVE_PAYLOAD_KEYS:
+        if key in shown:
+            shown[key] = "********"
+    return shown
+
+
+def attempt_to_json(attempt: DeliveryAttempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "started_at": iso(attempt.started_at),
+        "duration_ms": attempt.duration_ms,
+        "method": attempt.method,
+        "url": attempt.url,
+        "status_code": attempt.status_code,
+        "error_class": attempt.error_class,
+        "error_message": attempt.error_message,
+        "worker": attempt.worker,
+        "exchanges": attempt.exchanges or [],
+    }
+
+
+def delivery_to_json(delivery: Delivery, *, with_attempts: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": delivery.id,
+        "kind": delivery.kind,
+        "status": delivery.status,
+        "connection": delivery.connection.name if delivery.connection is not None else None,
+        "user_id": delivery.user_id,
+        "attempts": delivery.attempts,
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status in ("pending", "failed") else None,
+        "last_error": delivery.last_error,
+        "payload": public_payload(delivery.payload),
+        "result": delivery.result,
+        "created_at": iso(delivery.created_at),
+        "updated_at": iso(delivery.updated_at),
+        "delivered_at": iso(delivery.delivered_at),
+    }
+    if with_attempts:
+        data["attempt_log"] = [attempt_to_json(a) for a in delivery.attempt_log]
+    return data

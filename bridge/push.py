@@ -1,0 +1,127 @@
+"""Job handlers that push local users out to CRMs: ``contact.upsert`` (registration),
+``contact.update`` (profile changes, for connections with ``push_updates``) and
+``password.return`` (a generated password sent to the CRM field that receives it).
+
+Each handler reads what it needs, ends its read transaction before the first CRM call (on
+SQLite every transaction holds the write lock, and a slow CRM must never block registrations),
+talks to the CRM through the connection's adapter, then writes the result (the contact link)
+in the worker's session; the worker commits it together with the attempt. Handlers never
+decide to retry: they raise the adapter's typed errors and the worker reads ``retryable``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge import crypto, outbox, users
+from bridge.connections import build_adapter, effective_settings
+from bridge.deliveries import DeliveryAbandoned
+from bridge.extensions import db
+from bridge.jobs import JobContext, job_handler
+from bridge.models import Connection, User
+from crm_adapters.base import Adapter, OutboundContact, OutboundEvent
+
+
+def _require(ctx: JobContext) -> tuple[Connection, User]:
+    if ctx.connection is None:
+        raise DeliveryAbandoned("the connection of this delivery no longer exists")
+    if ctx.user is None:
+        raise DeliveryAbandoned("the user of this delivery no longer exists")
+    if not effective_settings(ctx.connection).get("enabled", True):
+        raise DeliveryAbandoned(f"connection {ctx.connection.name} is disabled")
+    return ctx.connection, ctx.user
+
+
+def _event(ctx: JobContext, event_type: str) -> OutboundEvent:
+    """The delivery id is the event id: stable across retries, so receivers can dedupe."""
+    return OutboundEvent(id=str(ctx.delivery.id), type=event_type, occurred_at=users.iso(ctx.delivery.created_at) or "")
+
+
+def local_fields(user: User) -> dict[str, Any]:
+    """The user's data under local keys, before the connection's field map."""
+    fields: dict[str, Any] = dict(user.meta or {})
+    fields.update({"email": user.email, "first_name": user.first_name, "last_name": user.last_name})
+    return fields
+
+
+def outbound_contact(user: User, adapter: Adapter, *, tags: list[str], event: OutboundEvent) -> OutboundContact:
+    return OutboundContact(
+        email=user.email,
+        fields=adapter.to_crm_fields(local_fields(user)),
+        tags=list(tags),
+        first_name=user.first_name,
+        last_name=user.last_name,
+        username=user.username,
+        meta=dict(user.meta or {}),
+        event=event,
+    )
+
+
+def _end_reads() -> None:
+    """Close the read transaction before talking to a CRM (objects stay loaded: the worker's
+    session does not expire on commit)."""
+    db.session.commit()
+
+
+def _link(user: User, connection: Connection, contact_id: str | None) -> str | None:
+    if contact_id:
+        users.link_contact(user, connection, str(contact_id))
+    return contact_id
+
+
+@job_handler(outbox.CONTACT_UPSERT)
+def push_registration(ctx: JobContext) -> dict[str, Any]:
+    """Registration push: create or update the contact by email (never a duplicate), link it,
+    then apply the connection's ``assign_tags``."""
+    connection, user = _require(ctx)
+    adapter = build_adapter(connection, ctx.http)
+    assign_tags = [t for t in (adapter.config.get("assign_tags") or []) if t]
+    contact = outbound_contact(user, adapter, tags=assign_tags, event=_event(ctx, "user.registered"))
+    _end_reads()
+    contact_id = adapter.upsert_contact(contact)
+    if contact_id and assign_tags:
+        adapter.apply_tags(str(contact_id), assign_tags)
+    _link(user, connection, contact_id)
+    return {"contact_id": contact_id, "tags_applied": assign_tags if contact_id else []}
+
+
+@job_handler(outbox.CONTACT_UPDATE)
+def push_profile_update(ctx: JobContext) -> dict[str, Any]:
+    """Profile change: update the linked contact's fields; with no link yet, upsert by email
+    (and link) so an update never creates a duplicate either."""
+    connection, user = _require(ctx)
+    adapter = build_adapter(connection, ctx.http)
+    contact_id = users.contact_id_for(user, connection)
+    contact = outbound_contact(user, adapter, tags=[], event=_event(ctx, "user.updated"))
+    _end_reads()
+    if contact_id:
+        adapter.update_fields(contact_id, contact.fields)
+        return {"contact_id": contact_id, "fields": sorted(contact.fields)}
+    new_id = adapter.upsert_contact(contact)
+    _link(user, connection, new_id)
+    return {"contact_id": new_id, "fields": sorted(contact.fields)}
+
+
+@job_handler(outbox.PASSWORD_RETURN)
+def return_password(ctx: JobContext) -> dict[str, Any]:
+    """Send a generated password to the connection's ``return_password_field``. The encrypted
+    password is wiped from the row once it is delivered or given up (bridge.deliveries)."""
+    connection, user = _require(ctx)
+    payload = ctx.delivery.payload or {}
+    field = payload.get("field")
+    encrypted = payload.get("password")
+    if not field:
+        raise DeliveryAbandoned("no CRM field to return the password to")
+    if not encrypted:
+        raise DeliveryAbandoned("the password to return was already wiped")
+    contact_id = payload.get("contact_id") or users.contact_id_for(user, connection)
+    if not contact_id:
+        raise DeliveryAbandoned("the user has no contact on this connection")
+    password = crypto.decrypt(str(encrypted))
+    # The field may have any name, so masking password-like keys is not enough: redact the
+    # value itself from every recorded exchange.
+    ctx.http.secrets = (*ctx.http.secrets, password)
+    adapter = build_adapter(connection, ctx.http)
+    _end_reads()
+    adapter.update_fields(str(contact_id), {str(field): password})
+    return {"contact_id": str(contact_id), "field": field}

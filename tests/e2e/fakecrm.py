@@ -1,0 +1,307 @@
+"""A fake FluentCRM REST API on loopback, shaped after the recorded exchanges in
+``shared/fixtures/fluentcrm/api/`` (paths, Basic auth, ``__force_update``, 422 for a missing
+subscriber or a duplicate email, ``sync-segments`` by slug), plus knobs to make it fail, hang
+or answer slowly. Used by the end-to-end tests and by ``bench/delivery.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from crm_adapters.base import Adapter, OutboundContact
+from crm_adapters.fluentcrm import API_PATH, NOT_FOUND, FluentCrmAdapter
+
+USERNAME = "api"
+APP_PASSWORD = "fake app password 1234"  # a test credential
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    at: float
+
+
+@dataclass
+class Scripted:
+    """A canned answer for the next request matching ``method``/``path_suffix``."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str | None = None
+    path_suffix: str | None = None
+
+
+class FakeFluentCrm:
+    """State and behaviour of the fake; ``url`` is the WordPress site's base URL."""
+
+    def __init__(self, *, delay: float = 0.0, tags: Sequence[str] = ("vip", "newsletter")) -> None:
+        self.delay = delay
+        self.lock = threading.Condition()
+        self.contacts: dict[int, dict[str, Any]] = {}
+        self.tags: dict[str, dict[str, Any]] = {}
+        self.requests: list[Recorded] = []
+        self.scripted: list[Scripted] = []
+        self.reject_writes_with: int | None = None
+        self.gate: threading.Event | None = None  # when set to an Event, requests wait on it
+        self.arrived = threading.Event()  # set whenever a request arrives
+        self._next_id = 1
+        for name in tags:
+            self._create_tag(name)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    # -- lifecycle --
+
+    def __enter__(self) -> FakeFluentCrm:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.gate is not None:
+            self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    # -- knobs and views --
+
+    def script(self, *answers: Scripted) -> None:
+        with self.lock:
+            self.scripted.extend(answers)
+
+    def contacts_by_email(self, email: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [c for c in self.contacts.values() if c["email"] == email.lower()]
+
+    def wait_for(self, predicate: Callable[[FakeFluentCrm], bool], timeout: float = 10.0) -> bool:
+        """Block until ``predicate(self)`` holds (re-checked on every request), or time out."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.lock.wait(remaining)
+            return True
+
+    def requests_to(self, method: str, suffix: str) -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if r.method == method and r.path.endswith(suffix)]
+
+    # -- the API --
+
+    def _create_tag(self, title: str) -> dict[str, Any]:
+        slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+        tag = {"id": len(self.tags) + 1, "title": title, "slug": slug, "description": ""}
+        self.tags[slug] = tag
+        return tag
+
+    def _subscriber(self, contact: dict[str, Any]) -> dict[str, Any]:
+        return {**contact, "tags": [self.tags[s] for s in contact["tag_slugs"]], "lists": []}
+
+    def answer(self, method: str, path: str, query: Mapping[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
+        """One API call against the in-memory state (called with ``self.lock`` held)."""
+        if not path.startswith(API_PATH):
+            return 404, {"code": "rest_no_route"}, {}
+        route = path[len(API_PATH) :]
+        missing = (422, {"message": "Subscriber not found"}, {})
+        if self.reject_writes_with and method in ("POST", "PUT"):
+            return self.reject_writes_with, {"message": "rejected by the fake CRM"}, {}
+        if method == "GET" and route == "/tags":
+            data = list(self.tags.values())
+            return 200, {"tags": {"total": len(data), "current_page": 1, "last_page": 1, "data": data}}, {}
+        if method == "POST" and route == "/tags":
+            tag = self._create_tag(str(body.get("title", "")))
+            return 200, {"lists": tag, "item": tag, "message": "Successfully saved the tag."}, {}
+        if method == "GET" and route == "/subscribers/0" and "get_by_email" in query:
+            found = [c for c in self.contacts.values() if c["email"] == query["get_by_email"].lower()]
+            return (200, {"subscriber": self._subscriber(found[0])}, {}) if found else missing
+        if method == "GET" and route == "/subscribers":
+            term = query.get("search", "").lower()
+            data = [self._subscriber(c) for c in self.contacts.values() if term in c["email"]]
+            return 200, {"subscribers": {"total": len(data), "current_page": 1, "last_page": 1, "data": data}}, {}
+        match = re.fullmatch(r"/subscribers/(\d+)", route)
+        if match and method == "GET":
+            contact = self.contacts.get(int(match.group(1)))
+            return (200, {"subscriber": self._subscriber(contact)}, {}) if contact else missing
+        if match and method == "PUT":
+            contact = self.contacts.get(int(match.group(1)))
+            if contact is None:
+                return missing
+            fields = body.get("subscriber", body) if isinstance(body, dict) else {}
+            self._apply(contact, fields)
+            for tag_id in body.get("detach_tags", []) if isinstance(body, dict) else []:
+                contact["tag_slugs"] = [s for s in contact["tag_slugs"] if self.tags[s]["id"] != tag_id]
+            return 200, {"message": "Subscriber successfully updated", "contact": self._subscriber(contact)}, {}
+        if method == "POST" and route == "/subscribers":
+            email = str(body.get("email", "")).lower()
+            if not email or not body.get("status"):
+                return 422, {"email": {"required": "Email is required"}}, {}
+            existing = [c for c in self.contacts.values() if c["email"] == email]
+            if existing and body.get("__force_update") != "yes":
+                return 422, {"email": {"unique": "Provided email already assigned to another subscriber."}}, {}
+            action = "updated" if existing else "created"
+            contact = existing[0] if existing else {"id": self._next_id, "email": email, "tag_slugs": []}
+            if not existing:
+                self._next_id += 1
+                self.contacts[contact["id"]] = contact
+            self._apply(contact, body)
+            message = "contact has been successfully updated." if existing else "Successfully added the subscriber."
+            return 200, {"message": message, "contact": self._subscriber(contact), "action_type": action}, {}
+        if method == "POST" and route == "/subscribers/sync-segments":
+            by_id = body.get("find_by") == "id"
+            for contact_id in body.get("subscribers", []):
+                contact = self.contacts.get(int(contact_id))
+                if contact is None:
+                    continue
+                for ref in body.get("attach", []):
+                    slug = next((s for s, t in self.tags.items() if t["id"] == ref), None) if by_id else ref
+                    if slug in self.tags and slug not in contact["tag_slugs"]:
+                        contact["tag_slugs"].append(slug)
+            return 200, {"message": "Successfully updated the subscriber."}, {}
+        return 404, {"code": "rest_no_route", "message": "No route was found"}, {}
+
+    @staticmethod
+    def _apply(contact: dict[str, Any], fields: Mapping[str, Any]) -> None:
+        for key, value in fields.items():
+            if key in ("id", "tags", "tag_slugs", "__force_update", "attach_tags", "detach_tags", "subscriber"):
+                continue
+            contact[key] = value.lower() if key == "email" and isinstance(value, str) else value
+
+    def _authorised(self, header: str | None) -> bool:
+        expected = "Basic " + base64.b64encode(f"{USERNAME}:{APP_PASSWORD}".encode()).decode()
+        return header == expected
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in separate writes: without this, Nagle's algorithm
+                # and the client's delayed ACK add ~40 ms to every answer.
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else {}
+                except ValueError:
+                    body = {}
+                parts = urlsplit(self.path)
+                query = dict(parse_qsl(parts.query))
+                with fake.lock:
+                    fake.requests.append(
+                        Recorded(self.command, parts.path, query, dict(self.headers.items()), body, time.monotonic())
+                    )
+                    fake.lock.notify_all()
+                    gate = fake.gate
+                fake.arrived.set()
+                if gate is not None:
+                    gate.wait(30)
+                if fake.delay:
+                    time.sleep(fake.delay)
+                with fake.lock:
+                    scripted = fake._take_scripted(self.command, parts.path)
+                    if scripted is not None:
+                        status, payload, headers = scripted.status, scripted.body, scripted.headers
+                    elif not fake._authorised(self.headers.get("Authorization")):
+                        status, headers = 401, {}
+                        payload = {"code": "rest_forbidden", "message": "Sorry, you are not allowed to do that."}
+                    else:
+                        status, payload, headers = fake.answer(self.command, parts.path, query, body)
+                    fake.lock.notify_all()
+                data = json.dumps(payload).encode() if payload is not None else b""
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json; charset=UTF-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client went away (a killed worker)
+                    pass
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        return Handler
+
+    def _take_scripted(self, method: str, path: str) -> Scripted | None:
+        for index, answer in enumerate(self.scripted):
+            if (answer.method in (None, method)) and (answer.path_suffix is None or path.endswith(answer.path_suffix)):
+                return self.scripted.pop(index)
+        return None
+
+
+# -- the adapter under test -------------------------------------------------------------------
+
+
+class FluentOutboundForTests(FluentCrmAdapter):
+    """FluentCRM's outbound operations as the recorded exchanges show them, for as long as the
+    real adapter in this branch has none (the adapters area implements them; once it does,
+    ``install_outbound_adapter`` leaves the real one in place)."""
+
+    def find_contact_id(self, email: str) -> str | None:
+        from crm_adapters.errors import ContactNotFound
+
+        try:
+            data = self._get("/subscribers/0", params={"get_by_email": email}, not_found_statuses=NOT_FOUND)
+        except ContactNotFound:
+            return None
+        return str(data["subscriber"]["id"])
+
+    def upsert_contact(self, contact: OutboundContact) -> str | None:
+        body = {**contact.fields, "email": contact.email, "status": "subscribed", "__force_update": "yes"}
+        data = self.call("POST", self.api_base + "/subscribers", auth=self.auth, json=body).json()
+        return str(data["contact"]["id"])
+
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+        self.call(
+            "PUT",
+            f"{self.api_base}/subscribers/{contact_id}",
+            auth=self.auth,
+            json={"subscriber": dict(fields)},
+            not_found_statuses=NOT_FOUND,
+        )
+
+    def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
+        if not tags:
+            return
+        body = {"type": "tags", "subscribers": [int(contact_id)], "attach": list(tags), "find_by": "slug"}
+        self.call("POST", self.api_base + "/subscribers/sync-segments", auth=self.auth, json=body)
+
+
+def install_outbound_adapter() -> None:
+    """Make type ``fluentcrm`` able to push, using the real adapter when it can."""
+    from bridge.adapters import adapter_types
+
+    if FluentCrmAdapter.upsert_contact is Adapter.upsert_contact:
+        adapter_types()["fluentcrm"] = FluentOutboundForTests
+
+
+def connection_settings(fake: FakeFluentCrm, **extra: Any) -> dict[str, Any]:
+    return {"base_url": fake.url, "username": USERNAME, "app_password": APP_PASSWORD, **extra}

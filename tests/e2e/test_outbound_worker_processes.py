@@ -1,0 +1,171 @@
+"""Worker processes (``bridge worker``) against a fake FluentCRM: a worker killed mid-delivery
+hands its row to another after the lease expires; two workers share a large queue with no
+duplicates and nothing lost. Runs on SQLite, and on PostgreSQL when it is configured."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakecrm import FakeFluentCrm, connection_settings
+from sqlalchemy import func, insert, select
+
+from bridge import outbox, registration
+from bridge.extensions import db
+from bridge.models import Connection, Delivery, DeliveryAttempt, User, utcnow
+
+pytestmark = pytest.mark.usefixtures("outbound_adapter")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKER_APP = Path(__file__).resolve().parent / "worker_app.py"
+LEASE_SECONDS = 2
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    return {**app_config, "BRIDGE_ALLOW_PRIVATE_TARGETS": True, "BRIDGE_LEASE_SECONDS": LEASE_SECONDS}
+
+
+@pytest.fixture
+def spawn_worker(app, tmp_path):
+    """Start ``flask bridge worker`` processes on the test's database; all killed at the end."""
+    processes: list[subprocess.Popen] = []
+    env = {
+        **os.environ,
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "BRIDGE_INSTANCE_PATH": str(tmp_path / "instance"),
+        "SECRET_KEY": app.config["SECRET_KEY"],
+        "BRIDGE_ALLOW_PRIVATE_TARGETS": "1",
+        "BRIDGE_LEASE_SECONDS": str(LEASE_SECONDS),
+        "BRIDGE_WORKER_POLL_SECONDS": "0.05",
+    }
+
+    def spawn(*args: str, lease: float = LEASE_SECONDS) -> subprocess.Popen:
+        command = [sys.executable, "-m", "flask", "--app", str(WORKER_APP), "bridge", "worker", *args]
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**env, "BRIDGE_LEASE_SECONDS": str(lease)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        processes.append(process)
+        return process
+
+    yield spawn
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+
+
+def wait_for_status(app, delivery_id: int, status: str, timeout: float) -> str | None:
+    """Bounded poll: another process changes the row, so there is no in-process event to wait on."""
+    deadline = time.monotonic() + timeout
+    current = None
+    while time.monotonic() < deadline:
+        with app.app_context():
+            current = db.session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
+            db.session.remove()
+        if current == status:
+            return current
+        time.sleep(0.05)
+    return current
+
+
+def queue_registrations(app, emails: list[str]) -> list[int]:
+    """Users and their registration pushes, as ``registration.register_user`` writes them (one
+    user at a time for a few; in bulk for the large queue, where that would dominate the test)."""
+    with app.app_context():
+        if len(emails) <= 10:
+            for email in emails:
+                registration.register_user(email=email)
+        else:
+            connection = db.session.scalar(select(Connection))
+            user_ids = db.session.scalars(
+                insert(User).returning(User.id, sort_by_parameter_order=True),
+                [{"email": e, "username": e, "role": "subscriber", "meta": {}} for e in emails],
+            ).all()
+            now = utcnow()
+            db.session.execute(
+                insert(Delivery),
+                [
+                    {
+                        "kind": outbox.CONTACT_UPSERT,
+                        "connection_id": connection.id,
+                        "user_id": user_id,
+                        "payload": {"reason": "register"},
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "ordering_key": f"{connection.id}:{user_id}",
+                    }
+                    for user_id in user_ids
+                ],
+            )
+        db.session.commit()
+        ids = list(db.session.scalars(select(Delivery.id).order_by(Delivery.id)))
+        assert len(ids) == len(emails)
+        return ids
+
+
+def test_a_worker_killed_mid_delivery_is_replaced_after_its_lease(app, make_connection, spawn_worker):
+    with FakeFluentCrm() as fake:
+        make_connection("fluent", "fluentcrm", **connection_settings(fake))
+        [delivery_id] = queue_registrations(app, ["killed@example.com"])
+        fake.gate = threading.Event()  # the first worker's request hangs
+        first = spawn_worker()
+        assert fake.arrived.wait(30), "the first worker never called the CRM"
+        claimed_at = time.monotonic()
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        gate, fake.gate = fake.gate, None
+        gate.set()  # the CRM now answers (the killed worker never sees it)
+
+        spawn_worker("--concurrency", "2")
+        assert wait_for_status(app, delivery_id, "succeeded", timeout=30) == "succeeded"
+
+    posts = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/subscribers")]
+    assert len(posts) == 2
+    assert posts[1].at - claimed_at >= LEASE_SECONDS * 0.8  # not before the lease ran out
+    assert {p.headers["Idempotency-Key"] for p in posts} == {str(delivery_id)}
+    assert len(fake.contacts_by_email("killed@example.com")) == 1  # at-least-once, still one contact
+    with app.app_context():
+        delivery = db.session.get(Delivery, delivery_id)
+        assert delivery.attempts == 2  # the killed worker's claim counted
+        assert [a.status_code for a in delivery.attempt_log] == [200]
+
+
+def test_two_worker_processes_share_the_queue_without_duplicates(app, backend, make_connection, spawn_worker):
+    # The full 2,000 on PostgreSQL (the scale-out backend); a smaller queue on SQLite keeps the
+    # suite fast, where two processes contend for one file lock.
+    total = 2000 if backend == "postgresql" else 400
+    with FakeFluentCrm() as fake:
+        make_connection("fluent", "fluentcrm", **connection_settings(fake))
+        ids = queue_registrations(app, [f"bulk{n}@example.com" for n in range(total)])
+        started = time.monotonic()
+        workers = [spawn_worker("--concurrency", "8", "--once", lease=60) for _ in range(2)]
+        outputs = [w.communicate(timeout=240)[0] for w in workers]
+        took = time.monotonic() - started
+        assert all(w.returncode == 0 for w in workers), outputs
+
+    posts = Counter(r.json["email"] for r in fake.requests if r.method == "POST" and r.path.endswith("/subscribers"))
+    assert len(posts) == total and set(posts.values()) == {1}, "a push was lost or sent twice"
+    assert len(fake.contacts) == total
+    with app.app_context():
+        statuses = Counter(db.session.scalars(select(Delivery.status)))
+        assert statuses == {"succeeded": total}
+        assert db.session.scalar(select(func.max(Delivery.attempts))) == 1
+        per_worker = Counter(db.session.scalars(select(DeliveryAttempt.worker)))
+        assert len(per_worker) == 2 and sum(per_worker.values()) == total
+        assert len(ids) == total
+    print(f"two workers delivered {total} in {took:.1f}s ({total / took:.0f}/s); split {sorted(per_worker.values())}")
