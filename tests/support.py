@@ -111,3 +111,20 @@ class QuietServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that give up (timeouts, capped reads) are expected here
+
+
+# -- outbound -------------------------------------------------------------------------------
+
+ECHO_CRM = "https://crm.test"  # base URL of the outbound tests' echo adapter
+
+
+def load_delivery(app: Any, delivery_id: int) -> Any:
+    """A delivery with its attempts, detached from the session (safe to read after the context)."""
+    from bridge.extensions import db
+    from bridge.models import Delivery
+
+    with app.app_context():
+        row = db.session.get(Delivery, delivery_id)
+        _ = row.attempt_log
+        db.session.expunge_all()
+        return row

@@ -8,14 +8,12 @@ from typing import Any, ClassVar
 
 import pytest
 from flask import Flask
+from support import ECHO_CRM as CRM
 
 from bridge import jobs, outbox
 from bridge.extensions import db
-from bridge.models import Delivery
 from bridge.worker import DeliveryWorker
 from crm_adapters.base import Adapter, OutboundContact, Setting
-
-CRM = "https://crm.test"
 
 
 class EchoCrmAdapter(Adapter):
@@ -105,14 +103,6 @@ def queue(app) -> Callable[..., int]:
             return row.id
 
     return add
-
-
-def load_delivery(app, delivery_id: int) -> Delivery:
-    with app.app_context():
-        row = db.session.get(Delivery, delivery_id)
-        _ = row.attempt_log
-        db.session.expunge_all()
-        return row
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import time
 
 import pytest
 import responses
-from conftest import CRM, load_delivery
 from sqlalchemy import select
+from support import ECHO_CRM as CRM
+from support import load_delivery
 
 from bridge import crypto, outbox, registration, users
 from bridge.extensions import db
