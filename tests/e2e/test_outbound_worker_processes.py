@@ -134,7 +134,7 @@ def test_a_worker_killed_mid_delivery_is_replaced_after_its_lease(app, make_conn
         spawn_worker("--concurrency", "2")
         assert wait_for_status(app, delivery_id, "succeeded", timeout=30) == "succeeded"
 
-    hung, *after_kill = fake.requests  # the killed worker's first request never got its answer
+    _hung, *after_kill = fake.requests  # the killed worker's first request never got its answer
     assert after_kill, "the second worker never called the CRM"
     assert after_kill[0].at - claimed_at >= LEASE_SECONDS * 0.8  # not before the lease ran out
     assert {r.headers["Idempotency-Key"] for r in fake.requests} == {str(delivery_id)}
