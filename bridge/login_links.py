@@ -99,7 +99,7 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT, signer=_ClockedSigner)
 
 
-def password_fingerprint(password_hash: str | None) -> str:
+def password_stamp(password_hash: str | None) -> str:
     """A keyed digest of the password hash: changes whenever the password does. Keyed with
     ``SECRET_KEY`` because the token payload is signed, not encrypted, and should not carry
     anything derived from the hash that could be attacked offline."""
@@ -110,7 +110,7 @@ def password_fingerprint(password_hash: str | None) -> str:
 
 def make_login_token(user: User) -> str:
     """A signed token for ``user``, spent as soon as the user's password changes."""
-    return _serializer().dumps({"uid": user.id, "pw": password_fingerprint(user.password_hash)})
+    return _serializer().dumps({"uid": user.id, "pw": password_stamp(user.password_hash)})
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def read_login_token(token: str) -> LoginLink:
     user = db.session.get(User, data["uid"])
     if user is None:
         raise LinkInvalid()
-    if not same_secret(data["pw"], password_fingerprint(user.password_hash)):
+    if not same_secret(data["pw"], password_stamp(user.password_hash)):
         raise LinkUsed()
     return LoginLink(user=user, fingerprint=data["pw"])
 
