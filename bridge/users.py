@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from bridge.extensions import db
@@ -26,6 +26,7 @@ USER_COLUMNS = ("first_name", "last_name")
 SPECIAL_FIELDS = ("email", "user_login", "user_pass", "role")
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 _USERNAME_UNSAFE = re.compile(r"[^a-z0-9._@+-]+")
+_TAGS = UserTag.__table__
 
 
 class UserRuleError(ValueError):
@@ -295,35 +296,61 @@ def apply_fields(user: User, fields: Mapping[str, Any]) -> list[str]:
     return changed
 
 
+def _tag_scope(connection_id: int | None) -> Any:
+    column = _TAGS.c.connection_id
+    return column == connection_id if connection_id is not None else column.is_(None)
+
+
+def tag_names_for(user_id: int, connection_id: int | None) -> list[str]:
+    """The user's tag names in one scope (a connection's id, None: local), oldest first.
+
+    One Core statement on the session's connection: the inbound update path reads tags on every
+    webhook and needs no ORM objects for them. Pending ``UserTag`` objects are flushed first so
+    the answer still includes tags added through the ORM in this transaction.
+    """
+    _flush_pending_tags()
+    query = select(_TAGS.c.name).where(_TAGS.c.user_id == user_id, _tag_scope(connection_id)).order_by(_TAGS.c.id)
+    return list(db.session.execute(query).scalars())
+
+
 def tag_names(user: User, connection: Connection | None) -> list[str]:
-    connection_id = connection.id if connection is not None else None
-    query = select(UserTag.name).where(UserTag.user_id == user.id)
-    query = query.where(
-        UserTag.connection_id == connection_id if connection_id is not None else UserTag.connection_id.is_(None)
-    )
-    return list(db.session.scalars(query.order_by(UserTag.id)))
+    return tag_names_for(user.id, connection.id if connection is not None else None)
 
 
 def replace_tags(user: User, connection: Connection | None, tags: Iterable[str]) -> tuple[list[str], list[str]]:
     """Make the user's tag set for ``connection`` (None: local tags) exactly ``tags``.
     Returns (added, removed), each in a stable order."""
+    return replace_tags_for(user, connection.id if connection is not None else None, tags)
+
+
+def replace_tags_for(user: User, connection_id: int | None, tags: Iterable[str]) -> tuple[list[str], list[str]]:
+    """:func:`replace_tags` by connection id: one read, then at most one set-based DELETE and one
+    multi-row INSERT (Core, no ORM objects), and nothing at all when the set is unchanged."""
     wanted = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
-    current = tag_names(user, connection)
-    added = [t for t in wanted if t not in current]
-    removed = [t for t in current if t not in wanted]
-    connection_id = connection.id if connection is not None else None
+    current = tag_names_for(user.id, connection_id)
+    current_set, wanted_set = set(current), set(wanted)
+    added = [t for t in wanted if t not in current_set]
+    removed = [t for t in current if t not in wanted_set]
     if removed:
-        scope = UserTag.connection_id == connection_id if connection_id is not None else UserTag.connection_id.is_(None)
         db.session.execute(
-            delete(UserTag).where(UserTag.user_id == user.id, scope, UserTag.name.in_(removed)),
-            execution_options={"synchronize_session": False},
+            delete(_TAGS).where(_TAGS.c.user_id == user.id, _tag_scope(connection_id), _TAGS.c.name.in_(removed))
         )
-    for name in added:
-        db.session.add(UserTag(user_id=user.id, connection_id=connection_id, name=name))
-    if added or removed:
-        db.session.flush()
-        db.session.expire(user, ["tags"])
+    if added:
+        now = utcnow()
+        db.session.execute(
+            insert(_TAGS),
+            [{"user_id": user.id, "connection_id": connection_id, "name": name, "created_at": now} for name in added],
+        )
+    if (added or removed) and "tags" in user.__dict__:
+        db.session.expire(user, ["tags"])  # a loaded ``user.tags`` would be stale
     return added, removed
+
+
+def _flush_pending_tags() -> None:
+    """Core statements skip autoflush: flush first if ``UserTag`` objects are pending."""
+    session = db.session()
+    if any(isinstance(obj, UserTag) for obj in session.new) or any(isinstance(obj, UserTag) for obj in session.deleted):
+        session.flush()
 
 
 def change_local_tags(user: User, add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[list[str], list[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from bridge import crypto, mail, outbox, users
 from bridge.extensions import db
@@ -38,18 +38,23 @@ def make_credentials(runtime: ConnectionRuntime, contact: Contact) -> Credential
 # -- phase 2: the database --------------------------------------------------------------------
 
 
+_USER_BY_CONTACT = (
+    select(User)
+    .join(ContactLink, ContactLink.user_id == User.id)
+    .where(
+        ContactLink.connection_id == bindparam("connection_id"),
+        ContactLink.contact_id == bindparam("contact_id"),
+        ContactLink.unlinked_at.is_(None),
+    )
+)
+
+
 def match_user(runtime: ConnectionRuntime, contact: Contact) -> tuple[User | None, bool]:
-    """(user, matched by the contact link): this connection's contact id first, then email."""
+    """(user, matched by the contact link): this connection's contact id first, then email.
+    The statement is built once (building it per webhook cost as much as running it)."""
     if contact.contact_id:
-        user = db.session.scalar(
-            select(User)
-            .join(ContactLink, ContactLink.user_id == User.id)
-            .where(
-                ContactLink.connection_id == runtime.connection_id,
-                ContactLink.contact_id == contact.contact_id,
-                ContactLink.unlinked_at.is_(None),
-            )
-        )
+        params = {"connection_id": runtime.connection_id, "contact_id": contact.contact_id}
+        user = db.session.scalar(_USER_BY_CONTACT, params)
         if user is not None:
             return user, True
     return users.find_by_email(contact.email), False
@@ -103,8 +108,8 @@ def update_from_contact(
                 user.role = role
                 changed.append("role")
     if contact.tags is None:
-        return changed, users.tag_names(user, runtime.connection), [], []
-    added, removed = users.replace_tags(user, runtime.connection, contact.tags)
+        return changed, users.tag_names_for(user.id, runtime.connection_id), [], []
+    added, removed = users.replace_tags_for(user, runtime.connection_id, contact.tags)
     wanted = list(dict.fromkeys(t.strip() for t in contact.tags if t and t.strip()))
     return changed, wanted, added, removed
 
@@ -142,8 +147,8 @@ def create_from_contact(
         users.link_contact(user, runtime.connection, contact.contact_id)
     tags: list[str] = []
     if contact.tags:
-        users.replace_tags(user, runtime.connection, contact.tags)
-        tags = users.tag_names(user, runtime.connection)
+        users.replace_tags_for(user, runtime.connection_id, contact.tags)
+        tags = users.tag_names_for(user.id, runtime.connection_id)
     notify = options.send_notification
     if notify is None:
         notify = bool(settings.get("send_welcome_email"))
