@@ -11,10 +11,11 @@ import re
 import secrets
 import string
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from bridge.extensions import db
@@ -27,6 +28,8 @@ SPECIAL_FIELDS = ("email", "user_login", "user_pass", "role")
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 _USERNAME_UNSAFE = re.compile(r"[^a-z0-9._@+-]+")
 _TAGS = UserTag.__table__
+_USERS = User.__table__
+_UPDATE_USER = update(_USERS).where(_USERS.c.id == bindparam("user_id"))
 
 
 class UserRuleError(ValueError):
@@ -262,14 +265,33 @@ def create_user(
     return user
 
 
-def apply_fields(user: User, fields: Mapping[str, Any]) -> list[str]:
-    """Set local fields on a user; returns the keys whose value changed.
+@dataclass
+class UserRow:
+    """The columns of a user the inbound update path reads and writes, loaded with Core.
+
+    Loading an ORM ``User`` (and flushing it) costs several times a Core round trip, and the
+    update path needs no relationship; :func:`save_columns` writes a ``UserRow`` back with one
+    UPDATE, and only when something changed.
+    """
+
+    id: int
+    email: str
+    role: str
+    first_name: str
+    last_name: str
+    meta: dict[str, Any]
+    tags: list[str] | None = None  # this connection's tag names, when read with the row
+
+
+def field_changes(user: User | UserRow, fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(column → new value, keys whose value changed) for setting ``fields`` on ``user``.
 
     ``first_name``/``last_name`` are columns, ``email`` changes only when the new one is free,
     the special keys ``user_login``/``user_pass``/``role`` are handled by the caller, and every
     other key lands in ``meta``.
     """
     changed: list[str] = []
+    values: dict[str, Any] = {}
     meta = dict(user.meta or {})
     for key, value in fields.items():
         if key in ("user_login", "user_pass", "role"):
@@ -277,40 +299,67 @@ def apply_fields(user: User, fields: Mapping[str, Any]) -> list[str]:
         if key == "email":
             email = normalise_email(value if isinstance(value, str) else None)
             if email and email != user.email and find_by_email(email) is None:
-                user.email = email
+                values["email"] = email
                 changed.append("email")
             continue
         if key in USER_COLUMNS:
             text = "" if value is None else str(value)
             if getattr(user, key) != text:
-                setattr(user, key, text)
+                values[key] = text
                 changed.append(key)
             continue
         if meta.get(key) != value:
             meta[key] = value
             changed.append(key)
     if meta != (user.meta or {}):
-        user.meta = meta
-    if changed:
-        user.updated_at = utcnow()
+        values["meta"] = meta
+    return values, changed
+
+
+def save_columns(user: User | UserRow, values: Mapping[str, Any]) -> None:
+    """Set column values on a user (``updated_at`` too); a ``UserRow`` is written at once with
+    one Core UPDATE, an ORM ``User`` when the session flushes."""
+    if not values:
+        return
+    values = {**values, "updated_at": utcnow()}
+    for key, value in values.items():
+        setattr(user, key, value)
+    if isinstance(user, UserRow):
+        db.session.execute(_UPDATE_USER.values(**values), {"user_id": user.id})
+
+
+def apply_fields(user: User | UserRow, fields: Mapping[str, Any]) -> list[str]:
+    """Set local fields on a user (see :func:`field_changes`); returns the keys that changed."""
+    values, changed = field_changes(user, fields)
+    save_columns(user, values)
     return changed
 
 
-def _tag_scope(connection_id: int | None) -> Any:
+def _tag_statements(connection_scoped: bool) -> tuple[Any, Any]:
+    """(read names, delete names) for one tag scope, built once: building a statement per call
+    cost as much as running it."""
     column = _TAGS.c.connection_id
-    return column == connection_id if connection_id is not None else column.is_(None)
+    scope = column == bindparam("connection_id") if connection_scoped else column.is_(None)
+    mine = (_TAGS.c.user_id == bindparam("user_id"), scope)
+    read = select(_TAGS.c.name).where(*mine).order_by(_TAGS.c.id)
+    remove = delete(_TAGS).where(*mine, _TAGS.c.name.in_(bindparam("names", expanding=True)))
+    return read, remove
+
+
+_TAG_SQL = {True: _tag_statements(True), False: _tag_statements(False)}
+_INSERT_TAGS = insert(_TAGS)
 
 
 def tag_names_for(user_id: int, connection_id: int | None) -> list[str]:
     """The user's tag names in one scope (a connection's id, None: local), oldest first.
 
-    One Core statement on the session's connection: the inbound update path reads tags on every
-    webhook and needs no ORM objects for them. Pending ``UserTag`` objects are flushed first so
-    the answer still includes tags added through the ORM in this transaction.
+    One Core statement: the inbound update path reads tags on every webhook and needs no ORM
+    objects for them. Pending ``UserTag`` objects are flushed first so the answer still
+    includes tags added through the ORM in this transaction.
     """
     _flush_pending_tags()
-    query = select(_TAGS.c.name).where(_TAGS.c.user_id == user_id, _tag_scope(connection_id)).order_by(_TAGS.c.id)
-    return list(db.session.execute(query).scalars())
+    read = _TAG_SQL[connection_id is not None][0]
+    return list(db.session.execute(read, {"user_id": user_id, "connection_id": connection_id}).scalars())
 
 
 def tag_names(user: User, connection: Connection | None) -> list[str]:
@@ -323,25 +372,28 @@ def replace_tags(user: User, connection: Connection | None, tags: Iterable[str])
     return replace_tags_for(user, connection.id if connection is not None else None, tags)
 
 
-def replace_tags_for(user: User, connection_id: int | None, tags: Iterable[str]) -> tuple[list[str], list[str]]:
-    """:func:`replace_tags` by connection id: one read, then at most one set-based DELETE and one
+def replace_tags_for(
+    user: User | UserRow, connection_id: int | None, tags: Iterable[str], *, current: list[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """:func:`replace_tags` by connection id: one read (none when the caller passes the
+    ``current`` names, read in this transaction), then at most one set-based DELETE and one
     multi-row INSERT (Core, no ORM objects), and nothing at all when the set is unchanged."""
     wanted = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
-    current = tag_names_for(user.id, connection_id)
+    if current is None:
+        current = tag_names_for(user.id, connection_id)
     current_set, wanted_set = set(current), set(wanted)
     added = [t for t in wanted if t not in current_set]
     removed = [t for t in current if t not in wanted_set]
     if removed:
-        db.session.execute(
-            delete(_TAGS).where(_TAGS.c.user_id == user.id, _tag_scope(connection_id), _TAGS.c.name.in_(removed))
-        )
+        remove = _TAG_SQL[connection_id is not None][1]
+        db.session.execute(remove, {"user_id": user.id, "connection_id": connection_id, "names": removed})
     if added:
         now = utcnow()
         db.session.execute(
-            insert(_TAGS),
+            _INSERT_TAGS,
             [{"user_id": user.id, "connection_id": connection_id, "name": name, "created_at": now} for name in added],
         )
-    if (added or removed) and "tags" in user.__dict__:
+    if (added or removed) and isinstance(user, User) and "tags" in user.__dict__:
         db.session.expire(user, ["tags"])  # a loaded ``user.tags`` would be stale
     return added, removed
 
