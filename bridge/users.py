@@ -7,19 +7,27 @@ the transaction (and its retry when a concurrent request won a unique constraint
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from bridge.extensions import db
 from bridge.models import Connection, ContactLink, CrmActivity, Role, User, UserTag, utcnow
+from bridge.user_tags import (  # noqa: F401  (re-exported: callers use users.replace_tags & co.)
+    change_local_tags,
+    replace_tags,
+    replace_tags_for,
+    tag_names,
+    tag_names_for,
+)
 
 ADMIN_ROLE = "administrator"
 DEFAULT_ROLES = {"subscriber": "Subscriber", ADMIN_ROLE: "Administrator"}
@@ -27,9 +35,7 @@ USER_COLUMNS = ("first_name", "last_name")
 SPECIAL_FIELDS = ("email", "user_login", "user_pass", "role")
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 _USERNAME_UNSAFE = re.compile(r"[^a-z0-9._@+-]+")
-_TAGS = UserTag.__table__
 _USERS = User.__table__
-_UPDATE_USER = update(_USERS).where(_USERS.c.id == bindparam("user_id"))
 
 
 class UserRuleError(ValueError):
@@ -325,7 +331,15 @@ def save_columns(user: User | UserRow, values: Mapping[str, Any]) -> None:
     for key, value in values.items():
         setattr(user, key, value)
     if isinstance(user, UserRow):
-        db.session.execute(_UPDATE_USER.values(**values), {"user_id": user.id})
+        db.session.execute(
+            _update_statement(frozenset(values)), {"user_id": user.id, **{f"new_{c}": v for c, v in values.items()}}
+        )
+
+
+@functools.cache
+def _update_statement(columns: frozenset[str]) -> Any:
+    """``UPDATE user_account SET <columns> WHERE id = :user_id``, built once per column set."""
+    return update(_USERS).where(_USERS.c.id == bindparam("user_id")).values({c: bindparam(f"new_{c}") for c in columns})
 
 
 def apply_fields(user: User | UserRow, fields: Mapping[str, Any]) -> list[str]:
@@ -333,83 +347,6 @@ def apply_fields(user: User | UserRow, fields: Mapping[str, Any]) -> list[str]:
     values, changed = field_changes(user, fields)
     save_columns(user, values)
     return changed
-
-
-def _tag_statements(connection_scoped: bool) -> tuple[Any, Any]:
-    """(read names, delete names) for one tag scope, built once: building a statement per call
-    cost as much as running it."""
-    column = _TAGS.c.connection_id
-    scope = column == bindparam("connection_id") if connection_scoped else column.is_(None)
-    mine = (_TAGS.c.user_id == bindparam("user_id"), scope)
-    read = select(_TAGS.c.name).where(*mine).order_by(_TAGS.c.id)
-    remove = delete(_TAGS).where(*mine, _TAGS.c.name.in_(bindparam("names", expanding=True)))
-    return read, remove
-
-
-_TAG_SQL = {True: _tag_statements(True), False: _tag_statements(False)}
-_INSERT_TAGS = insert(_TAGS)
-
-
-def tag_names_for(user_id: int, connection_id: int | None) -> list[str]:
-    """The user's tag names in one scope (a connection's id, None: local), oldest first.
-
-    One Core statement: the inbound update path reads tags on every webhook and needs no ORM
-    objects for them. Pending ``UserTag`` objects are flushed first so the answer still
-    includes tags added through the ORM in this transaction.
-    """
-    _flush_pending_tags()
-    read = _TAG_SQL[connection_id is not None][0]
-    return list(db.session.execute(read, {"user_id": user_id, "connection_id": connection_id}).scalars())
-
-
-def tag_names(user: User, connection: Connection | None) -> list[str]:
-    return tag_names_for(user.id, connection.id if connection is not None else None)
-
-
-def replace_tags(user: User, connection: Connection | None, tags: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Make the user's tag set for ``connection`` (None: local tags) exactly ``tags``.
-    Returns (added, removed), each in a stable order."""
-    return replace_tags_for(user, connection.id if connection is not None else None, tags)
-
-
-def replace_tags_for(
-    user: User | UserRow, connection_id: int | None, tags: Iterable[str], *, current: list[str] | None = None
-) -> tuple[list[str], list[str]]:
-    """:func:`replace_tags` by connection id: one read (none when the caller passes the
-    ``current`` names, read in this transaction), then at most one set-based DELETE and one
-    multi-row INSERT (Core, no ORM objects), and nothing at all when the set is unchanged."""
-    wanted = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
-    if current is None:
-        current = tag_names_for(user.id, connection_id)
-    current_set, wanted_set = set(current), set(wanted)
-    added = [t for t in wanted if t not in current_set]
-    removed = [t for t in current if t not in wanted_set]
-    if removed:
-        remove = _TAG_SQL[connection_id is not None][1]
-        db.session.execute(remove, {"user_id": user.id, "connection_id": connection_id, "names": removed})
-    if added:
-        now = utcnow()
-        db.session.execute(
-            _INSERT_TAGS,
-            [{"user_id": user.id, "connection_id": connection_id, "name": name, "created_at": now} for name in added],
-        )
-    if (added or removed) and isinstance(user, User) and "tags" in user.__dict__:
-        db.session.expire(user, ["tags"])  # a loaded ``user.tags`` would be stale
-    return added, removed
-
-
-def _flush_pending_tags() -> None:
-    """Core statements skip autoflush: flush first if ``UserTag`` objects are pending."""
-    session = db.session()
-    if any(isinstance(obj, UserTag) for obj in session.new) or any(isinstance(obj, UserTag) for obj in session.deleted):
-        session.flush()
-
-
-def change_local_tags(user: User, add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[list[str], list[str]]:
-    current = tag_names(user, None)
-    remove_set = {t.strip() for t in remove}
-    wanted = [t for t in current if t not in remove_set] + [t for t in add if t.strip() not in current]
-    return replace_tags(user, None, wanted)
 
 
 # -- JSON -------------------------------------------------------------------------------------
