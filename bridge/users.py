@@ -7,18 +7,27 @@ the transaction (and its retry when a concurrent request won a unique constraint
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from bridge.extensions import db
 from bridge.models import Connection, ContactLink, CrmActivity, Role, User, UserTag, utcnow
+from bridge.user_tags import (  # noqa: F401  (re-exported: callers use users.replace_tags & co.)
+    change_local_tags,
+    replace_tags,
+    replace_tags_for,
+    tag_names,
+    tag_names_for,
+)
 
 ADMIN_ROLE = "administrator"
 DEFAULT_ROLES = {"subscriber": "Subscriber", ADMIN_ROLE: "Administrator"}
@@ -26,6 +35,7 @@ USER_COLUMNS = ("first_name", "last_name")
 SPECIAL_FIELDS = ("email", "user_login", "user_pass", "role")
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 _USERNAME_UNSAFE = re.compile(r"[^a-z0-9._@+-]+")
+_USERS = User.__table__
 
 
 class UserRuleError(ValueError):
@@ -261,14 +271,33 @@ def create_user(
     return user
 
 
-def apply_fields(user: User, fields: Mapping[str, Any]) -> list[str]:
-    """Set local fields on a user; returns the keys whose value changed.
+@dataclass
+class UserRow:
+    """The columns of a user the inbound update path reads and writes, loaded with Core.
+
+    Loading an ORM ``User`` (and flushing it) costs several times a Core round trip, and the
+    update path needs no relationship; :func:`save_columns` writes a ``UserRow`` back with one
+    UPDATE, and only when something changed.
+    """
+
+    id: int
+    email: str
+    role: str
+    first_name: str
+    last_name: str
+    meta: dict[str, Any]
+    tags: list[str] | None = None  # this connection's tag names, when read with the row
+
+
+def field_changes(user: User | UserRow, fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(column → new value, keys whose value changed) for setting ``fields`` on ``user``.
 
     ``first_name``/``last_name`` are columns, ``email`` changes only when the new one is free,
     the special keys ``user_login``/``user_pass``/``role`` are handled by the caller, and every
     other key lands in ``meta``.
     """
     changed: list[str] = []
+    values: dict[str, Any] = {}
     meta = dict(user.meta or {})
     for key, value in fields.items():
         if key in ("user_login", "user_pass", "role"):
@@ -276,61 +305,48 @@ def apply_fields(user: User, fields: Mapping[str, Any]) -> list[str]:
         if key == "email":
             email = normalise_email(value if isinstance(value, str) else None)
             if email and email != user.email and find_by_email(email) is None:
-                user.email = email
+                values["email"] = email
                 changed.append("email")
             continue
         if key in USER_COLUMNS:
             text = "" if value is None else str(value)
             if getattr(user, key) != text:
-                setattr(user, key, text)
+                values[key] = text
                 changed.append(key)
             continue
         if meta.get(key) != value:
             meta[key] = value
             changed.append(key)
     if meta != (user.meta or {}):
-        user.meta = meta
-    if changed:
-        user.updated_at = utcnow()
-    return changed
+        values["meta"] = meta
+    return values, changed
 
 
-def tag_names(user: User, connection: Connection | None) -> list[str]:
-    connection_id = connection.id if connection is not None else None
-    query = select(UserTag.name).where(UserTag.user_id == user.id)
-    query = query.where(
-        UserTag.connection_id == connection_id if connection_id is not None else UserTag.connection_id.is_(None)
-    )
-    return list(db.session.scalars(query.order_by(UserTag.id)))
-
-
-def replace_tags(user: User, connection: Connection | None, tags: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Make the user's tag set for ``connection`` (None: local tags) exactly ``tags``.
-    Returns (added, removed), each in a stable order."""
-    wanted = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
-    current = tag_names(user, connection)
-    added = [t for t in wanted if t not in current]
-    removed = [t for t in current if t not in wanted]
-    connection_id = connection.id if connection is not None else None
-    if removed:
-        scope = UserTag.connection_id == connection_id if connection_id is not None else UserTag.connection_id.is_(None)
+def save_columns(user: User | UserRow, values: Mapping[str, Any]) -> None:
+    """Set column values on a user (``updated_at`` too); a ``UserRow`` is written at once with
+    one Core UPDATE, an ORM ``User`` when the session flushes."""
+    if not values:
+        return
+    values = {**values, "updated_at": utcnow()}
+    for key, value in values.items():
+        setattr(user, key, value)
+    if isinstance(user, UserRow):
         db.session.execute(
-            delete(UserTag).where(UserTag.user_id == user.id, scope, UserTag.name.in_(removed)),
-            execution_options={"synchronize_session": False},
+            _update_statement(frozenset(values)), {"user_id": user.id, **{f"new_{c}": v for c, v in values.items()}}
         )
-    for name in added:
-        db.session.add(UserTag(user_id=user.id, connection_id=connection_id, name=name))
-    if added or removed:
-        db.session.flush()
-        db.session.expire(user, ["tags"])
-    return added, removed
 
 
-def change_local_tags(user: User, add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[list[str], list[str]]:
-    current = tag_names(user, None)
-    remove_set = {t.strip() for t in remove}
-    wanted = [t for t in current if t not in remove_set] + [t for t in add if t.strip() not in current]
-    return replace_tags(user, None, wanted)
+@functools.cache
+def _update_statement(columns: frozenset[str]) -> Any:
+    """``UPDATE user_account SET <columns> WHERE id = :user_id``, built once per column set."""
+    return update(_USERS).where(_USERS.c.id == bindparam("user_id")).values({c: bindparam(f"new_{c}") for c in columns})
+
+
+def apply_fields(user: User | UserRow, fields: Mapping[str, Any]) -> list[str]:
+    """Set local fields on a user (see :func:`field_changes`); returns the keys that changed."""
+    values, changed = field_changes(user, fields)
+    save_columns(user, values)
+    return changed
 
 
 # -- JSON -------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm.util import identity_key
 
 from bridge import crypto, mail, outbox, users
 from bridge.extensions import db
@@ -22,7 +23,7 @@ from bridge.inbound.runtime import (
     InboundRejected,
     text_value,
 )
-from bridge.models import ContactLink, User
+from bridge.models import ContactLink, User, UserTag
 from crm_adapters.base import Contact
 
 
@@ -38,41 +39,89 @@ def make_credentials(runtime: ConnectionRuntime, contact: Contact) -> Credential
 # -- phase 2: the database --------------------------------------------------------------------
 
 
+_USER_BY_CONTACT = (
+    select(User)
+    .join(ContactLink, ContactLink.user_id == User.id)
+    .where(
+        ContactLink.connection_id == bindparam("connection_id"),
+        ContactLink.contact_id == bindparam("contact_id"),
+        ContactLink.unlinked_at.is_(None),
+    )
+)
+
+
 def match_user(runtime: ConnectionRuntime, contact: Contact) -> tuple[User | None, bool]:
-    """(user, matched by the contact link): this connection's contact id first, then email."""
+    """(user, matched by the contact link): this connection's contact id first, then email.
+    The statement is built once (building it per webhook cost as much as running it)."""
     if contact.contact_id:
-        user = db.session.scalar(
-            select(User)
-            .join(ContactLink, ContactLink.user_id == User.id)
-            .where(
-                ContactLink.connection_id == runtime.connection_id,
-                ContactLink.contact_id == contact.contact_id,
-                ContactLink.unlinked_at.is_(None),
-            )
-        )
+        params = {"connection_id": runtime.connection_id, "contact_id": contact.contact_id}
+        user = db.session.scalar(_USER_BY_CONTACT, params)
         if user is not None:
             return user, True
     return users.find_by_email(contact.email), False
+
+
+_USER_ROW_BY_CONTACT = (
+    select(User.id, User.email, User.role, User.first_name, User.last_name, User.meta, UserTag.name)
+    .join(ContactLink, ContactLink.user_id == User.id)
+    .outerjoin(UserTag, (UserTag.user_id == User.id) & (UserTag.connection_id == ContactLink.connection_id))
+    .where(
+        ContactLink.connection_id == bindparam("connection_id"),
+        ContactLink.contact_id == bindparam("contact_id"),
+        ContactLink.unlinked_at.is_(None),
+    )
+    .order_by(UserTag.id)
+)
+
+
+def linked_user_row(runtime: ConnectionRuntime, contact: Contact) -> users.UserRow | None:
+    """The user this connection's contact id is linked to, with its tags on this connection, in
+    one Core statement (the hot path of ``update``/``update_tags``), or None. A user already
+    loaded into the session as an ORM object is left to the ORM path: a Core UPDATE would leave
+    that object stale."""
+    if not contact.contact_id:
+        return None
+    params = {"connection_id": runtime.connection_id, "contact_id": contact.contact_id}
+    rows = db.session.execute(_USER_ROW_BY_CONTACT, params).all()
+    if not rows or db.session.identity_map.get(identity_key(User, rows[0].id)) is not None:
+        return None
+    first = rows[0]
+    tags = [row.name for row in rows if row.name is not None]
+    meta = dict(first.meta or {})
+    return users.UserRow(first.id, first.email, first.role, first.first_name, first.last_name, meta, tags)
 
 
 def apply_contact(runtime: ConnectionRuntime, action: str, plan: ContactPlan, options: InboundOptions) -> ContactResult:
     """One contact's changes inside the unit of work (matched again: a concurrent request may
     have created the user since :func:`prepare_contacts` looked)."""
     contact = plan.contact
+    row = linked_user_row(runtime, contact) if action != "add" else None
+    if row is not None:
+        return _updated(runtime, action, row, contact, options)
     user, linked = match_user(runtime, contact)
     if user is None:
         if action != "add":
             body = {"success": True, "action": action, "matched": False, "reason": "no matching user"}
             return ContactResult(body, "unmatched")
         return create_from_contact(runtime, contact, options, plan.credentials)
+    if action != "add":
+        result = _updated(runtime, action, user, contact, options)
+        if not linked and contact.contact_id:
+            users.link_contact(user, runtime.connection, contact.contact_id)
+        return result
+    _changed, tags, _added, _removed = update_from_contact(runtime, user, contact, options, tags_only=False)
+    if not linked and contact.contact_id:
+        users.link_contact(user, runtime.connection, contact.contact_id)
+    body = _add_body(runtime, contact, user, created=False, tags=tags, notified=False, password_queued=False)
+    return ContactResult(body, "updated", user.id)
+
+
+def _updated(
+    runtime: ConnectionRuntime, action: str, user: User | users.UserRow, contact: Contact, options: InboundOptions
+) -> ContactResult:
     changed, tags, added, removed = update_from_contact(
         runtime, user, contact, options, tags_only=action == "update_tags"
     )
-    if not linked and contact.contact_id:
-        users.link_contact(user, runtime.connection, contact.contact_id)
-    if action == "add":
-        body = _add_body(runtime, contact, user, created=False, tags=tags, notified=False, password_queued=False)
-        return ContactResult(body, "updated", user.id)
     body = {
         "success": True,
         "action": action,
@@ -89,22 +138,29 @@ def apply_contact(runtime: ConnectionRuntime, action: str, plan: ContactPlan, op
 
 
 def update_from_contact(
-    runtime: ConnectionRuntime, user: User, contact: Contact, options: InboundOptions, *, tags_only: bool
+    runtime: ConnectionRuntime,
+    user: User | users.UserRow,
+    contact: Contact,
+    options: InboundOptions,
+    *,
+    tags_only: bool,
 ) -> tuple[list[str], list[str], list[str], list[str]]:
     """Set fields and role (unless ``tags_only``) and replace this connection's tags.
     Returns (changed fields, tags, tags added, tags removed). Never touches the password."""
     changed: list[str] = []
     if not tags_only:
-        changed = users.apply_fields(user, contact.fields)
+        values, changed = users.field_changes(user, contact.fields)
         requested = text_value(contact.fields.get("role")) or options.role
         if requested:
             role = _resolve_role(requested, runtime)
             if role != user.role:
-                user.role = role
+                values["role"] = role
                 changed.append("role")
+        users.save_columns(user, values)
+    current = user.tags if isinstance(user, users.UserRow) else None
     if contact.tags is None:
-        return changed, users.tag_names(user, runtime.connection), [], []
-    added, removed = users.replace_tags(user, runtime.connection, contact.tags)
+        return changed, current if current is not None else users.tag_names_for(user.id, runtime.connection_id), [], []
+    added, removed = users.replace_tags_for(user, runtime.connection_id, contact.tags, current=current)
     wanted = list(dict.fromkeys(t.strip() for t in contact.tags if t and t.strip()))
     return changed, wanted, added, removed
 
@@ -142,8 +198,8 @@ def create_from_contact(
         users.link_contact(user, runtime.connection, contact.contact_id)
     tags: list[str] = []
     if contact.tags:
-        users.replace_tags(user, runtime.connection, contact.tags)
-        tags = users.tag_names(user, runtime.connection)
+        users.replace_tags_for(user, runtime.connection_id, contact.tags)
+        tags = users.tag_names_for(user.id, runtime.connection_id)
     notify = options.send_notification
     if notify is None:
         notify = bool(settings.get("send_welcome_email"))

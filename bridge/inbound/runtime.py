@@ -10,7 +10,9 @@ from typing import Any
 from bridge.adapters import adapter_class
 from bridge.connections import effective_settings, settings_for_type
 from bridge.errors import ApiError
+from bridge.extensions import db
 from bridge.http import OutboundClient, outbound_client
+from bridge.inbound.keys import KeyedConnection
 from bridge.models import Connection
 from crm_adapters.base import Adapter, Contact, HttpResponse
 from crm_adapters.errors import AdapterError
@@ -46,14 +48,28 @@ class LazyOutboundClient:
 
 @dataclass
 class ConnectionRuntime:
-    """A connection ready to serve one webhook: settings decrypted once, adapter built once."""
+    """A connection ready to serve one webhook: settings decrypted once, adapter built once.
 
-    connection: Connection
+    The ``Connection`` row itself is loaded only when something needs it (creating a user,
+    linking a contact, queueing a job): the update path works with ``connection_id`` alone, so
+    a runtime built from a cached :class:`~bridge.inbound.keys.KeyedConnection` costs no query.
+    """
+
     connection_id: int
     name: str
     settings: dict[str, Any]
     adapter: Adapter
     can_call_crm: bool
+    loaded: Connection | None = None
+
+    @property
+    def connection(self) -> Connection:
+        if self.loaded is None:
+            found = db.session.get(Connection, self.connection_id)
+            if found is None:
+                raise InboundRejected(403, "invalid_access_key", "the access key is missing or wrong")
+            self.loaded = found
+        return self.loaded
 
     @classmethod
     def prepare(cls, connection: Connection, http: OutboundClient | None = None) -> ConnectionRuntime:
@@ -63,7 +79,15 @@ class ConnectionRuntime:
         client = http or LazyOutboundClient(tuple(secrets))
         adapter = adapter_class(connection.type)(settings, client)
         complete = all(settings.get(s.name) not in (None, "") for s in declared if s.required)
-        return cls(connection, connection.id, connection.name, settings, adapter, complete)
+        return cls(connection.id, connection.name, settings, adapter, complete, connection)
+
+    @classmethod
+    def from_keyed(cls, keyed: KeyedConnection) -> ConnectionRuntime:
+        """A runtime from a cached key snapshot: a fresh adapter and lazy outbound client per
+        request (clients record exchanges), the decrypted settings shared (a shallow copy)."""
+        settings = dict(keyed.settings)
+        adapter = adapter_class(keyed.type)(settings, LazyOutboundClient(keyed.secrets))
+        return cls(keyed.connection_id, keyed.name, settings, adapter, keyed.can_call_crm)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from bridge import connections
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.inbound import log
+from bridge.inbound.keys import resolve_access_key
 from bridge.inbound.request import ACTIONS, InvalidParameter, WebhookCall, call_from_flask
 from bridge.inbound.service import ConnectionRuntime, InboundOutcome, process_contacts, queue_webhook
 from bridge.ratelimit import failed_key_limiter
@@ -121,8 +122,8 @@ def _read_body(limit: int) -> bytes:
 
 
 def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
-    connection = connections.find_by_access_key(call.access_key)
-    if connection is None:
+    keyed = resolve_access_key(call.access_key)
+    if keyed is None:
         if not connections.any_connection_exists():
             raise ApiError(
                 503, "not_configured", "no connection is configured yet: create one with `bridge connection add`"
@@ -130,7 +131,7 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
         db.session.rollback()  # the limiter uses its own connection: release SQLite's write lock
         failed_key_limiter().record_failure(request.remote_addr or "unknown")
         raise ApiError(403, "invalid_access_key", "the access key is missing or wrong")
-    entry.connection_id, entry.connection_name = connection.id, connection.name
+    entry.connection_id, entry.connection_name = keyed.connection_id, keyed.name
     if not call.action:
         raise ApiError(400, "missing_action", "wpf_action is required (test, add, update or update_tags)")
     if call.action not in ACTIONS:
@@ -139,9 +140,9 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
         options = call.options()
     except InvalidParameter as exc:
         raise ApiError(400, "invalid_parameter", str(exc)) from None
-    runtime = ConnectionRuntime.prepare(connection)
+    runtime = ConnectionRuntime.from_keyed(keyed)
     if call.action == "test":
-        return InboundOutcome({"success": True, "connection": connection.name}, "tested")
+        return InboundOutcome({"success": True, "connection": keyed.name}, "tested")
     try:
         runtime.adapter.verify(call.inbound)
         if runtime.adapter.handles_verification_ping(call.inbound):

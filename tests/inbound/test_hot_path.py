@@ -1,0 +1,132 @@
+"""The inbound hot path: the per-process access-key cache (and its invalidation) and the
+statements an ``update`` costs. Each test breaks if the cache serves a stale answer in this
+process, stops caching, or the update path goes back to per-row work."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from sqlalchemy import event, text
+
+from bridge.extensions import db
+from bridge.inbound import keys
+from bridge.models import utcnow
+
+from .payloads import fluent_tags, subscriber
+
+
+@contextmanager
+def statements(app) -> Iterator[list[str]]:
+    """The SQL statements the app runs inside the block (whitespace collapsed, upper-cased)."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        seen.append(" ".join(statement.split()).upper())
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def key_lookups(seen: list[str]) -> int:
+    return sum(1 for s in seen if "FROM ACCESS_KEY" in s)
+
+
+def test_second_webhook_with_the_same_key_reads_no_key(app, hook, fluent_key):
+    assert hook("update", fluent_key, subscriber()).status_code == 200
+    with statements(app) as seen:
+        assert hook("update", fluent_key, subscriber()).status_code == 200
+    assert key_lookups(seen) == 0
+
+
+def test_rotating_with_no_grace_refuses_the_old_key_at_once(app, hook, runner, fluent_key):
+    assert hook("test", fluent_key).status_code == 200  # cached now
+    result = runner.invoke(args=["bridge", "access-key", "rotate", "fluent", "--grace", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    new_key = json.loads(result.output)["access_key"]
+    refused = hook("test", fluent_key)
+    assert refused.status_code == 403 and refused.get_json()["error"] == "invalid_access_key"
+    assert hook("test", new_key).status_code == 200
+
+
+def test_removing_a_connection_refuses_its_key_at_once(app, hook, runner, make_connection, fluent_key):
+    make_connection("other", "fluentcrm")  # so the answer is 403, not "not configured"
+    assert hook("test", fluent_key).status_code == 200
+    result = runner.invoke(args=["bridge", "connection", "remove", "fluent"])
+    assert result.exit_code == 0, result.output
+    assert hook("test", fluent_key).status_code == 403
+
+
+def test_a_settings_change_applies_to_the_next_webhook(app, hook, runner, fluent_key):
+    first = hook("add", fluent_key, subscriber(contact_id=1, email="one@example.com"))
+    assert first.status_code == 200 and "password" not in first.get_json()
+    result = runner.invoke(args=["bridge", "connection", "set", "fluent", "return_password_in_response=true"])
+    assert result.exit_code == 0, result.output
+    second = hook("add", fluent_key, subscriber(contact_id=2, email="two@example.com"))
+    assert second.status_code == 200 and second.get_json()["password"]
+
+
+def test_a_grace_period_ending_is_seen_even_while_cached(app, hook, fluent_key, monkeypatch):
+    with app.app_context():
+        db.session.execute(text("UPDATE access_key SET expires_at = :at"), {"at": utcnow() + timedelta(hours=1)})
+        db.session.commit()
+    assert hook("test", fluent_key).status_code == 200
+    monkeypatch.setattr(keys, "utcnow", lambda: utcnow() + timedelta(hours=2))
+    assert hook("test", fluent_key).status_code == 403
+
+
+def test_a_change_made_elsewhere_is_seen_after_the_ttl(app, hook, fluent_key, monkeypatch):
+    """Another process's change (here: SQL that fires no ORM event) waits out the TTL: the
+    documented trade-off, bounded by ``BRIDGE_ACCESS_KEY_CACHE_SECONDS``."""
+    assert hook("test", fluent_key).status_code == 200
+    with app.app_context():
+        db.session.execute(text("DELETE FROM access_key"))
+        db.session.commit()
+    assert hook("test", fluent_key).status_code == 200  # still cached in this process
+    later = keys.time.monotonic() + keys.DEFAULT_TTL_SECONDS + 1
+    monkeypatch.setattr(keys.time, "monotonic", lambda: later)
+    assert hook("test", fluent_key).status_code == 403
+
+
+def test_ttl_zero_turns_the_cache_off(app, hook, fluent_key):
+    app.config["BRIDGE_ACCESS_KEY_CACHE_SECONDS"] = 0  # read when the app's cache is first built
+    assert hook("test", fluent_key).status_code == 200
+    with statements(app) as seen:
+        assert hook("test", fluent_key).status_code == 200
+    assert key_lookups(seen) == 1
+
+
+def test_unchanged_update_writes_nothing_but_its_log_row(app, hook, fluent_key):
+    body = subscriber(tags=fluent_tags("vip", "gold"))
+    assert hook("add", fluent_key, body).status_code == 200
+    with statements(app) as seen:
+        response = hook("update", fluent_key, body)
+    assert response.status_code == 200
+    assert response.get_json()["updated_fields"] == [] and response.get_json()["tags_added"] == []
+    writes = [s for s in seen if s.startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert len(writes) == 1 and writes[0].startswith("INSERT INTO WEBHOOK_EVENT"), writes
+
+
+def test_changed_update_costs_one_statement_per_kind_of_change(app, hook, fluent_key):
+    body = subscriber(tags=fluent_tags("vip", "gold", "silver"))
+    assert hook("add", fluent_key, body).status_code == 200
+    changed = subscriber(first_name="Janet", tags=fluent_tags("vip", "bronze", "trial"))
+    with statements(app) as seen:
+        response = hook("update", fluent_key, changed)
+    data = response.get_json()
+    assert data["updated_fields"] == ["first_name"]
+    assert len(data["tags_added"]) == 2 and len(data["tags_removed"]) == 2
+    work = [s for s in seen if not s.startswith(("BEGIN", "COMMIT", "ROLLBACK", "SELECT 1"))]
+    # One read (user + tags), one UPDATE, one DELETE, one multi-row INSERT, the log row.
+    assert [s.split()[0] for s in work] == ["SELECT", "UPDATE", "DELETE", "INSERT", "INSERT"], work
+    with app.app_context():
+        names = db.session.execute(text("SELECT name FROM user_tag ORDER BY name")).scalars().all()
+        first_name = db.session.execute(text("SELECT first_name FROM user_account")).scalar_one()
+    assert names == sorted(data["tags"]) and len(names) == 3 and first_name == "Janet"
