@@ -27,10 +27,21 @@ from crm_adapters.errors import InvalidPayload, InvalidSignature, MissingContact
 bp = Blueprint("inbound", __name__)
 
 RUNNING_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>crm-bridge</title></head>
-<body><h1>crm-bridge is running</h1>
-<p>CRMs send webhooks here: <code>/?wpf_action=add&amp;access_key=KEY</code>.
-The admin console is at <a href="/admin/">/admin/</a>.</p></body></html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>crm-bridge</title>
+<style>
+body{margin:0;min-height:100vh;display:grid;place-items:center;padding:1.5rem;
+font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:linear-gradient(160deg,#eef3fb,#f8fafc);color:#1f2937}
+main{max-width:34rem;background:#fff;border-radius:14px;padding:2rem;box-shadow:0 10px 30px rgba(15,23,42,.08)}
+h1{margin:0 0 .5rem;font-size:1.5rem}.ok{display:inline-block;width:.7rem;height:.7rem;border-radius:50%;
+background:#16a34a;margin-right:.5rem;box-shadow:0 0 0 4px #dcfce7}code{background:#f1f5f9;padding:.1rem .35rem;border-radius:5px}
+a{color:#2f6fdf;font-weight:600}ul{padding-left:1.2rem}
+</style></head>
+<body><main><h1><span class="ok"></span>crm-bridge is running</h1>
+<p>CRM automations send webhooks to <code>/?wpf_action=add&amp;access_key=KEY</code>
+(also <code>update</code> and <code>update_tags</code>).</p>
+<ul><li><a href="/admin/">Admin console</a>: connections, users, inbound log, deliveries</li>
+<li><a href="/healthz">Health</a> and <a href="/metrics">metrics</a></li></ul></main></body></html>
 """
 
 
