@@ -31,10 +31,12 @@ RUNNING_PAGE = """<!doctype html>
 <title>crm-bridge</title>
 <style>
 body{margin:0;min-height:100vh;display:grid;place-items:center;padding:1.5rem;
-font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:linear-gradient(160deg,#eef3fb,#f8fafc);color:#1f2937}
+font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+background:linear-gradient(160deg,#eef3fb,#f8fafc);color:#1f2937}
 main{max-width:34rem;background:#fff;border-radius:14px;padding:2rem;box-shadow:0 10px 30px rgba(15,23,42,.08)}
 h1{margin:0 0 .5rem;font-size:1.5rem}.ok{display:inline-block;width:.7rem;height:.7rem;border-radius:50%;
-background:#16a34a;margin-right:.5rem;box-shadow:0 0 0 4px #dcfce7}code{background:#f1f5f9;padding:.1rem .35rem;border-radius:5px}
+background:#16a34a;margin-right:.5rem;box-shadow:0 0 0 4px #dcfce7}
+code{background:#f1f5f9;padding:.1rem .35rem;border-radius:5px}
 a{color:#2f6fdf;font-weight:600}ul{padding-left:1.2rem}
 </style></head>
 <body><main><h1><span class="ok"></span>crm-bridge is running</h1>
