@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 from bridge.admin import bp
 from bridge.extensions import db
 from bridge.models import User
+from bridge.ratelimit import failed_key_limiter
 from bridge.users import ADMIN_ROLE, check_password, find_by_email
 
 SESSION_USER = "admin_user_id"
@@ -87,9 +88,16 @@ def login() -> Response | str | tuple[str, int]:
             return redirect(safe_next(request.args.get("next")))
         return render_template("admin/login.html", email="", error=None, next=request.args.get("next", ""))
     email = request.form.get("email", "")
+    # Failed sign-ins count with failed access keys: one budget of guesses per address.
+    limiter, address = failed_key_limiter(), request.remote_addr or "unknown"
+    if limiter.is_refused(address):
+        error = "Too many failed attempts from this address. Try again in a minute."
+        return render_template("admin/login.html", email=email, error=error, next=request.form.get("next")), 429
     try:
         user = authenticate_admin(email, request.form.get("password", ""))
     except LoginRefused as refused:
+        db.session.rollback()  # the limiter writes through its own connection
+        limiter.record_failure(address)
         return render_template("admin/login.html", email=email, error=str(refused), next=request.form.get("next")), 401
     session.clear()  # no session fixation: a fresh session for the signed-in admin
     session[SESSION_USER] = user.id

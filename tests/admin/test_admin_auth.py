@@ -148,3 +148,14 @@ class TestCsrf:
             forms = html.count("<form")
             assert forms >= 1, path  # the sign-out form at least
             assert html.count('name="csrf_token"') == forms, path
+
+
+def test_repeated_failed_sign_ins_lock_the_address_out_even_with_the_right_password(app, client, admin_user):
+    """Sign-in failures share the failed-key budget (BRIDGE_FAILED_KEY_LIMIT per minute)."""
+    app.config["BRIDGE_FAILED_KEY_LIMIT"] = 3
+    for _ in range(4):  # more than the limit
+        assert login(client, password="guess").status_code == 401
+    refused = login(client)  # the right password, too late
+    assert refused.status_code == 429
+    assert "Too many failed attempts" in refused.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
