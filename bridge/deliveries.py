@@ -36,9 +36,7 @@ PAGE_SIZE = 50
 # Payload keys holding something secret (an encrypted password waiting to be returned): wiped
 # as soon as the row is finished either way, so it does not sit in the database.
 SENSITIVE_PAYLOAD_KEYS = ("password",)
-# Set in ``session.info`` by code that re-queues rows with a bulk UPDATE: the worker's session
-# hook (bridge.worker) wakes this process's idle workers when that transaction commits.
-WAKE_FLAG = "bridge.wake_worker"
+WAKE_FLAG = outbox.WAKE_FLAG
 
 
 class DeliveryNotFound(LookupError):
