@@ -313,10 +313,7 @@ def _record(worker_id: str, finished: Sequence[Finished], rng: random.Random | N
     if not is_sqlite():
         held = held.with_for_update()
     still_ours = set(db.session.scalars(held))
-    for item in finished:
-        if item.attempt.succeeded:
-            for write in item.writes:
-                write()
+    _apply_writes([write for item in finished if item.attempt.succeeded for write in item.writes])
     db.session.execute(insert(DeliveryAttempt), [_attempt_row(i.delivery, worker_id, i.attempt) for i in finished])
     now = utcnow()
     outcomes: list[Outcome] = []
@@ -338,6 +335,20 @@ def _record(worker_id: str, finished: Sequence[Finished], rng: random.Random | N
         )
         db.session.execute(statement, rows)
     return outcomes
+
+
+def _apply_writes(writes: Sequence[Callable[[], Any]]) -> None:
+    """Run deferred writes in order; a write with an ``apply_all`` (a batchable kind, like
+    ``bridge.push.LinkContact``) is applied together with the others of its kind."""
+    batched: dict[Callable[[Sequence[Any]], None], list[Any]] = {}
+    for write in writes:
+        apply_all = getattr(write, "apply_all", None)
+        if apply_all is None:
+            write()
+        else:
+            batched.setdefault(apply_all, []).append(write)
+    for apply_all, group in batched.items():
+        apply_all(group)
 
 
 def record_outcome(

@@ -14,14 +14,18 @@ Settings come from the per-process cache (``bridge.settings_cache``): no decrypt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import or_, select
 
 from bridge import crypto, outbox, users
 from bridge.adapters import adapter_class
 from bridge.deliveries import DeliveryAbandoned
 from bridge.extensions import db
 from bridge.jobs import JobContext, job_handler
-from bridge.models import Connection, User
+from bridge.models import Connection, ContactLink, User, utcnow
 from bridge.settings_cache import cached_flag, cached_settings
 from crm_adapters.base import Adapter, OutboundContact, OutboundEvent
 
@@ -72,10 +76,77 @@ def _end_reads() -> None:
     db.session.commit()
 
 
+@dataclass(frozen=True)
+class LinkContact:
+    """A deferred write: make ``contact_id`` the user's current contact on the connection
+    (``users.link_contact``). The worker applies all of a turn's links together
+    (``apply_all``), which costs two statements instead of four per link."""
+
+    user_id: int
+    connection_id: int
+    contact_id: str
+
+    def __call__(self) -> None:
+        link_contacts([self])
+
+    @staticmethod
+    def apply_all(links: Sequence[LinkContact]) -> None:
+        link_contacts(links)
+
+
+def link_contacts(links: Sequence[LinkContact]) -> None:
+    """``users.link_contact`` for many links, with its exact rules: a link that is already
+    current does nothing; otherwise the user's current link and the contact's current link on
+    that connection are closed (kept, with ``unlinked_at``) and a new one is made. Links that
+    touch the same contact or user as an earlier one in the batch run one by one, in order."""
+    batch: list[LinkContact] = []
+    later: list[LinkContact] = []
+    seen: set[tuple[int, str | int, str]] = set()
+    for link in links:
+        keys = {(link.connection_id, link.contact_id, "contact"), (link.connection_id, link.user_id, "user")}
+        (later if keys & seen else batch).append(link)
+        seen |= keys
+    if batch:
+        open_links = list(
+            db.session.scalars(
+                select(ContactLink).where(
+                    ContactLink.connection_id.in_({link.connection_id for link in batch}),
+                    ContactLink.unlinked_at.is_(None),
+                    or_(
+                        ContactLink.user_id.in_({link.user_id for link in batch}),
+                        ContactLink.contact_id.in_({link.contact_id for link in batch}),
+                    ),
+                )
+            )
+        )
+        now = utcnow()
+        new_links: list[ContactLink] = []
+        for link in batch:
+            mine = [row for row in open_links if row.connection_id == link.connection_id]
+            if any(row.contact_id == link.contact_id and row.user_id == link.user_id for row in mine):
+                continue
+            for row in mine:
+                if row.user_id == link.user_id or row.contact_id == link.contact_id:
+                    row.unlinked_at = now
+            new_links.append(
+                ContactLink(
+                    connection_id=link.connection_id, contact_id=link.contact_id, user_id=link.user_id, linked_at=now
+                )
+            )
+        db.session.flush()  # close the old links before the unique indexes see the new ones
+        db.session.add_all(new_links)
+        db.session.flush()
+    for link in later:
+        user = db.session.get(User, link.user_id)
+        connection = db.session.get(Connection, link.connection_id)
+        if user is not None and connection is not None:
+            users.link_contact(user, connection, link.contact_id)
+
+
 def _link(ctx: JobContext, user: User, connection: Connection, contact_id: str | None) -> str | None:
     """Link the contact once the attempt is recorded as a success (a deferred write)."""
     if contact_id:
-        ctx.after_success.append(lambda: users.link_contact(user, connection, str(contact_id)))
+        ctx.after_success.append(LinkContact(user.id, connection.id, str(contact_id)))
     return contact_id
 
 

@@ -9,11 +9,13 @@ from typing import Any
 from sqlalchemy import func, select
 from support import load_delivery
 
-from bridge import deliveries, outbox, settings_cache
+from bridge import deliveries, outbox, settings_cache, users
 from bridge.connections import apply_settings, get_connection
 from bridge.deliveries import AttemptRecord, Finished
 from bridge.extensions import db
-from bridge.models import Delivery, DeliveryAttempt, utcnow
+from bridge.models import ContactLink, Delivery, DeliveryAttempt, utcnow
+from bridge.push import LinkContact, link_contacts
+from bridge.users import create_user
 from bridge.worker import DeliveryWorker
 
 
@@ -122,3 +124,35 @@ def test_cached_settings_follow_a_change(ctx, echo_connection):
     db.session.commit()
     assert settings_cache.cached_settings(connection)["assign_tags"] == ["new"]
     assert "a-rotated-secret-456" in settings_cache.cached_secret_values(connection)
+
+
+def current_links(connection_id: int) -> set[tuple[int, str]]:
+    rows = db.session.scalars(
+        select(ContactLink).where(ContactLink.connection_id == connection_id, ContactLink.unlinked_at.is_(None))
+    )
+    return {(row.user_id, row.contact_id) for row in rows}
+
+
+def test_batched_links_follow_link_contacts_rules(ctx, echo_connection):
+    echo_connection("links")
+    connection = get_connection("links")
+    ada, bob, cy, dee = (create_user(email=f"{name}@example.com") for name in ("ada", "bob", "cy", "dee"))
+    users.link_contact(ada, connection, "1")  # stays as it is
+    users.link_contact(bob, connection, "2")  # bob moves to contact 3
+    users.link_contact(cy, connection, "4")  # contact 4 moves to dee
+    db.session.commit()
+    total_before = db.session.scalar(select(func.count(ContactLink.id)))
+
+    link_contacts(
+        [
+            LinkContact(ada.id, connection.id, "1"),
+            LinkContact(bob.id, connection.id, "3"),
+            LinkContact(dee.id, connection.id, "4"),
+            LinkContact(dee.id, connection.id, "5"),  # same user again in the batch: applied after, in order
+        ]
+    )
+    db.session.commit()
+
+    assert current_links(connection.id) == {(ada.id, "1"), (bob.id, "3"), (dee.id, "5")}
+    assert db.session.scalar(select(func.count(ContactLink.id))) == total_before + 3  # closed links are kept
+    assert users.user_for_any_contact("2").id == bob.id  # an old contact id still finds its user
