@@ -106,9 +106,42 @@ def register(data: RegistrationInput, *, allow_role: bool = True) -> User:
     A concurrent registration of the same email loses on the unique constraint and gets
     ``EmailTaken``; a username race is retried with a fresh username.
     """
+    return _register(data, allow_role=allow_role, render=False)[0]
+
+
+def register_json(data: RegistrationInput, *, allow_role: bool = True) -> dict[str, Any]:
+    """``register``, answering with the new user's JSON (``users.user_to_json``'s shape).
+
+    A brand-new user has no CRM links, no activity and only the local tags just written, so
+    the JSON is built from what this transaction wrote, before the commit: reading it back
+    would cost four queries and, on SQLite, a second write-locked transaction per sign-up.
+    """
+    return _register(data, allow_role=allow_role, render=True)[1]
+
+
+def new_user_json(registered: registration.Registered) -> dict[str, Any]:
+    """The JSON of a user registered in this transaction (no links, activity or CRM tags)."""
+    user = registered.user
+    return {
+        "id": user.id,
+        "email": user.email,
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "role": user.role,
+        "meta": dict(user.meta or {}),
+        "created_at": users.iso(user.created_at),
+        "updated_at": users.iso(user.updated_at),
+        "tags": {"": list(registered.local_tags)} if registered.local_tags else {},
+        "crm_links": [],
+        "crm_activity": [],
+    }
+
+
+def _register(data: RegistrationInput, *, allow_role: bool, render: bool) -> tuple[User, dict[str, Any]]:
     for attempt in range(3):
         try:
-            user = registration.register_user(
+            registered = registration.register(
                 email=str(data.email),
                 username=data.username,
                 password=data.password,
@@ -118,8 +151,9 @@ def register(data: RegistrationInput, *, allow_role: bool = True) -> User:
                 meta=data.meta,
                 tags=data.tags,
             )
+            rendered = new_user_json(registered) if render else {}
             db.session.commit()
-            return user
+            return registered.user, rendered
         except IntegrityError:
             db.session.rollback()
             if users.find_by_email(str(data.email)) is not None:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -24,9 +25,16 @@ class SecretUnreadable(Exception):
 
 
 def _fernet(secret_key: str | None = None) -> Fernet:
-    key_material = (secret_key or current_app.config["SECRET_KEY"]).encode()
+    return _fernet_for(secret_key or current_app.config["SECRET_KEY"])
+
+
+@lru_cache(maxsize=8)
+def _fernet_for(secret_key: str) -> Fernet:
+    """The Fernet for one SECRET_KEY, derived once per process: HKDF plus Fernet set-up cost
+    more than the decryption itself, and every registration and delivery reads settings.
+    Keyed on the secret key, so an app with another key (tests, rotation) gets its own."""
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"crm-bridge", info=b"settings-encryption").derive(
-        key_material
+        secret_key.encode()
     )
     return Fernet(base64.urlsafe_b64encode(derived))
 

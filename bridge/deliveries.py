@@ -13,12 +13,12 @@ delay, capped at one hour. Anything else is final: the row is ``dead`` until rep
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased, joinedload
 
 from bridge import outbox
@@ -36,9 +36,7 @@ PAGE_SIZE = 50
 # Payload keys holding something secret (an encrypted password waiting to be returned): wiped
 # as soon as the row is finished either way, so it does not sit in the database.
 SENSITIVE_PAYLOAD_KEYS = ("password",)
-# Set in ``session.info`` by code that re-queues rows with a bulk UPDATE: the worker's session
-# hook (bridge.worker) wakes this process's idle workers when that transaction commits.
-WAKE_FLAG = "bridge.wake_worker"
+WAKE_FLAG = outbox.WAKE_FLAG
 
 
 class DeliveryNotFound(LookupError):
@@ -169,29 +167,31 @@ def claim_and_load(
     ``db.session.merge(obj, load=False)`` re-attaches them without a query)."""
     if limit <= 0:
         return []
-    now = now or utcnow()
     try:
-        ids = _claim_ids(worker_id, limit, lease_seconds, now)
-        claimed: list[ClaimedDelivery] = []
-        if ids:
-            rows = list(
-                db.session.scalars(
-                    select(Delivery).options(joinedload(Delivery.connection)).where(Delivery.id.in_(ids))
-                )
-            )
-            user_ids = {row.user_id for row in rows if row.user_id is not None}
-            found = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}
-            order = {delivery_id: index for index, delivery_id in enumerate(ids)}
-            rows.sort(key=lambda row: order[row.id])
-            claimed = [ClaimedDelivery(row, found.get(row.user_id) if row.user_id else None) for row in rows]
-        for item in claimed:  # detach before the commit, which would expire them
-            for obj in (item.delivery, item.delivery.connection, item.user):
-                if obj is not None and obj in db.session:
-                    db.session.expunge(obj)
+        claimed = _claim_and_load(worker_id, limit, lease_seconds, now or utcnow())
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
+    return claimed
+
+
+def _claim_and_load(worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[ClaimedDelivery]:
+    ids = _claim_ids(worker_id, limit, lease_seconds, now)
+    if not ids:
+        return []
+    rows = list(
+        db.session.scalars(select(Delivery).options(joinedload(Delivery.connection)).where(Delivery.id.in_(ids)))
+    )
+    user_ids = {row.user_id for row in rows if row.user_id is not None}
+    found = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}
+    order = {delivery_id: index for index, delivery_id in enumerate(ids)}
+    rows.sort(key=lambda row: order[row.id])
+    claimed = [ClaimedDelivery(row, found.get(row.user_id) if row.user_id else None) for row in rows]
+    for item in claimed:  # detach before the commit, which would expire them
+        for obj in (item.delivery, item.delivery.connection, item.user):
+            if obj is not None and obj in db.session:
+                db.session.expunge(obj)
     return claimed
 
 
@@ -237,33 +237,21 @@ class Outcome:
     next_attempt_at: datetime | None = None
 
 
-def record_outcome(
-    delivery: Delivery, worker_id: str, attempt: AttemptRecord, *, rng: random.Random | None = None
-) -> Outcome:
-    """Store the attempt and move the row on: succeeded, failed (with its next time) or dead.
-    Commits, together with whatever the handler wrote in this session.
+@dataclass
+class Finished:
+    """A claimed row whose attempt is over, waiting to be recorded. ``writes`` are the
+    handler's deferred database writes (``JobContext.after_success``): run in the transaction
+    that records a successful attempt, so one transaction can record many deliveries."""
 
-    ``delivery`` is the row as claimed (its ``attempts`` already counts this try). The update
-    only applies while this worker still holds the lease; when the lease was lost (it expired
-    and another worker claimed the row) the attempt is recorded and the row left to its owner.
-    """
-    last = attempt.exchanges[-1] if attempt.exchanges else {}
-    db.session.add(
-        DeliveryAttempt(
-            delivery_id=delivery.id,
-            number=delivery.attempts,
-            started_at=attempt.started_at,
-            duration_ms=round(attempt.duration_ms, 2),
-            method=last.get("method"),
-            url=last.get("url"),
-            status_code=last.get("status"),
-            error_class=attempt.error_class,
-            error_message=attempt.error_message,
-            exchanges=attempt.exchanges,
-            worker=worker_id,
-        )
-    )
-    now = utcnow()
+    delivery: Delivery
+    attempt: AttemptRecord
+    writes: list[Callable[[], Any]] = field(default_factory=list)
+
+
+def _outcome_values(
+    delivery: Delivery, attempt: AttemptRecord, now: datetime, rng: random.Random | None
+) -> tuple[dict[str, Any], Outcome]:
+    """The row's new column values after this attempt, and what that means."""
     values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "updated_at": now}
     outcome: Outcome
     if attempt.succeeded:
@@ -288,20 +276,124 @@ def record_outcome(
         payload = dict(delivery.payload or {})
         if any(key in payload for key in SENSITIVE_PAYLOAD_KEYS):
             values["payload"] = {k: v for k, v in payload.items() if k not in SENSITIVE_PAYLOAD_KEYS}
-    try:
-        result = db.session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id, Delivery.lease_owner == worker_id, Delivery.status == "in_flight")
-            .values(**values),
-            execution_options={"synchronize_session": False},
+    return values, outcome
+
+
+def _attempt_row(delivery: Delivery, worker_id: str, attempt: AttemptRecord) -> dict[str, Any]:
+    last = attempt.exchanges[-1] if attempt.exchanges else {}
+    return {
+        "delivery_id": delivery.id,
+        "number": delivery.attempts,
+        "started_at": attempt.started_at,
+        "duration_ms": round(attempt.duration_ms, 2),
+        "method": last.get("method"),
+        "url": last.get("url"),
+        "status_code": last.get("status"),
+        "error_class": attempt.error_class,
+        "error_message": attempt.error_message,
+        "exchanges": attempt.exchanges,
+        "worker": worker_id,
+    }
+
+
+def _record(worker_id: str, finished: Sequence[Finished], rng: random.Random | None) -> list[Outcome]:
+    """Store the attempts and move the rows on, in the current transaction (no commit).
+
+    Statement count does not grow with the batch: one SELECT of the rows this worker still
+    holds (locked on PostgreSQL), the handlers' deferred writes, one multi-row INSERT of the
+    attempts, and one executemany UPDATE per shape of outcome. A row whose lease was lost (it
+    expired and another worker claimed it) gets its attempt recorded and is left to its owner.
+    """
+    if not finished:
+        return []
+    ids = [item.delivery.id for item in finished]
+    held = select(Delivery.id).where(
+        Delivery.id.in_(ids), Delivery.lease_owner == worker_id, Delivery.status == "in_flight"
+    )
+    if not is_sqlite():
+        held = held.with_for_update()
+    still_ours = set(db.session.scalars(held))
+    _apply_writes([write for item in finished if item.attempt.succeeded for write in item.writes])
+    db.session.execute(insert(DeliveryAttempt), [_attempt_row(i.delivery, worker_id, i.attempt) for i in finished])
+    now = utcnow()
+    outcomes: list[Outcome] = []
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for item in finished:
+        values, outcome = _outcome_values(item.delivery, item.attempt, now, rng)
+        if item.delivery.id not in still_ours:
+            outcomes.append(Outcome("lease_lost"))
+            continue
+        outcomes.append(outcome)
+        params = {"row_id": item.delivery.id, **{f"new_{key}": value for key, value in values.items()}}
+        by_shape.setdefault(tuple(sorted(values)), []).append(params)
+    table = Delivery.__table__
+    for shape, rows in by_shape.items():
+        statement = (
+            table.update()
+            .where(table.c.id == bindparam("row_id"))
+            .values({key: bindparam(f"new_{key}") for key in shape})
         )
+        db.session.execute(statement, rows)
+    return outcomes
+
+
+def _apply_writes(writes: Sequence[Callable[[], Any]]) -> None:
+    """Run deferred writes in order; a write with an ``apply_all`` (a batchable kind, like
+    ``bridge.push.LinkContact``) is applied together with the others of its kind."""
+    batched: dict[Callable[[Sequence[Any]], None], list[Any]] = {}
+    for write in writes:
+        apply_all = getattr(write, "apply_all", None)
+        if apply_all is None:
+            write()
+        else:
+            batched.setdefault(apply_all, []).append(write)
+    for apply_all, group in batched.items():
+        apply_all(group)
+
+
+def record_outcome(
+    delivery: Delivery, worker_id: str, attempt: AttemptRecord, *, rng: random.Random | None = None
+) -> Outcome:
+    """Store the attempt and move the row on: succeeded, failed (with its next time) or dead.
+    Commits, together with whatever the handler wrote in this session.
+
+    ``delivery`` is the row as claimed (its ``attempts`` already counts this try). The update
+    only applies while this worker still holds the lease; when the lease was lost (it expired
+    and another worker claimed the row) the attempt is recorded and the row left to its owner.
+    """
+    return record_outcomes(worker_id, [Finished(delivery, attempt)], rng=rng)[0]
+
+
+def record_outcomes(worker_id: str, finished: Sequence[Finished], *, rng: random.Random | None = None) -> list[Outcome]:
+    """``record_outcome`` for many rows in one transaction (with their deferred writes)."""
+    try:
+        outcomes = _record(worker_id, finished, rng)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return Outcome("lease_lost")
-    return outcome
+    return outcomes
+
+
+def record_and_claim(
+    worker_id: str,
+    finished: Sequence[Finished],
+    *,
+    limit: int,
+    lease_seconds: float,
+    rng: random.Random | None = None,
+) -> tuple[list[Outcome], list[ClaimedDelivery]]:
+    """Record finished attempts and lease up to ``limit`` more rows in ONE transaction: the
+    worker's whole bookkeeping for a turn of its loop. A recorded row unblocks the next row in
+    its lane, which the claim in the same transaction already sees."""
+    try:
+        outcomes = _record(worker_id, finished, rng)
+        claimed = _claim_and_load(worker_id, limit, lease_seconds, utcnow()) if limit > 0 else []
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return outcomes, claimed
 
 
 # -- operator actions -------------------------------------------------------------------------

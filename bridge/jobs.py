@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.http import OutboundClient
@@ -28,6 +28,10 @@ class JobContext:
     user: User | None
     http: OutboundClient
     worker_id: str = ""
+    # Database writes a handler wants made only if its attempt succeeds, in the transaction
+    # that records the attempt (the worker records many attempts in one transaction). A
+    # handler that writes in its own session instead is recorded on its own, as before.
+    after_success: list[Callable[[], Any]] = field(default_factory=list)
 
 
 JobHandler = Callable[[JobContext], "dict[str, Any] | None"]

@@ -7,7 +7,10 @@ the worker (``bridge.worker``), which is the only place that decides to retry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from sqlalchemy import insert
 
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, User, utcnow
@@ -22,6 +25,10 @@ MAIL_WELCOME = "mail.welcome"
 
 STATUSES = ("pending", "in_flight", "succeeded", "failed", "dead")
 OPEN_STATUSES = ("pending", "in_flight", "failed")
+# Set in ``session.info`` by code that writes or re-queues rows without ORM objects (bulk
+# INSERT/UPDATE): the worker's session hook (bridge.worker) wakes this process's idle workers
+# when that transaction commits.
+WAKE_FLAG = "bridge.wake_worker"
 
 
 def ordering_key(connection: Connection | None, user: User | None) -> str | None:
@@ -57,3 +64,35 @@ def enqueue(
     db.session.add(delivery)
     db.session.flush()
     return delivery
+
+
+def enqueue_many(
+    kind: str, *, connections: Sequence[Connection], user: User, payload: dict[str, Any] | None = None
+) -> int:
+    """One job of ``kind`` per connection for ``user``, added to the current transaction with
+    a single bulk insert (no ORM objects, no per-row flush): the registration path. Returns how
+    many rows were written; never commits. Wakes this process's idle workers on commit."""
+    if not connections:
+        return 0
+    if user.id is None:
+        db.session.flush()
+    now = utcnow()
+    rows = [
+        {
+            "kind": kind,
+            "connection_id": connection.id,
+            "user_id": user.id,
+            "payload": dict(payload or {}),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "ordering_key": ordering_key(connection, user),
+            "dedupe_key": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for connection in connections
+    ]
+    db.session.execute(insert(Delivery), rows)
+    db.session.info[WAKE_FLAG] = True
+    return len(rows)

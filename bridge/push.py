@@ -4,21 +4,29 @@
 
 Each handler reads what it needs, ends its read transaction before the first CRM call (on
 SQLite every transaction holds the write lock, and a slow CRM must never block registrations),
-talks to the CRM through the connection's adapter, then writes the result (the contact link)
-in the worker's session; the worker commits it together with the attempt. Handlers never
-decide to retry: they raise the adapter's typed errors and the worker reads ``retryable``.
+talks to the CRM through the connection's adapter, then hands the result (the contact link) to
+the worker as a deferred write (``ctx.after_success``), which the worker makes in the
+transaction that records the attempt, batched with other deliveries. Handlers never decide to
+retry: they raise the adapter's typed errors and the worker reads ``retryable``.
+
+Settings come from the per-process cache (``bridge.settings_cache``): no decryption per push.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import or_, select
+
 from bridge import crypto, outbox, users
-from bridge.connections import build_adapter, effective_settings
+from bridge.adapters import adapter_class
 from bridge.deliveries import DeliveryAbandoned
 from bridge.extensions import db
 from bridge.jobs import JobContext, job_handler
-from bridge.models import Connection, User
+from bridge.models import Connection, ContactLink, User, utcnow
+from bridge.settings_cache import cached_flag, cached_settings
 from crm_adapters.base import Adapter, OutboundContact, OutboundEvent
 
 
@@ -27,7 +35,7 @@ def _require(ctx: JobContext) -> tuple[Connection, User]:
         raise DeliveryAbandoned("the connection of this delivery no longer exists")
     if ctx.user is None:
         raise DeliveryAbandoned("the user of this delivery no longer exists")
-    if not effective_settings(ctx.connection).get("enabled", True):
+    if not cached_flag(ctx.connection, "enabled", True):
         raise DeliveryAbandoned(f"connection {ctx.connection.name} is disabled")
     return ctx.connection, ctx.user
 
@@ -57,15 +65,88 @@ def outbound_contact(user: User, adapter: Adapter, *, tags: list[str], event: Ou
     )
 
 
+def build_adapter(connection: Connection, ctx: JobContext) -> Adapter:
+    """The connection's adapter on the delivery's outbound client, from cached settings."""
+    return adapter_class(connection.type)(cached_settings(connection), ctx.http)
+
+
 def _end_reads() -> None:
     """Close the read transaction before talking to a CRM (objects stay loaded: the worker's
     session does not expire on commit)."""
     db.session.commit()
 
 
-def _link(user: User, connection: Connection, contact_id: str | None) -> str | None:
+@dataclass(frozen=True)
+class LinkContact:
+    """A deferred write: make ``contact_id`` the user's current contact on the connection
+    (``users.link_contact``). The worker applies all of a turn's links together
+    (``apply_all``), which costs two statements instead of four per link."""
+
+    user_id: int
+    connection_id: int
+    contact_id: str
+
+    def __call__(self) -> None:
+        link_contacts([self])
+
+    @staticmethod
+    def apply_all(links: Sequence[LinkContact]) -> None:
+        link_contacts(links)
+
+
+def link_contacts(links: Sequence[LinkContact]) -> None:
+    """``users.link_contact`` for many links, with its exact rules: a link that is already
+    current does nothing; otherwise the user's current link and the contact's current link on
+    that connection are closed (kept, with ``unlinked_at``) and a new one is made. Links that
+    touch the same contact or user as an earlier one in the batch run one by one, in order."""
+    batch: list[LinkContact] = []
+    later: list[LinkContact] = []
+    seen: set[tuple[int, str | int, str]] = set()
+    for link in links:
+        keys = {(link.connection_id, link.contact_id, "contact"), (link.connection_id, link.user_id, "user")}
+        (later if keys & seen else batch).append(link)
+        seen |= keys
+    if batch:
+        open_links = list(
+            db.session.scalars(
+                select(ContactLink).where(
+                    ContactLink.connection_id.in_({link.connection_id for link in batch}),
+                    ContactLink.unlinked_at.is_(None),
+                    or_(
+                        ContactLink.user_id.in_({link.user_id for link in batch}),
+                        ContactLink.contact_id.in_({link.contact_id for link in batch}),
+                    ),
+                )
+            )
+        )
+        now = utcnow()
+        new_links: list[ContactLink] = []
+        for link in batch:
+            mine = [row for row in open_links if row.connection_id == link.connection_id]
+            if any(row.contact_id == link.contact_id and row.user_id == link.user_id for row in mine):
+                continue
+            for row in mine:
+                if row.user_id == link.user_id or row.contact_id == link.contact_id:
+                    row.unlinked_at = now
+            new_links.append(
+                ContactLink(
+                    connection_id=link.connection_id, contact_id=link.contact_id, user_id=link.user_id, linked_at=now
+                )
+            )
+        db.session.flush()  # close the old links before the unique indexes see the new ones
+        db.session.add_all(new_links)
+        db.session.flush()
+    for link in later:
+        user = db.session.get(User, link.user_id)
+        connection = db.session.get(Connection, link.connection_id)
+        if user is not None and connection is not None:
+            users.link_contact(user, connection, link.contact_id)
+
+
+def _link(ctx: JobContext, user: User, connection: Connection, contact_id: str | None) -> str | None:
+    """Link the contact once the attempt is recorded as a success (a deferred write)."""
     if contact_id:
-        users.link_contact(user, connection, str(contact_id))
+        ctx.after_success.append(LinkContact(user.id, connection.id, str(contact_id)))
     return contact_id
 
 
@@ -74,14 +155,14 @@ def push_registration(ctx: JobContext) -> dict[str, Any]:
     """Registration push: create or update the contact by email (never a duplicate), link it,
     then apply the connection's ``assign_tags``."""
     connection, user = _require(ctx)
-    adapter = build_adapter(connection, ctx.http)
+    adapter = build_adapter(connection, ctx)
     assign_tags = [t for t in (adapter.config.get("assign_tags") or []) if t]
     contact = outbound_contact(user, adapter, tags=assign_tags, event=_event(ctx, "user.registered"))
     _end_reads()
     contact_id = adapter.upsert_contact(contact)
     if contact_id and assign_tags:
         adapter.apply_tags(str(contact_id), assign_tags)
-    _link(user, connection, contact_id)
+    _link(ctx, user, connection, contact_id)
     return {"contact_id": contact_id, "tags_applied": assign_tags if contact_id else []}
 
 
@@ -90,7 +171,7 @@ def push_profile_update(ctx: JobContext) -> dict[str, Any]:
     """Profile change: update the linked contact's fields; with no link yet, upsert by email
     (and link) so an update never creates a duplicate either."""
     connection, user = _require(ctx)
-    adapter = build_adapter(connection, ctx.http)
+    adapter = build_adapter(connection, ctx)
     contact_id = users.contact_id_for(user, connection)
     contact = outbound_contact(user, adapter, tags=[], event=_event(ctx, "user.updated"))
     _end_reads()
@@ -98,7 +179,7 @@ def push_profile_update(ctx: JobContext) -> dict[str, Any]:
         adapter.update_fields(contact_id, contact.fields)
         return {"contact_id": contact_id, "fields": sorted(contact.fields)}
     new_id = adapter.upsert_contact(contact)
-    _link(user, connection, new_id)
+    _link(ctx, user, connection, new_id)
     return {"contact_id": new_id, "fields": sorted(contact.fields)}
 
 
@@ -121,7 +202,7 @@ def return_password(ctx: JobContext) -> dict[str, Any]:
     # The field may have any name, so masking password-like keys is not enough: redact the
     # value itself from every recorded exchange.
     ctx.http.secrets = (*ctx.http.secrets, password)
-    adapter = build_adapter(connection, ctx.http)
+    adapter = build_adapter(connection, ctx)
     _end_reads()
     adapter.update_fields(str(contact_id), {str(field): password})
     return {"contact_id": str(contact_id), "field": field}

@@ -3,29 +3,41 @@
 This is the outbox's producer side for users: ``register_user`` creates the user and one
 ``contact.upsert`` row per enabled connection with ``push_on_register``; nothing here talks to a
 CRM, so a registration never waits for one. The caller commits.
+
+Registration is the hot path of local sign-ups, so it reads connection settings through the
+per-process cache (``bridge.settings_cache``: no decryption per request) and writes its outbox
+rows with one bulk insert.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
 from bridge import outbox, users
-from bridge.connections import effective_settings
 from bridge.extensions import db
 from bridge.models import Connection, User
+from bridge.settings_cache import cached_flag
 
 
 def connections_with(flag: str) -> list[Connection]:
     """Enabled connections whose boolean setting ``flag`` is on."""
-    found = []
-    for connection in db.session.scalars(select(Connection).order_by(Connection.id)):
-        settings = effective_settings(connection)
-        if settings.get("enabled", True) and settings.get(flag):
-            found.append(connection)
-    return found
+    return [
+        connection
+        for connection in db.session.scalars(select(Connection).order_by(Connection.id))
+        if cached_flag(connection, "enabled", True) and cached_flag(connection, flag)
+    ]
+
+
+@dataclass
+class Registered:
+    """A registered user (flushed, not committed) and the local tags it was given."""
+
+    user: User
+    local_tags: list[str]
 
 
 def register_user(
@@ -43,6 +55,31 @@ def register_user(
 
     Raises ``users.EmailTaken``, ``users.UnknownRole``, ``users.ForbiddenRole``.
     """
+    return register(
+        email=email,
+        username=username,
+        password=password,
+        first_name=first_name,
+        last_name=last_name,
+        role=role,
+        meta=meta,
+        tags=tags,
+    ).user
+
+
+def register(
+    *,
+    email: str,
+    username: str | None = None,
+    password: str | None = None,
+    first_name: str = "",
+    last_name: str = "",
+    role: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+    tags: Iterable[str] = (),
+) -> Registered:
+    """``register_user``, also returning the local tags as stored (so a caller can answer
+    with the new user's JSON without reading it back)."""
     resolved_role = users.resolve_role(role, "subscriber")
     user = users.create_user(
         email=email,
@@ -54,11 +91,16 @@ def register_user(
         meta=meta,
     )
     local_tags = list(tags)
+    added: list[str] = []
     if local_tags:
-        users.replace_tags(user, None, local_tags)
-    for connection in connections_with("push_on_register"):
-        outbox.enqueue(outbox.CONTACT_UPSERT, connection=connection, user=user, payload={"reason": "register"})
-    return user
+        added, _ = users.replace_tags(user, None, local_tags)
+    outbox.enqueue_many(
+        outbox.CONTACT_UPSERT,
+        connections=connections_with("push_on_register"),
+        user=user,
+        payload={"reason": "register"},
+    )
+    return Registered(user, added)
 
 
 def queue_profile_update(user: User, changed: Iterable[str]) -> list[int]:

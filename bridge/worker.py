@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,10 +33,12 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from bridge import deliveries, jobs
-from bridge.deliveries import WAKE_FLAG, AttemptRecord, ClaimedDelivery, DeliveryAbandoned
+from bridge.deliveries import WAKE_FLAG, AttemptRecord, ClaimedDelivery, DeliveryAbandoned, Finished
 from bridge.extensions import db
+from bridge.http import OutboundClient, OutboundPolicy
 from bridge.models import Delivery, User, WorkerHeartbeat, utcnow
 from bridge.redaction import scrub_text
+from bridge.settings_cache import cached_secret_values
 from crm_adapters.errors import AdapterError
 
 log = logging.getLogger("bridge.worker")
@@ -84,13 +87,71 @@ def _install_session_hooks() -> None:
 # -- the worker -------------------------------------------------------------------------------
 
 
+def _internal_error(attempt: AttemptRecord, exc: Exception, secrets: Sequence[str]) -> AttemptRecord:
+    """The attempt as a retryable ``internal_error`` (a handler bug, or its result could not
+    be stored); the exchanges made are kept."""
+    return AttemptRecord(
+        attempt.started_at,
+        attempt.duration_ms,
+        attempt.exchanges,
+        error_class="internal_error",
+        error_message=scrub_text(f"{exc.__class__.__name__}: {exc}", list(secrets)),
+        retryable=True,
+    )
+
+
+class OutboundClients:
+    """One outbound client per (pool thread, connection), kept between deliveries so HTTP
+    keep-alive works: a new ``requests`` session per delivery meant a new TCP (and TLS)
+    connection per CRM call. Each delivery still gets a clean client: its exchanges, the
+    secrets to redact and the cookies are reset, so attempts are recorded per delivery."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self.policy = policy
+        self._local = threading.local()
+        self._all: list[OutboundClient] = []
+        self._lock = threading.Lock()
+
+    def for_delivery(self, connection_id: int | None, secrets: tuple[str, ...]) -> OutboundClient:
+        clients: dict[int | None, OutboundClient] | None = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
+        client = clients.get(connection_id)
+        if client is None:
+            client = OutboundClient(policy=self.policy)
+            clients[connection_id] = client
+            with self._lock:
+                self._all.append(client)
+        client.secrets = tuple(s for s in secrets if s)
+        client.exchanges = []
+        client.session.cookies.clear()
+        return client
+
+    def close_all(self) -> None:
+        with self._lock:
+            clients, self._all = self._all, []
+        for client in clients:
+            client.session.close()
+
+
 def new_worker_id(inline: bool = False) -> str:
     kind = "inline" if inline else "worker"
     return f"{socket.gethostname()}:{os.getpid()}:{kind}:{secrets.token_hex(3)}"
 
 
 class DeliveryWorker:
-    """One dispatcher loop that claims rows and a pool of ``concurrency`` threads running them."""
+    """One dispatcher loop that claims and records rows, and a pool of ``concurrency`` threads
+    running them.
+
+    The pool threads only talk to CRMs: a handler's database writes are deferred
+    (``JobContext.after_success``) and its attempt handed back to the dispatcher, which records
+    everything that finished since its last turn and claims new rows in ONE transaction. So a
+    busy worker makes one write transaction per turn, not two per delivery, and on SQLite the
+    pool threads never queue for the write lock. A handler that writes in its own session
+    (the queued inbound webhook) is recorded on its own thread, in that same transaction, as
+    before. Each pool thread keeps one outbound HTTP client (a ``requests`` session with
+    keep-alive) per connection, reset for every delivery.
+    """
 
     def __init__(
         self,
@@ -111,10 +172,12 @@ class DeliveryWorker:
         self.wake = threading.Event()
         self.processed = 0
         self._active: set[int] = set()
+        self._finished: list[tuple[Finished, str]] = []
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
+        self._clients = OutboundClients(OutboundPolicy.from_config(app.config))
         _install_session_hooks()
         _wake_events.add(self.wake)
 
@@ -124,20 +187,26 @@ class DeliveryWorker:
         """Deliver until stopped (or, with ``once``, until nothing is claimable and nothing is
         running). Returns how many deliveries this worker finished."""
         log.info("delivery worker %s started (concurrency %d)", self.worker_id, self.concurrency)
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool:
-            while not self.stopping.is_set():
-                self.wake.clear()
-                self._heartbeat_if_due()
-                claimed = self._claim()
-                for item in claimed:
-                    pool.submit(self._run_one, item)
-                if claimed:
-                    continue
-                with self._lock:
-                    idle = not self._active
-                if once and idle:
-                    break
-                self.wake.wait(self.poll_seconds)
+        try:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool:
+                while not self.stopping.is_set():
+                    self.wake.clear()
+                    self._heartbeat_if_due()
+                    finished = self._take_finished()
+                    claimed = self._record_and_claim(finished)
+                    for item in claimed:
+                        pool.submit(self._run_one, item)
+                    if claimed or finished:
+                        continue
+                    with self._lock:
+                        idle = not self._active
+                    if once and idle:
+                        break
+                    self.wake.wait(self.poll_seconds)
+            # The pool has let its running deliveries finish: record them.
+            self._record_and_claim(self._take_finished(), claim=False)
+        finally:
+            self._clients.close_all()
         self._heartbeat(force=True)
         log.info("delivery worker %s stopped after %d deliveries", self.worker_id, self.processed)
         return self.processed
@@ -160,47 +229,123 @@ class DeliveryWorker:
         with self._progress:
             return self._progress.wait_for(lambda: self.processed >= count, timeout)
 
-    # -- internals --
+    # -- the dispatcher's turn --
 
-    def _claim(self) -> list[ClaimedDelivery]:
+    def _take_finished(self) -> list[tuple[Finished, str]]:
         with self._lock:
-            free = self.concurrency - len(self._active)
-            busy = bool(self._active)
-        # Claim in batches: a claim is a write transaction, so a busy pool waits until a
-        # quarter of its slots are free rather than claiming one row per finished delivery.
-        if free <= 0 or (busy and free < max(1, self.concurrency // 4)):
-            return []
-        try:
-            with self.app.app_context():
-                claimed = deliveries.claim_and_load(self.worker_id, free, self.lease_seconds)
-                db.session.remove()
-        except Exception:
-            log.exception("delivery worker %s could not claim rows; retrying", self.worker_id)
-            self.stopping.wait(max(self.poll_seconds, 1.0))
-            return []
-        with self._lock:
-            self._active.update(c.delivery.id for c in claimed)
-        return claimed
+            finished, self._finished = self._finished, []
+        return finished
 
-    def _run_one(self, claimed: ClaimedDelivery) -> None:
-        delivery_id = claimed.delivery.id
+    def _claim_limit(self, finished: int) -> int:
+        with self._lock:
+            running = len(self._active) - finished
+        free = self.concurrency - running
+        # Claim in batches: a busy pool waits until a quarter of its slots are free rather
+        # than claiming one row per finished delivery.
+        if self.stopping.is_set() or free <= 0 or (running and free < max(1, self.concurrency // 4)):
+            return 0
+        return free
+
+    def _record_and_claim(self, finished: list[tuple[Finished, str]], *, claim: bool = True) -> list[ClaimedDelivery]:
+        """Record what finished and claim more, in one transaction; on a failure, record the
+        finished rows one by one so one bad deferred write cannot lose the others."""
+        limit = self._claim_limit(len(finished)) if claim else 0
+        if not finished and not limit:
+            return []
+        claimed: list[ClaimedDelivery] = []
         try:
             with self.app.app_context():
                 try:
-                    self.deliver(claimed)
+                    outcomes, claimed = deliveries.record_and_claim(
+                        self.worker_id,
+                        [item for item, _ in finished],
+                        limit=limit,
+                        lease_seconds=self.lease_seconds,
+                    )
+                finally:
+                    db.session.remove()
+            for (item, summary), outcome in zip(finished, outcomes, strict=True):
+                self._log(summary, item.attempt, outcome)
+        except Exception:
+            log.exception("delivery worker %s could not record or claim rows; recording one by one", self.worker_id)
+            for item, summary in finished:
+                self._record_alone(item, summary)
+            if not finished:
+                self.stopping.wait(max(self.poll_seconds, 1.0))
+        with self._lock:
+            for item, _ in finished:
+                self._active.discard(item.delivery.id)
+            self._active.update(c.delivery.id for c in claimed)
+            self.processed += len(finished)
+            self._progress.notify_all()
+        return claimed
+
+    def _record_alone(self, item: Finished, summary: str) -> None:
+        """Record one attempt in its own transaction. If its deferred writes fail, the CRM
+        call happened but its result could not be stored: recorded as a retryable
+        ``internal_error`` (as a handler that raised would be)."""
+        try:
+            with self.app.app_context():
+                try:
+                    try:
+                        outcome = deliveries.record_outcomes(self.worker_id, [item])[0]
+                    except Exception as exc:
+                        log.exception("delivery %s: storing its result failed", item.delivery.id)
+                        item = Finished(item.delivery, _internal_error(item.attempt, exc, []))
+                        outcome = deliveries.record_outcomes(self.worker_id, [item])[0]
+                finally:
+                    db.session.remove()
+            self._log(summary, item.attempt, outcome)
+        except Exception:  # the database is down: the lease expires and the row is tried again
+            log.exception("delivery %s: could not record its attempt", item.delivery.id)
+
+    # -- the pool threads --
+
+    def _run_one(self, claimed: ClaimedDelivery) -> None:
+        delivery_id = claimed.delivery.id
+        handed_over = False
+        try:
+            with self.app.app_context():
+                try:
+                    handed_over = self.attempt(claimed)
                 finally:
                     db.session.remove()
         except Exception:  # a bug in the worker itself: never let it kill the pool thread
             log.exception("delivery %s: worker error", delivery_id)
-        finally:
+        if not handed_over:
             with self._lock:
                 self._active.discard(delivery_id)
                 self.processed += 1
                 self._progress.notify_all()
-            self.wake.set()  # a slot is free, and this row may have unblocked the next in its lane
+        self.wake.set()  # a slot is free, or a result is waiting to be recorded
+
+    def attempt(self, claimed: ClaimedDelivery) -> bool:
+        """Run one claimed row's handler (inside an app context). Returns True when the
+        attempt was handed to the dispatcher to record, False when it was recorded here
+        (the handler wrote in its own session: recorded in that same transaction)."""
+        finished, in_session = self._attempt(claimed)
+        summary = (
+            f"delivery {claimed.delivery.id} {claimed.delivery.kind} to "
+            f"{claimed.delivery.connection.name if claimed.delivery.connection else '-'} "
+            f"attempt {claimed.delivery.attempts}"
+        )
+        if not in_session:
+            with self._lock:
+                self._finished.append((finished, summary))
+            return True
+        outcome = deliveries.record_outcome(finished.delivery, self.worker_id, finished.attempt)
+        self._log(summary, finished.attempt, outcome)
+        return False
 
     def deliver(self, claimed: ClaimedDelivery) -> deliveries.Outcome:
-        """Run one claimed row's handler and record the attempt (inside an app context)."""
+        """Run one claimed row's handler and record the attempt at once (inside an app
+        context): the unbatched path, for callers outside the worker loop."""
+        finished, in_session = self._attempt(claimed)
+        if in_session:
+            return deliveries.record_outcome(finished.delivery, self.worker_id, finished.attempt)
+        return deliveries.record_outcomes(self.worker_id, [finished])[0]
+
+    def _attempt(self, claimed: ClaimedDelivery) -> tuple[Finished, bool]:
         # The rows were loaded when they were claimed: re-attach them without a query, so no
         # transaction is open when the handler talks to a CRM (on SQLite every transaction
         # holds the write lock). Nothing expires on commit: handlers end their own reads
@@ -210,12 +355,20 @@ class DeliveryWorker:
         user = db.session.merge(claimed.user, load=False) if claimed.user is not None else None
         started_at = utcnow()
         started = time.perf_counter()
-        secret_list: list[str] = []
+        secret_list: tuple[str, ...] = ()
         ctx: jobs.JobContext | None = None
+        in_session = False
         try:
             ctx, secret_list = self._context(delivery, user)
             result = jobs.handler_for(delivery.kind)(ctx)
             record = AttemptRecord(started_at, 0.0, [], result=result if isinstance(result, dict) else None)
+            # A handler that wrote in its own session: its writes and the attempt are one
+            # transaction, recorded on this thread.
+            session = db.session()
+            in_session = session.in_transaction() or bool(session.new or session.dirty or session.deleted)
+            if in_session:
+                for write in ctx.after_success:
+                    write()
         except AdapterError as exc:
             db.session.rollback()
             record = AttemptRecord(
@@ -236,34 +389,19 @@ class DeliveryWorker:
         except Exception as exc:  # a handler bug: recorded and retried, never fatal to the worker
             db.session.rollback()
             log.exception("delivery %s (%s): handler error", delivery.id, delivery.kind)
-            record = AttemptRecord(
-                started_at,
-                0.0,
-                [],
-                error_class="internal_error",
-                error_message=scrub_text(f"{exc.__class__.__name__}: {exc}", secret_list),
-                retryable=True,
-            )
+            record = _internal_error(AttemptRecord(started_at, 0.0, []), exc, secret_list)
         record.duration_ms = (time.perf_counter() - started) * 1000
+        writes: list[Any] = []
         if ctx is not None:
             record.exchanges = list(ctx.http.exchanges)
-            ctx.http.session.close()  # one client per delivery: release its sockets now
-        summary = (
-            f"delivery {claimed.delivery.id} {claimed.delivery.kind} to "
-            f"{claimed.delivery.connection.name if claimed.delivery.connection else '-'} "
-            f"attempt {claimed.delivery.attempts}"
-        )
-        outcome = deliveries.record_outcome(delivery, self.worker_id, record)
-        self._log(summary, record, outcome)
-        return outcome
+            if record.succeeded and not in_session:
+                writes = ctx.after_success
+        return Finished(claimed.delivery, record, writes), in_session and record.succeeded
 
-    def _context(self, delivery: Delivery, user: User | None) -> tuple[jobs.JobContext, list[str]]:
-        from bridge.connections import secret_values
-        from bridge.http import outbound_client
-
+    def _context(self, delivery: Delivery, user: User | None) -> tuple[jobs.JobContext, tuple[str, ...]]:
         connection = delivery.connection
-        secret_list = secret_values(connection) if connection is not None else []
-        http = outbound_client(secret_list)
+        secret_list = cached_secret_values(connection) if connection is not None else ()
+        http = self._clients.for_delivery(connection.id if connection is not None else None, secret_list)
         http.session.headers["Idempotency-Key"] = str(delivery.id)
         return jobs.JobContext(delivery, connection, user, http, self.worker_id), secret_list
 

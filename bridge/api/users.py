@@ -51,10 +51,10 @@ def user_or_404(user_id: int) -> User:
 def create_user() -> tuple[Response, int]:
     data = validated(accounts.RegistrationInput)
     try:
-        user = accounts.register(data)
+        created = accounts.register_json(data)
     except users.UserRuleError as exc:
         raise rule_error(exc) from None
-    return jsonify(users.user_to_json(user)), 201
+    return jsonify(created), 201
 
 
 @bp.get("/users")
