@@ -35,7 +35,7 @@ E2E = ROOT / "tests" / "e2e"
 sys.path.insert(0, str(E2E))
 sys.path.insert(0, str(ROOT))
 
-from fakecrm import FakeFluentCrm, connection_settings, install_outbound_adapter  # noqa: E402
+from fakecrm import FakeFluentCrm, connection_settings  # noqa: E402
 
 
 def free_port() -> int:
@@ -52,7 +52,6 @@ def percentile(values: list[float], fraction: float) -> float:
 def prepare(env: dict[str, str], fake: FakeFluentCrm) -> str:
     """Fresh schema, a connection to the fake CRM and an API token; returns the token."""
     os.environ.update(env)
-    install_outbound_adapter()
     from bridge import create_app
     from bridge.api.auth import create_token
     from bridge.connections import create_connection
@@ -83,7 +82,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 def start_worker(env: dict[str, str], concurrency: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "flask", "--app", str(E2E / "worker_app.py"), "bridge", "worker"]
+    command = [sys.executable, "-m", "flask", "--app", str(ROOT / "app.py"), "bridge", "worker"]
     return subprocess.Popen(
         [*command, "--concurrency", str(concurrency)],
         cwd=ROOT,
@@ -172,9 +171,9 @@ def run(database: str | None, count: int, rate: float, concurrency: int, crm_del
                 "8",
                 "-b",
                 f"127.0.0.1:{port}",
-                "worker_app:app",
+                "app:app",
             ],
-            cwd=E2E,
+            cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -177,3 +177,21 @@ def receiver() -> Iterator[Receiver]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def start_worker(app):
+    """``start_worker(concurrency=1)``: a delivery worker thread, stopped after the test."""
+    from bridge.worker import DeliveryWorker
+
+    started: list[DeliveryWorker] = []
+
+    def start(**options: Any) -> DeliveryWorker:
+        worker = DeliveryWorker(app, **options)
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(timeout=30)

@@ -18,8 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from crm_adapters.base import Adapter, OutboundContact
-from crm_adapters.fluentcrm import API_PATH, NOT_FOUND, FluentCrmAdapter
+from crm_adapters.fluentcrm import API_PATH
 
 USERNAME = "api"
 APP_PASSWORD = "fake app password 1234"  # a test credential
@@ -255,52 +254,6 @@ class FakeFluentCrm:
             if (answer.method in (None, method)) and (answer.path_suffix is None or path.endswith(answer.path_suffix)):
                 return self.scripted.pop(index)
         return None
-
-
-# -- the adapter under test -------------------------------------------------------------------
-
-
-class FluentOutboundForTests(FluentCrmAdapter):
-    """FluentCRM's outbound operations as the recorded exchanges show them, for as long as the
-    real adapter in this branch has none (the adapters area implements them; once it does,
-    ``install_outbound_adapter`` leaves the real one in place)."""
-
-    def find_contact_id(self, email: str) -> str | None:
-        from crm_adapters.errors import ContactNotFound
-
-        try:
-            data = self._get("/subscribers/0", params={"get_by_email": email}, not_found_statuses=NOT_FOUND)
-        except ContactNotFound:
-            return None
-        return str(data["subscriber"]["id"])
-
-    def upsert_contact(self, contact: OutboundContact) -> str | None:
-        body = {**contact.fields, "email": contact.email, "status": "subscribed", "__force_update": "yes"}
-        data = self.call("POST", self.api_base + "/subscribers", auth=self.auth, json=body).json()
-        return str(data["contact"]["id"])
-
-    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
-        self.call(
-            "PUT",
-            f"{self.api_base}/subscribers/{contact_id}",
-            auth=self.auth,
-            json={"subscriber": dict(fields)},
-            not_found_statuses=NOT_FOUND,
-        )
-
-    def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
-        if not tags:
-            return
-        body = {"type": "tags", "subscribers": [int(contact_id)], "attach": list(tags), "find_by": "slug"}
-        self.call("POST", self.api_base + "/subscribers/sync-segments", auth=self.auth, json=body)
-
-
-def install_outbound_adapter() -> None:
-    """Make type ``fluentcrm`` able to push, using the real adapter when it can."""
-    from bridge.adapters import adapter_types
-
-    if FluentCrmAdapter.upsert_contact is Adapter.upsert_contact:
-        adapter_types()["fluentcrm"] = FluentOutboundForTests
 
 
 def connection_settings(fake: FakeFluentCrm, **extra: Any) -> dict[str, Any]:

@@ -15,8 +15,6 @@ from sqlalchemy import select, update
 from bridge.extensions import db
 from bridge.models import Delivery, utcnow
 
-pytestmark = pytest.mark.usefixtures("outbound_adapter")
-
 
 @pytest.fixture
 def app_config(app_config: dict[str, Any]) -> dict[str, Any]:

@@ -22,10 +22,8 @@ from bridge import outbox, registration
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, DeliveryAttempt, User, utcnow
 
-pytestmark = pytest.mark.usefixtures("outbound_adapter")
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKER_APP = Path(__file__).resolve().parent / "worker_app.py"
+WORKER_APP = Path(__file__).resolve().parents[2] / "app.py"  # the production app
 LEASE_SECONDS = 2
 
 

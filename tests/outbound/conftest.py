@@ -7,12 +7,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pytest
-from flask import Flask
 from support import ECHO_CRM as CRM
 
 from bridge import jobs, outbox
 from bridge.extensions import db
-from bridge.worker import DeliveryWorker
 from crm_adapters.base import Adapter, OutboundContact, Setting
 
 
@@ -103,18 +101,3 @@ def queue(app) -> Callable[..., int]:
             return row.id
 
     return add
-
-
-@pytest.fixture
-def start_worker(app: Flask) -> Iterator[Callable[..., DeliveryWorker]]:
-    started: list[DeliveryWorker] = []
-
-    def start(**options: Any) -> DeliveryWorker:
-        worker = DeliveryWorker(app, **options)
-        worker.start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop(timeout=30)
