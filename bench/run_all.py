@@ -35,7 +35,8 @@ def main() -> int:
         for database in databases:
             label = "sqlite" if database == "sqlite" else "postgresql"
             print(f"== {script} on {label}", flush=True)
-            result = subprocess.run([sys.executable, str(HERE / script), "--database", database], check=False)
+            extra = [] if database == "sqlite" else ["--database", database]  # no URL: a fresh SQLite file
+            result = subprocess.run([sys.executable, str(HERE / script), *extra], check=False)
             failures += result.returncode != 0
     return 1 if failures else 0
 
