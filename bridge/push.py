@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 
 from bridge import crypto, outbox, users
 from bridge.adapters import adapter_class
@@ -120,7 +120,7 @@ def link_contacts(links: Sequence[LinkContact]) -> None:
             )
         )
         now = utcnow()
-        new_links: list[ContactLink] = []
+        new_links: list[dict[str, Any]] = []
         for link in batch:
             mine = [row for row in open_links if row.connection_id == link.connection_id]
             if any(row.contact_id == link.contact_id and row.user_id == link.user_id for row in mine):
@@ -129,13 +129,16 @@ def link_contacts(links: Sequence[LinkContact]) -> None:
                 if row.user_id == link.user_id or row.contact_id == link.contact_id:
                     row.unlinked_at = now
             new_links.append(
-                ContactLink(
-                    connection_id=link.connection_id, contact_id=link.contact_id, user_id=link.user_id, linked_at=now
-                )
+                {
+                    "connection_id": link.connection_id,
+                    "contact_id": link.contact_id,
+                    "user_id": link.user_id,
+                    "linked_at": now,
+                }
             )
         db.session.flush()  # close the old links before the unique indexes see the new ones
-        db.session.add_all(new_links)
-        db.session.flush()
+        if new_links:
+            db.session.execute(insert(ContactLink), new_links)  # one multi-row INSERT
     for link in later:
         user = db.session.get(User, link.user_id)
         connection = db.session.get(Connection, link.connection_id)
