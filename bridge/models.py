@@ -206,7 +206,15 @@ class Delivery(db.Model):
     __tablename__ = "delivery"
     __table_args__ = (
         Index("ix_delivery_due", "status", "next_attempt_at"),
-        Index("ix_delivery_ordering", "ordering_key", "id"),
+        # The claim's lane check looks for earlier *unfinished* rows of a lane: index only those,
+        # so a long history of delivered rows never slows it down.
+        Index(
+            "ix_delivery_open_lane",
+            "ordering_key",
+            "id",
+            sqlite_where=text("status IN ('pending', 'in_flight', 'failed')"),
+            postgresql_where=text("status IN ('pending', 'in_flight', 'failed')"),
+        ),
         Index(
             "uq_delivery_queued_dedupe",
             "dedupe_key",

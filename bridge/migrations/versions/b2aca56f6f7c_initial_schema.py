@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 156b9d6a8f22
+Revision ID: b2aca56f6f7c
 Revises: 
-Create Date: 2026-11-23 21:34:49.602792
+Create Date: 2026-11-23 23:52:37.956332
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '156b9d6a8f22'
+revision = 'b2aca56f6f7c'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -140,7 +140,7 @@ def upgrade():
     )
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.create_index('ix_delivery_due', ['status', 'next_attempt_at'], unique=False)
-        batch_op.create_index('ix_delivery_ordering', ['ordering_key', 'id'], unique=False)
+        batch_op.create_index('ix_delivery_open_lane', ['ordering_key', 'id'], unique=False, sqlite_where=sa.text("status IN ('pending', 'in_flight', 'failed')"), postgresql_where=sa.text("status IN ('pending', 'in_flight', 'failed')"))
         batch_op.create_index('uq_delivery_queued_dedupe', ['dedupe_key'], unique=True, sqlite_where=sa.text("dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')"), postgresql_where=sa.text("dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')"))
 
     op.create_table('user_tag',
@@ -217,7 +217,7 @@ def downgrade():
     op.drop_table('user_tag')
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_index('uq_delivery_queued_dedupe', sqlite_where=sa.text("dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')"), postgresql_where=sa.text("dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')"))
-        batch_op.drop_index('ix_delivery_ordering')
+        batch_op.drop_index('ix_delivery_open_lane', sqlite_where=sa.text("status IN ('pending', 'in_flight', 'failed')"), postgresql_where=sa.text("status IN ('pending', 'in_flight', 'failed')"))
         batch_op.drop_index('ix_delivery_due')
 
     op.drop_table('delivery')
