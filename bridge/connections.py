@@ -135,8 +135,12 @@ def _check_common(settings: Mapping[str, Any]) -> list[str]:
 def missing_settings(connection: Connection) -> list[str]:
     """Required settings not yet given. A connection may be saved incomplete (its access key
     works and payloads carrying the contact are served); API calls need these."""
-    settings = effective_settings(connection)
-    return [s.name for s in settings_for_type(connection.type) if s.required and settings.get(s.name) in (None, "")]
+    return missing_from(connection.type, effective_settings(connection))
+
+
+def missing_from(type_slug: str, settings: Mapping[str, Any]) -> list[str]:
+    """``missing_settings`` for settings already decrypted (the inbound key cache has no row)."""
+    return [s.name for s in settings_for_type(type_slug) if s.required and settings.get(s.name) in (None, "")]
 
 
 def effective_settings(connection: Connection) -> dict[str, Any]:
@@ -186,8 +190,12 @@ def public_settings(connection: Connection) -> dict[str, Any]:
 
 def secret_values(connection: Connection) -> list[str]:
     """Plain secret values of a connection, for redaction of logs and attempts."""
-    index = _setting_index(connection.type)
-    settings = effective_settings(connection)
+    return secret_values_from(connection.type, effective_settings(connection))
+
+
+def secret_values_from(type_slug: str, settings: Mapping[str, Any]) -> list[str]:
+    """``secret_values`` for settings already decrypted; JSON secrets give each of their leaves."""
+    index = _setting_index(type_slug)
     values = [
         leaf for name, s in index.items() if s.secret and settings.get(name) for leaf in _secret_leaves(settings[name])
     ]

@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
 from bridge import crypto
-from bridge.connections import effective_settings, settings_for_type
+from bridge.connections import effective_settings, missing_from, secret_values_from
 from bridge.extensions import db
 from bridge.models import AccessKey, Connection, utcnow
 
@@ -156,9 +156,8 @@ def _load(digest: str) -> KeyedConnection | None:
         return None
     key_hash, expires_at, connection_id, name, type_slug, stored = row
     settings = effective_settings(Connection(name=name, type=type_slug, settings=stored or {}))
-    declared = settings_for_type(type_slug)
-    secrets = tuple(str(settings[s.name]) for s in declared if s.secret and settings.get(s.name))
-    complete = all(settings.get(s.name) not in (None, "") for s in declared if s.required)
+    secrets = tuple(secret_values_from(type_slug, settings))
+    complete = not missing_from(type_slug, settings)
     return KeyedConnection(
         connection_id=connection_id,
         name=name,

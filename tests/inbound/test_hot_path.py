@@ -130,3 +130,20 @@ def test_changed_update_costs_one_statement_per_kind_of_change(app, hook, fluent
         names = db.session.execute(text("SELECT name FROM user_tag ORDER BY name")).scalars().all()
         first_name = db.session.execute(text("SELECT first_name FROM user_account")).scalar_one()
     assert names == sorted(data["tags"]) and len(names) == 3 and first_name == "Janet"
+
+
+def test_cached_key_redacts_each_leaf_of_a_json_secret(app, make_connection):
+    """A custom webhook's ``auth`` is one JSON secret: its token, not the object's repr, must be
+    among the values scrubbed from what the inbound path logs."""
+    from bridge.inbound.keys import resolve_access_key
+
+    key = make_connection(
+        "hook",
+        "custom_webhook",
+        url="https://hooks.example.com/in",
+        auth={"type": "bearer", "token": "tok-leaf-secret-123"},
+    )
+    with app.app_context():
+        keyed = resolve_access_key(key)
+        assert keyed is not None
+        assert "tok-leaf-secret-123" in keyed.secrets
