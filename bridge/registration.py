@@ -40,31 +40,13 @@ class Registered:
     local_tags: list[str]
 
 
-def register_user(
-    *,
-    email: str,
-    username: str | None = None,
-    password: str | None = None,
-    first_name: str = "",
-    last_name: str = "",
-    role: str | None = None,
-    meta: Mapping[str, Any] | None = None,
-    tags: Iterable[str] = (),
-) -> User:
+def register_user(**fields: Any) -> User:
     """Create a local user and queue its registration push to every connection that wants it.
 
-    Raises ``users.EmailTaken``, ``users.UnknownRole``, ``users.ForbiddenRole``.
+    Takes the keyword arguments of :func:`register`. Raises ``users.EmailTaken``,
+    ``users.UnknownRole``, ``users.ForbiddenRole``.
     """
-    return register(
-        email=email,
-        username=username,
-        password=password,
-        first_name=first_name,
-        last_name=last_name,
-        role=role,
-        meta=meta,
-        tags=tags,
-    ).user
+    return register(**fields).user
 
 
 def register(
