@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased, joinedload
 
 from bridge import outbox
@@ -97,7 +97,7 @@ def _claimable_condition(now: datetime) -> Any:
     blocked = exists().where(
         earlier.ordering_key == Delivery.ordering_key,
         earlier.id < Delivery.id,
-        earlier.status.in_(outbox.OPEN_STATUSES),
+        outbox.is_open(earlier.status),
     )
     due = or_(
         and_(Delivery.status.in_(("pending", "failed")), Delivery.next_attempt_at <= now),
@@ -115,7 +115,9 @@ class ClaimedDelivery:
     user: User | None
 
 
-def _claim_ids(worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[int]:
+def claimable_ids_query(now: datetime, limit: int) -> Select[tuple[int]]:
+    """The ids of up to ``limit`` claimable rows, oldest due first (locked, skipping rows other
+    workers hold, on PostgreSQL)."""
     query = (
         select(Delivery.id)
         .where(_claimable_condition(now))
@@ -124,7 +126,11 @@ def _claim_ids(worker_id: str, limit: int, lease_seconds: float, now: datetime) 
     )
     if not is_sqlite():
         query = query.with_for_update(skip_locked=True, of=Delivery)
-    ids = list(db.session.scalars(query))
+    return query
+
+
+def _claim_ids(worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[int]:
+    ids = list(db.session.scalars(claimable_ids_query(now, limit)))
     if ids:
         db.session.execute(
             update(Delivery)

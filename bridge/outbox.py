@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import ColumnElement, insert, literal_column
 
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, User, utcnow
@@ -25,6 +25,20 @@ MAIL_WELCOME = "mail.welcome"
 
 STATUSES = ("pending", "in_flight", "succeeded", "failed", "dead")
 OPEN_STATUSES = ("pending", "in_flight", "failed")
+
+
+def is_open(status_column: Any) -> ColumnElement[bool]:
+    """``status IN ('pending', 'in_flight', 'failed')`` with the values written into the SQL.
+
+    The partial indexes on unfinished rows (``ix_delivery_open_lane``,
+    ``uq_delivery_queued_dedupe``) carry exactly this predicate. With bound parameters the
+    planner cannot prove a query implies it (SQLite never; PostgreSQL not in a generic plan),
+    so it skipped the index: the claim's lane check scanned the table once per due row, and a
+    claim with 2,000 queued rows took 600 ms instead of 3 ms.
+    """
+    return status_column.in_([literal_column(f"'{status}'") for status in OPEN_STATUSES])
+
+
 # Set in ``session.info`` by code that writes or re-queues rows without ORM objects (bulk
 # INSERT/UPDATE): the worker's session hook (bridge.worker) wakes this process's idle workers
 # when that transaction commits.

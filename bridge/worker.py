@@ -192,6 +192,8 @@ class DeliveryWorker:
                 while not self.stopping.is_set():
                     self.wake.clear()
                     self._heartbeat_if_due()
+                    with self._lock:
+                        processed_before = self.processed
                     finished = self._take_finished()
                     claimed = self._record_and_claim(finished)
                     for item in claimed:
@@ -199,7 +201,9 @@ class DeliveryWorker:
                     if claimed or finished:
                         continue
                     with self._lock:
-                        idle = not self._active
+                        # Idle only if nothing finished since before the claim: a row that a
+                        # pool thread recorded meanwhile may have unblocked the next in its lane.
+                        idle = not self._active and self.processed == processed_before
                     if once and idle:
                         break
                     self.wake.wait(self.poll_seconds)

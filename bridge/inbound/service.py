@@ -245,7 +245,7 @@ def queue_webhook(runtime: ConnectionRuntime, action: str, inbound: InboundReque
     key = dedupe_key(payload)
     for _ in range(MAX_ATTEMPTS):
         existing = db.session.scalar(
-            select(Delivery.id).where(Delivery.dedupe_key == key, Delivery.status.in_(outbox.OPEN_STATUSES))
+            select(Delivery.id).where(Delivery.dedupe_key == key, outbox.is_open(Delivery.status))
         )
         if existing is not None:
             db.session.rollback()
