@@ -163,6 +163,10 @@ class DeliveryWorker:
     ) -> None:
         self.app = app
         self.concurrency = max(1, int(concurrency))
+        # Rows held at once: the running ones plus as many queued for the pool, so a thread
+        # that finishes starts its next row at once instead of waiting for the dispatcher's
+        # next turn (a turn records and claims in one transaction, and takes milliseconds).
+        self.capacity = self.concurrency * 2 if self.concurrency > 1 else 1
         self.inline = inline
         self.worker_id = worker_id or new_worker_id(inline)
         self.poll_seconds = float(app.config.get("BRIDGE_WORKER_POLL_SECONDS", 0.1))
@@ -243,10 +247,10 @@ class DeliveryWorker:
     def _claim_limit(self, finished: int) -> int:
         with self._lock:
             running = len(self._active) - finished
-        free = self.concurrency - running
+        free = self.capacity - running
         # Claim in batches: a busy pool waits until a quarter of its slots are free rather
         # than claiming one row per finished delivery.
-        if self.stopping.is_set() or free <= 0 or (running and free < max(1, self.concurrency // 4)):
+        if self.stopping.is_set() or free <= 0 or (running and free < max(1, self.capacity // 4)):
             return 0
         return free
 
