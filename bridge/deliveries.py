@@ -13,13 +13,14 @@ delay, capped at one hour. Anything else is final: the row is ``dead`` until rep
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, func, insert, or_, select, update
-from sqlalchemy.orm import aliased, joinedload
+from sqlalchemy import Integer, Select, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from bridge import outbox
 from bridge.database import is_sqlite
@@ -86,11 +87,15 @@ def next_attempt_at(
 # -- claiming ---------------------------------------------------------------------------------
 
 
-# Built once: constructing an alias of the table is costly, and claims run many times a second.
+# The claim's statements are built once per dialect, with bound parameters: building and
+# cache-keying them anew cost more than running them (claims run many times a second).
 _EARLIER = aliased(Delivery, name="earlier")
+_TABLE = Delivery.__table__
+_USERS = User.__table__
+_CONNECTIONS = Connection.__table__
 
 
-def _claimable_condition(now: datetime) -> Any:
+def _claimable_condition(now: Any) -> Any:
     """Due rows (pending/failed whose time has come, or in_flight whose lease expired) with no
     earlier unfinished row in their ordering lane, so a user's pushes to one CRM go in order."""
     earlier = _EARLIER
@@ -115,7 +120,7 @@ class ClaimedDelivery:
     user: User | None
 
 
-def claimable_ids_query(now: datetime, limit: int) -> Select[tuple[int]]:
+def claimable_ids_query(now: Any, limit: Any) -> Select[tuple[int]]:
     """The ids of up to ``limit`` claimable rows, oldest due first (locked, skipping rows other
     workers hold, on PostgreSQL)."""
     query = (
@@ -129,20 +134,66 @@ def claimable_ids_query(now: datetime, limit: int) -> Select[tuple[int]]:
     return query
 
 
+@cache
+def _statements(sqlite: bool) -> dict[str, Any]:
+    """The claim and record statements for one dialect family."""
+    held = select(_TABLE.c.id).where(
+        _TABLE.c.id.in_(bindparam("ids", expanding=True)),
+        _TABLE.c.lease_owner == bindparam("worker"),
+        _TABLE.c.status == "in_flight",
+    )
+    claim = (
+        select(Delivery.id)
+        .where(_claimable_condition(bindparam("now")))
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    if not sqlite:
+        held = held.with_for_update()
+        claim = claim.with_for_update(skip_locked=True, of=Delivery)
+    return {
+        "held": held,
+        "claim": claim,
+        "lease": _TABLE.update()
+        .where(_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+        .values(
+            status="in_flight",
+            lease_owner=bindparam("worker"),
+            lease_until=bindparam("until"),
+            attempts=_TABLE.c.attempts + 1,
+            updated_at=bindparam("now"),
+        ),
+        "rows": select(_TABLE).where(_TABLE.c.id.in_(bindparam("ids", expanding=True))),
+        "users": select(_USERS).where(_USERS.c.id.in_(bindparam("ids", expanding=True))),
+        "connections": select(_CONNECTIONS).where(_CONNECTIONS.c.id.in_(bindparam("ids", expanding=True))),
+        "attempt": DeliveryAttempt.__table__.insert(),
+    }
+
+
+def _sql() -> dict[str, Any]:
+    return _statements(is_sqlite())
+
+
+def _detached(model: type[Any], values: Mapping[str, Any]) -> Any:
+    """An ORM object from a Core row, as if a query had loaded it and it was then detached:
+    handlers get the objects they always got (``db.session.merge(obj, load=False)`` re-attaches
+    them without a query), without the ORM's per-query cost in the claim transaction. The
+    values go straight into the instance dict, as the ORM's own loading does, so no change
+    events fire and the object has no pending changes."""
+    obj = model.__mapper__.class_manager.new_instance()
+    obj.__dict__.update(values)
+    make_transient_to_detached(obj)
+    return obj
+
+
 def _claim_ids(worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[int]:
-    ids = list(db.session.scalars(claimable_ids_query(now, limit)))
+    connection = db.session.connection()
+    sql = _sql()
+    ids = list(connection.execute(sql["claim"], {"now": now, "limit": limit}).scalars())
     if ids:
-        db.session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
-            .values(
-                status="in_flight",
-                lease_owner=worker_id,
-                lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=Delivery.attempts + 1,
-                updated_at=now,
-            ),
-            execution_options={"synchronize_session": False},
+        connection.execute(
+            sql["lease"],
+            {"ids": ids, "worker": worker_id, "until": now + timedelta(seconds=lease_seconds), "now": now},
         )
     return ids
 
@@ -186,18 +237,29 @@ def _claim_and_load(worker_id: str, limit: int, lease_seconds: float, now: datet
     ids = _claim_ids(worker_id, limit, lease_seconds, now)
     if not ids:
         return []
-    rows = list(
-        db.session.scalars(select(Delivery).options(joinedload(Delivery.connection)).where(Delivery.id.in_(ids)))
+    connection = db.session.connection()
+    sql = _sql()
+    rows = {row.id: row for row in connection.execute(sql["rows"], {"ids": ids})}
+    user_ids = {row.user_id for row in rows.values() if row.user_id is not None}
+    connection_ids = {row.connection_id for row in rows.values() if row.connection_id is not None}
+    found_users = (
+        {row.id: _detached(User, row._mapping) for row in connection.execute(sql["users"], {"ids": list(user_ids)})}
+        if user_ids
+        else {}
     )
-    user_ids = {row.user_id for row in rows if row.user_id is not None}
-    found = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}
-    order = {delivery_id: index for index, delivery_id in enumerate(ids)}
-    rows.sort(key=lambda row: order[row.id])
-    claimed = [ClaimedDelivery(row, found.get(row.user_id) if row.user_id else None) for row in rows]
-    for item in claimed:  # detach before the commit, which would expire them
-        for obj in (item.delivery, item.delivery.connection, item.user):
-            if obj is not None and obj in db.session:
-                db.session.expunge(obj)
+    found_connections = (
+        {
+            row.id: _detached(Connection, row._mapping)
+            for row in connection.execute(sql["connections"], {"ids": list(connection_ids)})
+        }
+        if connection_ids
+        else {}
+    )
+    claimed = []
+    for delivery_id in ids:
+        row = rows[delivery_id]
+        values = {**row._mapping, "connection": found_connections.get(row.connection_id)}
+        claimed.append(ClaimedDelivery(_detached(Delivery, values), found_users.get(row.user_id)))
     return claimed
 
 
@@ -312,15 +374,12 @@ def _record(worker_id: str, finished: Sequence[Finished], rng: random.Random | N
     """
     if not finished:
         return []
+    connection = db.session.connection()
+    sql = _sql()
     ids = [item.delivery.id for item in finished]
-    held = select(Delivery.id).where(
-        Delivery.id.in_(ids), Delivery.lease_owner == worker_id, Delivery.status == "in_flight"
-    )
-    if not is_sqlite():
-        held = held.with_for_update()
-    still_ours = set(db.session.scalars(held))
+    still_ours = set(connection.execute(sql["held"], {"ids": ids, "worker": worker_id}).scalars())
     _apply_writes([write for item in finished if item.attempt.succeeded for write in item.writes])
-    db.session.execute(insert(DeliveryAttempt), [_attempt_row(i.delivery, worker_id, i.attempt) for i in finished])
+    connection.execute(sql["attempt"], [_attempt_row(i.delivery, worker_id, i.attempt) for i in finished])
     now = utcnow()
     outcomes: list[Outcome] = []
     by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -332,15 +391,19 @@ def _record(worker_id: str, finished: Sequence[Finished], rng: random.Random | N
         outcomes.append(outcome)
         params = {"row_id": item.delivery.id, **{f"new_{key}": value for key, value in values.items()}}
         by_shape.setdefault(tuple(sorted(values)), []).append(params)
-    table = Delivery.__table__
     for shape, rows in by_shape.items():
-        statement = (
-            table.update()
-            .where(table.c.id == bindparam("row_id"))
-            .values({key: bindparam(f"new_{key}") for key in shape})
-        )
-        db.session.execute(statement, rows)
+        connection.execute(_outcome_update(shape), rows)
     return outcomes
+
+
+@cache
+def _outcome_update(shape: tuple[str, ...]) -> Any:
+    """``UPDATE delivery SET <shape> WHERE id = :row_id``, built once per set of columns."""
+    return (
+        _TABLE.update()
+        .where(_TABLE.c.id == bindparam("row_id"))
+        .values({key: bindparam(f"new_{key}") for key in shape})
+    )
 
 
 def _apply_writes(writes: Sequence[Callable[[], Any]]) -> None:

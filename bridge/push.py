@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, or_, select
 
 from bridge import crypto, outbox, users
 from bridge.adapters import adapter_class
@@ -107,43 +107,61 @@ def link_contacts(links: Sequence[LinkContact]) -> None:
         (later if keys & seen else batch).append(link)
         seen |= keys
     if batch:
-        open_links = list(
-            db.session.scalars(
-                select(ContactLink).where(
-                    ContactLink.connection_id.in_({link.connection_id for link in batch}),
-                    ContactLink.unlinked_at.is_(None),
-                    or_(
-                        ContactLink.user_id.in_({link.user_id for link in batch}),
-                        ContactLink.contact_id.in_({link.contact_id for link in batch}),
-                    ),
-                )
-            )
-        )
-        now = utcnow()
-        new_links: list[dict[str, Any]] = []
-        for link in batch:
-            mine = [row for row in open_links if row.connection_id == link.connection_id]
-            if any(row.contact_id == link.contact_id and row.user_id == link.user_id for row in mine):
-                continue
-            for row in mine:
-                if row.user_id == link.user_id or row.contact_id == link.contact_id:
-                    row.unlinked_at = now
-            new_links.append(
-                {
-                    "connection_id": link.connection_id,
-                    "contact_id": link.contact_id,
-                    "user_id": link.user_id,
-                    "linked_at": now,
-                }
-            )
-        db.session.flush()  # close the old links before the unique indexes see the new ones
-        if new_links:
-            db.session.execute(insert(ContactLink), new_links)  # one multi-row INSERT
+        _link_batch(batch)
     for link in later:
         user = db.session.get(User, link.user_id)
         connection = db.session.get(Connection, link.connection_id)
         if user is not None and connection is not None:
             users.link_contact(user, connection, link.contact_id)
+
+
+_LINKS = ContactLink.__table__
+_OPEN_LINKS = select(_LINKS.c.id, _LINKS.c.connection_id, _LINKS.c.user_id, _LINKS.c.contact_id).where(
+    _LINKS.c.connection_id.in_(bindparam("connections", expanding=True)),
+    _LINKS.c.unlinked_at.is_(None),
+    or_(
+        _LINKS.c.user_id.in_(bindparam("users", expanding=True)),
+        _LINKS.c.contact_id.in_(bindparam("contacts", expanding=True)),
+    ),
+)
+_CLOSE_LINKS = (
+    _LINKS.update().where(_LINKS.c.id.in_(bindparam("ids", expanding=True))).values(unlinked_at=bindparam("now"))
+)
+
+
+def _link_batch(batch: Sequence[LinkContact]) -> None:
+    """Links that touch distinct users and contacts: one SELECT of the open links involved, one
+    UPDATE closing the stale ones, one multi-row INSERT (Core statements built once: the worker
+    runs this in every turn)."""
+    connection = db.session.connection()
+    open_links = connection.execute(
+        _OPEN_LINKS,
+        {
+            "connections": list({link.connection_id for link in batch}),
+            "users": list({link.user_id for link in batch}),
+            "contacts": list({link.contact_id for link in batch}),
+        },
+    ).all()
+    now = utcnow()
+    close: set[int] = set()
+    new_links: list[dict[str, Any]] = []
+    for link in batch:
+        mine = [row for row in open_links if row.connection_id == link.connection_id]
+        if any(row.contact_id == link.contact_id and row.user_id == link.user_id for row in mine):
+            continue
+        close.update(row.id for row in mine if row.user_id == link.user_id or row.contact_id == link.contact_id)
+        new_links.append(
+            {
+                "connection_id": link.connection_id,
+                "contact_id": link.contact_id,
+                "user_id": link.user_id,
+                "linked_at": now,
+            }
+        )
+    if close:  # before the unique indexes see the new links
+        connection.execute(_CLOSE_LINKS, {"ids": sorted(close), "now": now})
+    if new_links:
+        connection.execute(_LINKS.insert(), new_links)
 
 
 def _link(ctx: JobContext, user: User, connection: Connection, contact_id: str | None) -> str | None:
