@@ -179,6 +179,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument(
+        "--async", dest="queued", action="store_true", help="send async=true: measures accepting (202), not applying"
+    )
+    parser.add_argument(
         "--warmup", type=int, default=2, help="seconds of unmeasured load first (imports, statement caches)"
     )
     args = parser.parse_args()
@@ -211,7 +214,8 @@ def main() -> int:
     try:
         wait_until_serving(base + "/")
         common = {"connections": args.connections, "duration": args.duration, "threads": args.wrk_threads}
-        script = WRK_SCRIPT % {"users": USERS, "path": f"/?wpf_action=update&access_key={key}"}
+        path = f"/?wpf_action=update&access_key={key}" + ("&async=true" if args.queued else "")
+        script = WRK_SCRIPT % {"users": USERS, "path": path}
         if args.warmup > 0:  # both workers import, connect and fill their statement caches first
             run_wrk(base + "/", script, **{**common, "duration": args.warmup})
             run_wrk(base + "/", HELLO_SCRIPT, **{**common, "duration": 1})
@@ -230,7 +234,7 @@ def main() -> int:
         f"update_requests={update['requests']} hello_p99_ms={hello['p99_us'] / 1000:.1f} log={workdir / 'gunicorn.log'}"
     )
     print(
-        f"inbound_update rps={update['rps']:.0f} p50_ms={update['p50_us'] / 1000:.1f} "
+        f"inbound_update{'_async' if args.queued else ''} rps={update['rps']:.0f} p50_ms={update['p50_us'] / 1000:.1f} "
         f"p99_ms={update['p99_us'] / 1000:.1f} hello_rps={hello['rps']:.0f} ratio={update['rps'] / hello['rps']:.2f}"
     )
     return 1 if update["non_2xx"] or update["socket_errors"] else 0

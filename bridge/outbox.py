@@ -80,6 +80,39 @@ def enqueue(
     return delivery
 
 
+_INSERT_RETURNING_ID = Delivery.__table__.insert().returning(Delivery.__table__.c.id)
+
+
+def enqueue_job(kind: str, *, connection_id: int | None, payload: dict[str, Any], dedupe_key: str | None = None) -> int:
+    """A job that belongs to no user (a queued webhook), added to the current transaction with
+    one Core ``INSERT … RETURNING id`` (no ORM object, no connection row loaded: the async
+    accept path is the one callers hit thousands of times a minute). Returns the id; never
+    commits. Wakes this process's idle workers on commit."""
+    now = utcnow()
+    job_id = (
+        db.session.connection()
+        .execute(
+            _INSERT_RETURNING_ID,
+            {
+                "kind": kind,
+                "connection_id": connection_id,
+                "user_id": None,
+                "payload": payload,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "ordering_key": None,
+                "dedupe_key": dedupe_key,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        .scalar_one()
+    )
+    db.session.info[WAKE_FLAG] = True
+    return int(job_id)
+
+
 def enqueue_many(
     kind: str, *, connections: Sequence[Connection], user: User, payload: dict[str, Any] | None = None
 ) -> int:

@@ -57,6 +57,9 @@ def scrubbed_path(full_path: str, secrets: Iterable[str] = ()) -> str:
     return redact_url(full_path.rstrip("?"), tuple(s for s in secrets if s))
 
 
+_INSERT_EVENT = insert(_EVENTS)
+
+
 def add(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> None:
     """Insert the log row in the current transaction (the caller commits it with its own work).
 
@@ -81,7 +84,7 @@ def add(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> None:
         "payload": entry.payload,
         "received_at": utcnow(),
     }
-    db.session.execute(insert(_EVENTS), values)
+    db.session.connection().execute(_INSERT_EVENT, values)  # Core: no ORM execution layer
     entry.recorded = True
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bridge import outbox, users
@@ -239,22 +239,34 @@ def dedupe_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def queue_webhook(runtime: ConnectionRuntime, action: str, inbound: InboundRequest) -> int:
-    """Queue the webhook for the worker; an identical one still queued gives the same job id."""
+_QUEUED_JOB = select(Delivery.id).where(Delivery.dedupe_key == bindparam("key"), outbox.is_open(Delivery.status))
+
+
+def queue_webhook(
+    runtime: ConnectionRuntime,
+    action: str,
+    inbound: InboundRequest,
+    *,
+    before_commit: Callable[[InboundOutcome], None] | None = None,
+) -> InboundOutcome:
+    """Queue the webhook for the worker (202 with its ``job_id``); an identical one still
+    queued gives the same job id. ``before_commit`` adds to the same transaction (the inbound
+    log row), so accepting a webhook is one commit."""
     payload = job_payload(runtime.connection_id, action, inbound)
     key = dedupe_key(payload)
     for _ in range(MAX_ATTEMPTS):
-        existing = db.session.scalar(
-            select(Delivery.id).where(Delivery.dedupe_key == key, outbox.is_open(Delivery.status))
-        )
-        if existing is not None:
-            db.session.rollback()
-            return existing
         try:
-            job = outbox.enqueue(outbox.WEBHOOK_INBOUND, connection=runtime.connection, payload=payload, dedupe_key=key)
-            job_id = job.id
+            job_id = db.session.connection().execute(_QUEUED_JOB, {"key": key}).scalar()
+            if job_id is None:
+                job_id = outbox.enqueue_job(
+                    outbox.WEBHOOK_INBOUND, connection_id=runtime.connection_id, payload=payload, dedupe_key=key
+                )
+            body = {"success": True, "queued": True, "job_id": job_id, "action": action}
+            outcome = InboundOutcome(body, "queued", status=202)
+            if before_commit is not None:
+                before_commit(outcome)
             db.session.commit()
-            return job_id
+            return outcome
         except IntegrityError:  # an identical request queued it a moment ago: answer with its id
             db.session.rollback()
     raise InboundRejected(503, "busy", "could not queue the webhook, try again")

@@ -171,9 +171,13 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
         raise ApiError(400, "missing_contact_id", exc.message) from None
     entry.contact_id = ",".join(c.contact_id or "" for c in contacts)[:191] or None
     if options.run_async:
-        job_id = queue_webhook(runtime, call.action, call.inbound)
-        body = {"success": True, "queued": True, "job_id": job_id, "action": call.action}
-        return InboundOutcome(body, "queued", status=202, contact_id=entry.contact_id)
+        contact_id = entry.contact_id
+
+        def log_queued(outcome: InboundOutcome) -> None:
+            outcome.contact_id = contact_id
+            _log_with(entry, outcome, call.access_key)
+
+        return queue_webhook(runtime, call.action, call.inbound, before_commit=log_queued)
     return process_contacts(
         runtime, call.action, contacts, options, before_commit=lambda o: _log_with(entry, o, call.access_key)
     )
