@@ -83,7 +83,14 @@ def enqueue(
 _INSERT_RETURNING_ID = Delivery.__table__.insert().returning(Delivery.__table__.c.id)
 
 
-def enqueue_job(kind: str, *, connection_id: int | None, payload: dict[str, Any], dedupe_key: str | None = None) -> int:
+def enqueue_job(
+    kind: str,
+    *,
+    connection_id: int | None,
+    payload: dict[str, Any],
+    dedupe_key: str | None = None,
+    ordering: str | None = None,
+) -> int:
     """A job that belongs to no user (a queued webhook), added to the current transaction with
     one Core ``INSERT … RETURNING id`` (no ORM object, no connection row loaded: the async
     accept path is the one callers hit thousands of times a minute). Returns the id; never
@@ -101,7 +108,7 @@ def enqueue_job(kind: str, *, connection_id: int | None, payload: dict[str, Any]
                 "status": "pending",
                 "attempts": 0,
                 "next_attempt_at": now,
-                "ordering_key": None,
+                "ordering_key": ordering,
                 "dedupe_key": dedupe_key,
                 "created_at": now,
                 "updated_at": now,

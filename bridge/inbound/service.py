@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -242,24 +242,40 @@ def dedupe_key(payload: dict[str, Any]) -> str:
 _QUEUED_JOB = select(Delivery.id).where(Delivery.dedupe_key == bindparam("key"), outbox.is_open(Delivery.status))
 
 
+def webhook_lane(connection_id: int, contacts: Sequence[Contact]) -> str:
+    """The ordering lane of a queued webhook: its connection and the contacts it is about, so
+    two updates of one contact are applied in the order they arrived (the last one wins, as
+    it would synchronously), while other contacts' jobs run in parallel."""
+    keys = sorted({str(c.contact_id or (c.email or "").lower()) for c in contacts})
+    lane = f"webhook:{connection_id}:{','.join(keys)}"
+    return lane if len(lane) <= 128 else f"webhook:{connection_id}:#{hashlib.sha256(lane.encode()).hexdigest()}"
+
+
 def queue_webhook(
     runtime: ConnectionRuntime,
     action: str,
     inbound: InboundRequest,
     *,
+    contacts: Sequence[Contact] = (),
     before_commit: Callable[[InboundOutcome], None] | None = None,
 ) -> InboundOutcome:
     """Queue the webhook for the worker (202 with its ``job_id``); an identical one still
     queued gives the same job id. ``before_commit`` adds to the same transaction (the inbound
-    log row), so accepting a webhook is one commit."""
+    log row), so accepting a webhook is one commit. Jobs about the same contacts run in the
+    order they were accepted (``webhook_lane``)."""
     payload = job_payload(runtime.connection_id, action, inbound)
     key = dedupe_key(payload)
+    lane = webhook_lane(runtime.connection_id, contacts) if contacts else None
     for _ in range(MAX_ATTEMPTS):
         try:
             job_id = db.session.connection().execute(_QUEUED_JOB, {"key": key}).scalar()
             if job_id is None:
                 job_id = outbox.enqueue_job(
-                    outbox.WEBHOOK_INBOUND, connection_id=runtime.connection_id, payload=payload, dedupe_key=key
+                    outbox.WEBHOOK_INBOUND,
+                    connection_id=runtime.connection_id,
+                    payload=payload,
+                    dedupe_key=key,
+                    ordering=lane,
                 )
             body = {"success": True, "queued": True, "job_id": job_id, "action": action}
             outcome = InboundOutcome(body, "queued", status=202)

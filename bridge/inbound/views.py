@@ -177,7 +177,7 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
             outcome.contact_id = contact_id
             _log_with(entry, outcome, call.access_key)
 
-        return queue_webhook(runtime, call.action, call.inbound, before_commit=log_queued)
+        return queue_webhook(runtime, call.action, call.inbound, contacts=contacts, before_commit=log_queued)
     return process_contacts(
         runtime, call.action, contacts, options, before_commit=lambda o: _log_with(entry, o, call.access_key)
     )

@@ -103,3 +103,27 @@ def test_a_crm_failure_in_the_job_is_retryable_and_a_rule_failure_is_final(app, 
 
 def test_handler_is_registered_for_the_kind():
     assert handler_for("webhook.inbound") is run_queued_webhook
+
+
+def test_queued_updates_of_one_contact_run_in_the_order_they_arrived(app, hook, fluent_key):
+    """Two updates of one contact share a lane (the second waits for the first, so the last
+    one wins as it would synchronously); another contact's update does not wait."""
+    from bridge import deliveries
+
+    first = queue(hook, fluent_key, subscriber(first_name="One"))
+    second = queue(hook, fluent_key, subscriber(first_name="Two"))
+    other = queue(hook, fluent_key, subscriber(id=99, email="other@example.com"))
+    with app.app_context():
+        claimed = deliveries.claim_due("w", 10, 60)
+    assert sorted(claimed) == sorted([first, other])
+
+
+def test_accepting_a_queued_webhook_logs_it_in_the_same_commit(app, hook, fluent_key):
+    from bridge.models import WebhookEvent
+
+    job_id = queue(hook, fluent_key, subscriber())
+    assert queue(hook, fluent_key, subscriber()) == job_id  # the duplicate is logged as well
+    with app.app_context():
+        events = db.session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)).all()
+        assert [(e.status_code, e.outcome, e.contact_id) for e in events] == [(202, "queued", "42")] * 2
+        assert all(fluent_key not in (e.path or "") for e in events)
