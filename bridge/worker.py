@@ -48,14 +48,18 @@ EXTENSION_KEY = "bridge_worker"
 
 # -- in-process wake-up -----------------------------------------------------------------------
 
-_wake_events: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+_workers: weakref.WeakSet[DeliveryWorker] = weakref.WeakSet()
 _hooks_installed = False
+# Finished attempts wait at most this long to be recorded together: at a trickle of traffic
+# every delivery used to cost its own write transaction (on SQLite, its own turn at the write
+# lock that registrations queue on). The CRM has the push already; only the row's status waits.
+RECORD_DELAY_SECONDS = 0.05
 
 
 def wake_workers() -> None:
     """Wake every idle worker in this process (new or re-queued rows were committed)."""
-    for wake in list(_wake_events):
-        wake.set()
+    for worker in list(_workers):
+        worker.rows_arrived()
 
 
 def _install_session_hooks() -> None:
@@ -177,13 +181,21 @@ class DeliveryWorker:
         self.processed = 0
         self._active: set[int] = set()
         self._finished: list[tuple[Finished, str]] = []
+        self._finished_since = 0.0  # when the oldest unrecorded attempt finished
+        self._claim_soon = threading.Event()
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
         self._clients = OutboundClients(OutboundPolicy.from_config(app.config))
         _install_session_hooks()
-        _wake_events.add(self.wake)
+        _workers.add(self)
+
+    def rows_arrived(self) -> None:
+        """New or re-queued rows were committed in this process (or a row recorded outside
+        the dispatcher may have unblocked its lane): claim at once."""
+        self._claim_soon.set()
+        self.wake.set()
 
     # -- running --
 
@@ -193,13 +205,24 @@ class DeliveryWorker:
         log.info("delivery worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         try:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool:
+                claim_now, last_claim = True, 0.0
                 while not self.stopping.is_set():
                     self.wake.clear()
                     self._heartbeat_if_due()
                     with self._lock:
                         processed_before = self.processed
-                    finished = self._take_finished()
-                    claimed = self._record_and_claim(finished)
+                    now = time.monotonic()
+                    if self._claim_soon.is_set():
+                        self._claim_soon.clear()
+                        claim_now = True
+                    finished = self._take_finished(now, force=once)
+                    # Claim when rows may be waiting: told so, a poll is due, the last claim
+                    # filled its batch, or a recorded row may have unblocked its lane.
+                    claim = claim_now or bool(finished) or now - last_claim >= self.poll_seconds
+                    limit = self._claim_limit(len(finished)) if claim else 0
+                    claimed = self._record_and_claim(finished, limit=limit)
+                    if claim:
+                        claim_now, last_claim = bool(limit) and len(claimed) == limit, now
                     for item in claimed:
                         pool.submit(self._run_one, item)
                     if claimed or finished:
@@ -208,11 +231,14 @@ class DeliveryWorker:
                         # Idle only if nothing finished since before the claim: a row that a
                         # pool thread recorded meanwhile may have unblocked the next in its lane.
                         idle = not self._active and self.processed == processed_before
+                        record_in = (
+                            self._finished_since + RECORD_DELAY_SECONDS - now if self._finished else float("inf")
+                        )
                     if once and idle:
                         break
-                    self.wake.wait(self.poll_seconds)
+                    self.wake.wait(max(0.0, min(self.poll_seconds - (now - last_claim), record_in)))
             # The pool has let its running deliveries finish: record them.
-            self._record_and_claim(self._take_finished(), claim=False)
+            self._record_and_claim(self._take_finished(time.monotonic(), force=True), limit=0)
         finally:
             self._clients.close_all()
         self._heartbeat(force=True)
@@ -239,14 +265,29 @@ class DeliveryWorker:
 
     # -- the dispatcher's turn --
 
-    def _take_finished(self) -> list[tuple[Finished, str]]:
+    def _take_finished(self, now: float, *, force: bool = False) -> list[tuple[Finished, str]]:
+        """The attempts waiting to be recorded, once there are enough of them (a quarter of
+        the pool) or the oldest has waited ``RECORD_DELAY_SECONDS``; else none yet."""
         with self._lock:
+            waiting = len(self._finished)
+            if not waiting:
+                return []
+            due = (
+                force
+                or waiting >= max(1, self.capacity // 4)
+                or now - self._finished_since >= RECORD_DELAY_SECONDS
+                or self.stopping.is_set()
+            )
+            if not due:
+                return []
             finished, self._finished = self._finished, []
         return finished
 
-    def _claim_limit(self, finished: int) -> int:
+    def _claim_limit(self, taken: int) -> int:
+        """How many rows to claim now: free slots (running rows and rows waiting in the pool's
+        queue count; finished ones do not, recorded yet or not)."""
         with self._lock:
-            running = len(self._active) - finished
+            running = len(self._active) - taken - len(self._finished)
         free = self.capacity - running
         # Claim in batches: a busy pool waits until a quarter of its slots are free rather
         # than claiming one row per finished delivery.
@@ -254,10 +295,10 @@ class DeliveryWorker:
             return 0
         return free
 
-    def _record_and_claim(self, finished: list[tuple[Finished, str]], *, claim: bool = True) -> list[ClaimedDelivery]:
-        """Record what finished and claim more, in one transaction; on a failure, record the
-        finished rows one by one so one bad deferred write cannot lose the others."""
-        limit = self._claim_limit(len(finished)) if claim else 0
+    def _record_and_claim(self, finished: list[tuple[Finished, str]], *, limit: int) -> list[ClaimedDelivery]:
+        """Record what finished and claim up to ``limit`` more, in one transaction; on a
+        failure, record the finished rows one by one so one bad deferred write cannot lose the
+        others."""
         if not finished and not limit:
             return []
         claimed: list[ClaimedDelivery] = []
@@ -320,11 +361,12 @@ class DeliveryWorker:
                     db.session.remove()
         except Exception:  # a bug in the worker itself: never let it kill the pool thread
             log.exception("delivery %s: worker error", delivery_id)
-        if not handed_over:
+        if not handed_over:  # recorded here: its lane may be free now, so claim again
             with self._lock:
                 self._active.discard(delivery_id)
                 self.processed += 1
                 self._progress.notify_all()
+            self._claim_soon.set()
         self.wake.set()  # a slot is free, or a result is waiting to be recorded
 
     def attempt(self, claimed: ClaimedDelivery) -> bool:
@@ -339,6 +381,8 @@ class DeliveryWorker:
         )
         if not in_session:
             with self._lock:
+                if not self._finished:
+                    self._finished_since = time.monotonic()
                 self._finished.append((finished, summary))
             return True
         outcome = deliveries.record_outcome(finished.delivery, self.worker_id, finished.attempt)

@@ -1,13 +1,23 @@
-"""Bearer API tokens for ``/api``."""
+"""Bearer API tokens for ``/api``.
+
+A verified token is remembered per process for ``BRIDGE_ACCESS_KEY_CACHE_SECONDS`` (as access
+keys are: ``bridge.inbound.keys``), so an API call costs no token query. Tokens are only ever
+created, never changed, by crm-bridge; unknown tokens are never cached, so a new token works
+everywhere at once. On SQLite the look-up was also a transaction, which holds the database's
+write lock: registrations queued on it twice (token, then the registration itself).
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import g, request
-from sqlalchemy import select
+from flask import current_app, g, request
+from sqlalchemy import bindparam, select
 
 from bridge import crypto
 from bridge.errors import ApiError
@@ -26,17 +36,41 @@ def create_token(name: str) -> tuple[ApiToken, str]:
     return row, token
 
 
-def authenticate(header: str | None) -> ApiToken | None:
+@dataclass(frozen=True)
+class Caller:
+    """Who an API call is from: the token's id and name (never its hash)."""
+
+    token_id: int
+    name: str
+
+
+_LOOKUP = select(ApiToken.id, ApiToken.name, ApiToken.token_hash).where(ApiToken.token_hash == bindparam("digest"))
+_verified: dict[str, tuple[Caller, float]] = {}
+_verified_lock = threading.Lock()
+
+
+def authenticate(header: str | None) -> Caller | None:
     if not header or not header.startswith("Bearer "):
         return None
     token = header[len("Bearer ") :].strip()
     if not token:
         return None
     digest = crypto.token_hash(token)
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    ttl = float(current_app.config.get("BRIDGE_ACCESS_KEY_CACHE_SECONDS", 5.0))
+    now = time.monotonic()
+    with _verified_lock:
+        cached = _verified.get(digest)
+    if cached is not None and now - cached[1] < ttl:
+        return cached[0]
+    row = db.session.execute(_LOOKUP, {"digest": digest}).first()
+    db.session.rollback()  # a read: end it before the view runs (on SQLite it holds the write lock)
     if row is None or not crypto.same_secret(row.token_hash, digest):
         return None
-    return row
+    caller = Caller(row.id, row.name)
+    if ttl > 0:
+        with _verified_lock:
+            _verified[digest] = (caller, now)
+    return caller
 
 
 def token_required(view: F) -> F:
@@ -44,10 +78,10 @@ def token_required(view: F) -> F:
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        row = authenticate(request.headers.get("Authorization"))
-        if row is None:
+        caller = authenticate(request.headers.get("Authorization"))
+        if caller is None:
             raise ApiError(401, "unauthorized", "a valid API token is required (Authorization: Bearer TOKEN)")
-        g.api_token = row
+        g.api_caller = caller
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]

@@ -156,3 +156,23 @@ def test_batched_links_follow_link_contacts_rules(ctx, echo_connection):
     assert current_links(connection.id) == {(ada.id, "1"), (bob.id, "3"), (dee.id, "5")}
     assert db.session.scalar(select(func.count(ContactLink.id))) == total_before + 3  # closed links are kept
     assert users.user_for_any_contact("2").id == bob.id  # an old contact id still finds its user
+
+
+def test_finished_attempts_wait_briefly_to_be_recorded_together(app):
+    """At a trickle of traffic each delivery used to cost its own write transaction (on SQLite
+    its own turn at the lock registrations wait on): finished attempts are recorded once a
+    quarter of the pool has finished or the oldest has waited RECORD_DELAY_SECONDS."""
+    from bridge.worker import RECORD_DELAY_SECONDS
+
+    worker = DeliveryWorker(app, concurrency=32)
+    quarter = worker.capacity // 4
+    start = 1000.0
+    worker._finished = [(object(), "a"), (object(), "b")]  # type: ignore[list-item]
+    worker._finished_since = start
+    assert worker._take_finished(start + RECORD_DELAY_SECONDS / 2) == []
+    assert len(worker._take_finished(start + 2 * RECORD_DELAY_SECONDS)) == 2
+    worker._finished = [(object(), str(n)) for n in range(quarter)]  # type: ignore[misc]
+    worker._finished_since = start
+    assert len(worker._take_finished(start)) == quarter  # enough for a batch: at once
+    worker._finished = [(object(), "c")]  # type: ignore[list-item]
+    assert len(worker._take_finished(start, force=True)) == 1  # --once and stopping do not wait
