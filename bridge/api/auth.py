@@ -45,8 +45,12 @@ class Caller:
 
 
 _LOOKUP = select(ApiToken.id, ApiToken.name, ApiToken.token_hash).where(ApiToken.token_hash == bindparam("digest"))
-_verified: dict[str, tuple[Caller, float]] = {}
 _verified_lock = threading.Lock()
+
+
+def _verified() -> dict[str, tuple[Caller, float]]:
+    """This app's verified tokens (per app: tests run many apps, on different databases)."""
+    return current_app.extensions.setdefault("bridge.api_token_cache", {})  # type: ignore[no-any-return]
 
 
 def authenticate(header: str | None) -> Caller | None:
@@ -58,8 +62,9 @@ def authenticate(header: str | None) -> Caller | None:
     digest = crypto.token_hash(token)
     ttl = float(current_app.config.get("BRIDGE_ACCESS_KEY_CACHE_SECONDS", 5.0))
     now = time.monotonic()
+    verified = _verified()
     with _verified_lock:
-        cached = _verified.get(digest)
+        cached = verified.get(digest)
     if cached is not None and now - cached[1] < ttl:
         return cached[0]
     row = db.session.execute(_LOOKUP, {"digest": digest}).first()
@@ -69,7 +74,7 @@ def authenticate(header: str | None) -> Caller | None:
     caller = Caller(row.id, row.name)
     if ttl > 0:
         with _verified_lock:
-            _verified[digest] = (caller, now)
+            verified[digest] = (caller, now)
     return caller
 
 
