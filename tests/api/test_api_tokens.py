@@ -24,6 +24,6 @@ def test_a_refused_token_is_not_remembered(app, client):
     headers = {"Authorization": "Bearer cbt_not-yet"}
     assert client.get("/api/users", headers=headers).status_code == 401
     with app.app_context():
-        row, token = create_token("late")
+        _, token = create_token("late")
         db.session.commit()
     assert client.get("/api/users", headers={"Authorization": f"Bearer {token}"}).status_code == 200
