@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing
 import os
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -498,6 +500,51 @@ class DeliveryWorker:
         except Exception:
             if not force:
                 log.exception("delivery worker %s: heartbeat failed", self.worker_id)
+
+
+# -- several processes ------------------------------------------------------------------------
+
+
+def run_worker_processes(app: Flask, *, concurrency: int, processes: int, once: bool = False) -> list[dict[str, Any]]:
+    """Run ``processes`` workers of ``concurrency`` threads each: this process and forked
+    children, until SIGTERM/SIGINT (passed on to the children) or, with ``once``, until each is
+    idle. One process tops out where Python's GIL does (about one core's worth of HTTP and
+    bookkeeping); the row leases already let any number of workers share a queue, so more
+    cores mean more processes. Returns each worker's id and how many deliveries it finished.
+    """
+    context = multiprocessing.get_context("fork")
+    results: Any = context.SimpleQueue()
+    with app.app_context():
+        db.engine.dispose()  # no pooled database connection may be shared across the fork
+    children = [
+        context.Process(target=_child_worker, args=(app, concurrency, once, results), name=f"bridge-worker-{n}")
+        for n in range(1, processes)
+    ]
+    for child in children:
+        child.start()
+    worker = DeliveryWorker(app, concurrency=concurrency)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        worker.stop(timeout=0)
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    finished = [{"worker": worker.worker_id, "processed": worker.run(once=once)}]
+    for child in children:
+        child.join()
+        if not results.empty():
+            finished.append(results.get())
+    return finished
+
+
+def _child_worker(app: Flask, concurrency: int, once: bool, results: Any) -> None:
+    worker = DeliveryWorker(app, concurrency=concurrency)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: worker.stop(timeout=0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes Ctrl-C on as SIGTERM
+    results.put({"worker": worker.worker_id, "processed": worker.run(once=once)})
 
 
 # -- inline worker ----------------------------------------------------------------------------

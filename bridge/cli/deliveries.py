@@ -92,13 +92,30 @@ def replay_command(status: str, since: str | None, as_json: bool) -> None:
 
 @bridge_group.command("worker")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes, each with --concurrency threads (one process uses about one CPU core).",
+)
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @json_option
-def worker_command(concurrency: int, once: bool, as_json: bool) -> None:
+def worker_command(concurrency: int, processes: int, once: bool, as_json: bool) -> None:
     """Run a delivery worker until SIGTERM/SIGINT (running deliveries are finished first)."""
-    from bridge.worker import DeliveryWorker
+    from bridge.worker import DeliveryWorker, run_worker_processes
 
-    worker = DeliveryWorker(current_app._get_current_object(), concurrency=concurrency)  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if processes > 1:
+        workers = run_worker_processes(app, concurrency=concurrency, processes=processes, once=once)
+        total = sum(w["processed"] for w in workers)
+        emit(
+            {"success": True, "workers": workers, "processed": total},
+            as_json,
+            lambda d: f"{len(workers)} workers finished {total} deliveries.",
+        )
+        return
+    worker = DeliveryWorker(app, concurrency=concurrency)
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop(timeout=0)

@@ -4,6 +4,7 @@ duplicates and nothing lost. Runs on SQLite, and on PostgreSQL when it is config
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -167,3 +168,26 @@ def test_two_worker_processes_share_the_queue_without_duplicates(app, backend, m
         assert len(per_worker) == 2 and sum(per_worker.values()) == total
         assert len(ids) == total
     print(f"two workers delivered {total} in {took:.1f}s ({total / took:.0f}/s); split {sorted(per_worker.values())}")
+
+
+def test_one_command_runs_several_worker_processes(app, make_connection, spawn_worker):
+    """``bridge worker --processes 2``: two processes (two worker ids) share the queue. The
+    CRM holds its answers until both processes have each claimed a row (concurrency 1 each,
+    so one process can hold only one), then both rows are delivered and the command exits."""
+    with FakeFluentCrm() as fake:
+        make_connection("fluent", "fluentcrm", **connection_settings(fake))
+        ids = queue_registrations(app, ["one@example.com", "two@example.com"])
+        fake.gate = threading.Event()
+        process = spawn_worker("--processes", "2", "--once", "--json")
+        assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
+        fake.gate.set()
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    summary = json.loads(output[output.index("\n{") :])  # after the log lines
+    assert summary["processed"] == 2 and len(summary["workers"]) == 2
+    assert {w["processed"] for w in summary["workers"]} == {1}
+    with app.app_context():
+        statuses = db.session.scalars(select(Delivery.status).where(Delivery.id.in_(ids))).all()
+        workers = set(db.session.scalars(select(DeliveryAttempt.worker)))
+    assert statuses == ["succeeded", "succeeded"]
+    assert workers == {w["worker"] for w in summary["workers"]}
