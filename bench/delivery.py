@@ -1,19 +1,22 @@
 """Delivery benchmark: registrations through the API while workers push them to a fake CRM.
 
     .venv/bin/python bench/delivery.py [--database URL] [--count 2000] [--rate 100]
-                                       [--concurrency 1 --concurrency 32] [--crm-delay 0.01]
+                                       [--worker 1 --worker 32 --worker 32x2] [--crm-delay 0.01]
 
-For each worker concurrency: a fresh database, the web app under gunicorn (2 sync workers, no
-inline worker), one ``bridge worker --concurrency N`` process, and a fake FluentCRM on loopback
+First a baseline: the same two CRM calls per contact from 32 plain ``requests`` threads with no
+database (``bare_http_per_s``). Then for each worker shape (CONCURRENCY or CONCURRENCYxPROCESSES):
+a fresh database, the web app under gunicorn (2 sync workers, no inline worker), one
+``bridge worker --concurrency N --processes P`` command, and a fake FluentCRM on loopback
 in a process of its own (``crm_process.py``) that answers after ``--crm-delay`` seconds. After
 50 unmeasured registrations (warm-up), phase 1 posts ``--count`` registrations at ``--rate``
 per second and measures each registration's latency and the time until the CRM receives its
 push (end to end). Phase 2 stops the worker, queues ``--count`` more, starts it again and
 measures the drain rate: ``drain_per_s`` from the worker process's start (its boot included),
-``drain_steady_per_s`` from the first push to the last. Prints one line per concurrency:
+``drain_steady_per_s`` from the first push to the last, and ``drain_ratio`` (steady drain over
+the baseline). Prints one line per shape:
 
-    delivery backend=sqlite concurrency=1 reg_p99_ms=… e2e_p50_ms=… e2e_p99_ms=… drain_per_s=…
-    drain_steady_per_s=…
+    delivery backend=sqlite concurrency=32 processes=1 reg_p99_ms=… e2e_p50_ms=… e2e_p99_ms=…
+    drain_per_s=… drain_steady_per_s=… drain_ratio=…
 
 With one worker thread and two CRM calls of ``--crm-delay`` each per registration, the worker
 cannot keep up with ``--rate`` 100 (it needs at least 20 ms per push): end-to-end figures at
@@ -88,10 +91,10 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_worker(env: dict[str, str], concurrency: int) -> subprocess.Popen:
+def start_worker(env: dict[str, str], concurrency: int, processes: int = 1) -> subprocess.Popen:
     command = [sys.executable, "-m", "flask", "--app", str(ROOT / "app.py"), "bridge", "worker"]
     return subprocess.Popen(
-        [*command, "--concurrency", str(concurrency)],
+        [*command, "--concurrency", str(concurrency), "--processes", str(processes)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -140,7 +143,29 @@ def wait_for_pushes(crm: FakeCrmProcess, total: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def run(database: str | None, count: int, rate: float, concurrency: int, crm_delay: float) -> str:
+def bare_http_rate(crm_delay: float, count: int, threads: int) -> float:
+    """The baseline: the same two CRM calls per contact (look-up, create) from ``threads``
+    plain ``requests`` sessions in one process, with no database and no bookkeeping: what a
+    worker process could reach if pushing cost nothing but its HTTP."""
+    with FakeCrmProcess(delay=crm_delay) as crm:
+        settings = crm.settings
+        api = settings["base_url"].rstrip("/") + "/wp-json/fluent-crm/v2"
+        auth = (settings["username"], settings["app_password"])
+        local = threading.local()
+
+        def push(email: str) -> None:
+            session = getattr(local, "session", None) or requests.Session()
+            local.session = session
+            session.get(f"{api}/subscribers/0", params={"get_by_email": email}, auth=auth, timeout=30)
+            session.post(f"{api}/subscribers", json={"email": email, "status": "subscribed"}, auth=auth, timeout=30)
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(push, [f"bare{n}@example.com" for n in range(count)]))
+        return count / (time.monotonic() - started)
+
+
+def run(database: str | None, count: int, rate: float, concurrency: int, crm_delay: float, processes: int = 1) -> str:
     workdir = tempfile.mkdtemp(prefix="bench-delivery-")
     url = database or f"sqlite:///{workdir}/bridge.sqlite3"
     env = {
@@ -164,7 +189,7 @@ def run(database: str | None, count: int, rate: float, concurrency: int, crm_del
         base = f"http://127.0.0.1:{port}"
         try:
             wait_http(base + "/healthz")
-            worker = start_worker(env, concurrency)
+            worker = start_worker(env, concurrency, processes)
             register_all(base, token, [f"warm{n}@example.com" for n in range(50)], rate)  # unmeasured
             wait_for_pushes(crm, 50, timeout=120)
             emails = [f"reg{n}@example.com" for n in range(count)]
@@ -178,7 +203,7 @@ def run(database: str | None, count: int, rate: float, concurrency: int, crm_del
             drain_emails = [f"drain{n}@example.com" for n in range(count)]
             register_all(base, token, drain_emails, rate=10_000)
             started = time.monotonic()
-            worker = start_worker(env, concurrency)
+            worker = start_worker(env, concurrency, processes)
             wait_for_pushes(crm, 50 + 2 * count, timeout=900)
             seen = crm.arrivals()
             drained = sorted(seen[e] for e in drain_emails)
@@ -189,7 +214,8 @@ def run(database: str | None, count: int, rate: float, concurrency: int, crm_del
             stop(web)
     backend = "postgresql" if url.startswith("postgres") else "sqlite"
     return (
-        f"delivery backend={backend} concurrency={concurrency} reg_p99_ms={percentile(registration_ms, 0.99):.1f} "
+        f"delivery backend={backend} concurrency={concurrency} processes={processes} "
+        f"reg_p99_ms={percentile(registration_ms, 0.99):.1f} "
         f"e2e_p50_ms={statistics.median(e2e):.0f} e2e_p99_ms={percentile(e2e, 0.99):.0f} drain_per_s={drain:.0f} "
         f"drain_steady_per_s={steady:.0f}"
     )
@@ -200,11 +226,18 @@ def main() -> None:
     parser.add_argument("--database", help="SQLAlchemy URL (default: a fresh SQLite file)")
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--concurrency", type=int, action="append")
+    parser.add_argument(
+        "--worker", action="append", help="worker shape CONCURRENCY or CONCURRENCYxPROCESSES (default: 1, 32, 32x2)"
+    )
     parser.add_argument("--crm-delay", type=float, default=0.01)
     args = parser.parse_args()
-    for concurrency in args.concurrency or [1, 32]:
-        print(run(args.database, args.count, args.rate, concurrency, args.crm_delay), flush=True)
+    baseline = bare_http_rate(args.crm_delay, args.count, 32)
+    print(f"# baseline bare_http_per_s={baseline:.0f} (32 threads, two CRM calls per contact, no database)", flush=True)
+    for shape in args.worker or ["1", "32", "32x2"]:
+        concurrency, _, processes = shape.partition("x")
+        line = run(args.database, args.count, args.rate, int(concurrency), args.crm_delay, int(processes or 1))
+        steady = float(line.rsplit("drain_steady_per_s=", 1)[1])
+        print(f"{line} drain_ratio={steady / baseline:.2f}", flush=True)
 
 
 if __name__ == "__main__":
