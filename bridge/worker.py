@@ -6,7 +6,7 @@ Two ways to run it (CONTRACT.md §1):
   starts with ``bridge serve`` or on the first request, never for other CLI commands and never
   in tests unless a test starts one.
 - ``bridge worker [--concurrency N] [--once]``: a separate process; any number of them, on any
-  machines, coordinate only through row leases (``bridge.deliveries.claim_due``).
+  machines, coordinate only through row leases (``bridge.leases.claim_due``).
 
 An idle worker picks a new row up at once when it was committed in the same process (a session
 hook sets a wake-up event) and within ``BRIDGE_WORKER_POLL_SECONDS`` otherwise. A worker that
@@ -34,11 +34,13 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from bridge import deliveries, jobs
-from bridge.deliveries import WAKE_FLAG, AttemptRecord, ClaimedDelivery, DeliveryAbandoned, Finished
+from bridge import jobs, leases
+from bridge.deliveries import DeliveryAbandoned
 from bridge.extensions import db
 from bridge.http import OutboundClient, OutboundPolicy
+from bridge.leases import AttemptRecord, ClaimedDelivery, Finished
 from bridge.models import Delivery, User, WorkerHeartbeat, utcnow
+from bridge.outbox import WAKE_FLAG
 from bridge.redaction import scrub_text
 from bridge.settings_cache import cached_secret_values
 from crm_adapters.errors import AdapterError
@@ -307,7 +309,7 @@ class DeliveryWorker:
         try:
             with self.app.app_context():
                 try:
-                    outcomes, claimed = deliveries.record_and_claim(
+                    outcomes, claimed = leases.record_and_claim(
                         self.worker_id,
                         [item for item, _ in finished],
                         limit=limit,
@@ -339,11 +341,11 @@ class DeliveryWorker:
             with self.app.app_context():
                 try:
                     try:
-                        outcome = deliveries.record_outcomes(self.worker_id, [item])[0]
+                        outcome = leases.record_outcomes(self.worker_id, [item])[0]
                     except Exception as exc:
                         log.exception("delivery %s: storing its result failed", item.delivery.id)
                         item = Finished(item.delivery, _internal_error(item.attempt, exc, []))
-                        outcome = deliveries.record_outcomes(self.worker_id, [item])[0]
+                        outcome = leases.record_outcomes(self.worker_id, [item])[0]
                 finally:
                     db.session.remove()
             self._log(summary, item.attempt, outcome)
@@ -387,17 +389,17 @@ class DeliveryWorker:
                     self._finished_since = time.monotonic()
                 self._finished.append((finished, summary))
             return True
-        outcome = deliveries.record_outcome(finished.delivery, self.worker_id, finished.attempt)
+        outcome = leases.record_outcome(finished.delivery, self.worker_id, finished.attempt)
         self._log(summary, finished.attempt, outcome)
         return False
 
-    def deliver(self, claimed: ClaimedDelivery) -> deliveries.Outcome:
+    def deliver(self, claimed: ClaimedDelivery) -> leases.Outcome:
         """Run one claimed row's handler and record the attempt at once (inside an app
         context): the unbatched path, for callers outside the worker loop."""
         finished, in_session = self._attempt(claimed)
         if in_session:
-            return deliveries.record_outcome(finished.delivery, self.worker_id, finished.attempt)
-        return deliveries.record_outcomes(self.worker_id, [finished])[0]
+            return leases.record_outcome(finished.delivery, self.worker_id, finished.attempt)
+        return leases.record_outcomes(self.worker_id, [finished])[0]
 
     def _attempt(self, claimed: ClaimedDelivery) -> tuple[Finished, bool]:
         # The rows were loaded when they were claimed: re-attach them without a query, so no
@@ -460,7 +462,7 @@ class DeliveryWorker:
         return jobs.JobContext(delivery, connection, user, http, self.worker_id), secret_list
 
     @staticmethod
-    def _log(summary: str, record: AttemptRecord, outcome: deliveries.Outcome) -> None:
+    def _log(summary: str, record: AttemptRecord, outcome: leases.Outcome) -> None:
         took = f"{record.duration_ms:.0f} ms"
         if outcome.status == "succeeded":
             log.info("%s: succeeded in %s", summary, took)
@@ -495,7 +497,7 @@ class DeliveryWorker:
                 else:
                     row.last_seen = utcnow()
                 db.session.commit()
-                deliveries.extend_leases(self.worker_id, active, self.lease_seconds)
+                leases.extend_leases(self.worker_id, active, self.lease_seconds)
                 db.session.remove()
         except Exception:
             if not force:
