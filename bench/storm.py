@@ -1,15 +1,18 @@
 """Inbound storm: many ``async=true`` updates accepted fast, then all processed exactly once.
 
     .venv/bin/python bench/storm.py [--database URL] [--updates 10000] [--contacts 1000]
-                                    [--clients 32] [--workers 2] [--concurrency 8]
+                                    [--clients 32] [--web-workers 2] [--web-threads 2]
+                                    [--workers 2] [--concurrency 8] [--warmup 500]
 
 Needs the inbound endpoint (``wpf_action=update`` with ``async=true`` answering 202 with a
-``job_id``: CONTRACT.md §3). Serves the app with gunicorn (2 workers) on a fresh database with
-``--contacts`` users linked to a FluentCRM connection, fires ``--updates`` FluentCRM-shaped
-updates (each contact several times, tags changing) from ``--clients`` threads, then starts
-``--workers`` ``bridge worker`` processes and waits for the queue to drain. Prints:
+``job_id``: CONTRACT.md §3). Serves the app with gunicorn (2 workers of 2 threads) on a fresh
+database with ``--contacts`` users linked to a FluentCRM connection; after ``--warmup``
+unmeasured updates, wrk fires ``--updates`` FluentCRM-shaped updates (each contact several
+times, tags changing) over ``--clients`` connections, timed until the database holds them all;
+then ``--workers`` ``bridge worker`` processes drain the queue. Prints:
 
-    storm accepted=… accept_per_s=… processed=… duplicates=… lost=… drain_s=… tags_match=…/…
+    storm accepted=… answered_202=… failures=… accept_per_s=… accept_p99_ms=… processed=…
+    duplicates=… lost=… drain_s=… tags_match=…/…
 
 ``duplicates`` counts jobs run more than once, ``lost`` accepted jobs never processed;
 ``tags_match`` counts contacts whose final tags are those of their last update.
@@ -213,7 +216,14 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=10_000)
     parser.add_argument("--contacts", type=int, default=1_000)
     parser.add_argument("--clients", type=int, default=32, help="wrk connections")
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--web-threads",
+        type=int,
+        default=2,
+        help="threads per gunicorn worker (more than 1 keeps connections alive: sync workers close "
+        "each one, and at this rate the ports in TIME_WAIT made some reconnects stall for seconds)",
+    )
     parser.add_argument("--warmup", type=int, default=500, help="unmeasured updates first (0 to skip)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -231,7 +241,10 @@ def main() -> None:
     key = prepare(env, args.contacts)
     port = free_port()
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(args.web_workers), "-b", f"127.0.0.1:{port}", "app:app"],
+        [
+            *[sys.executable, "-m", "gunicorn", "-w", str(args.web_workers), "--threads", str(args.web_threads)],
+            *["-b", f"127.0.0.1:{port}", "app:app"],
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
