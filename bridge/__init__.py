@@ -38,10 +38,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     _register_blueprints(app)
 
-    from bridge import cli, worker
+    from bridge import cli, worker_runners
 
     cli.init_app(app)
-    worker.init_app(app)
+    worker_runners.init_app(app)
     return app
 
 

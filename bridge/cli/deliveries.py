@@ -103,7 +103,8 @@ def replay_command(status: str, since: str | None, as_json: bool) -> None:
 @json_option
 def worker_command(concurrency: int, processes: int, once: bool, as_json: bool) -> None:
     """Run a delivery worker until SIGTERM/SIGINT (running deliveries are finished first)."""
-    from bridge.worker import DeliveryWorker, run_worker_processes
+    from bridge.worker import DeliveryWorker
+    from bridge.worker_runners import run_worker_processes
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if processes > 1:

@@ -50,7 +50,7 @@ def serve_command(host: str, port: int) -> None:
     db.session.commit()
     click.echo("\n".join(lines))
     if str(current_app.config.get("BRIDGE_WORKER", "off")).lower() == "inline":
-        from bridge.worker import start_inline
+        from bridge.worker_runners import start_inline
 
         start_inline(current_app._get_current_object())  # type: ignore[attr-defined]
     current_app.run(host=host, port=port, threaded=True, use_reloader=False)

@@ -16,7 +16,8 @@ from support import load_delivery
 from bridge import crypto, outbox, registration, users
 from bridge.extensions import db
 from bridge.models import Delivery, User
-from bridge.worker import EXTENSION_KEY, DeliveryWorker
+from bridge.worker import DeliveryWorker
+from bridge.worker_runners import EXTENSION_KEY
 
 SECRET = "echo-secret-key-123"
 
