@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import requests
 from flask import current_app, has_app_context
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from bridge.redaction import redact_body, redact_headers, redact_url
 from crm_adapters.base import HttpResponse
@@ -273,9 +274,23 @@ def prepare(method: str, url: str, session: requests.Session | None = None, **kw
     """Build the request exactly as it would be sent; a malformed one (bad URL, a header value
     with a newline) is refused with ``OutboundDenied``."""
     headers = {"User-Agent": USER_AGENT, **(kwargs.pop("headers", None) or {})}
-    request = requests.Request(method.upper(), url, headers=headers, **kwargs)
     try:
-        return session.prepare_request(request) if session is not None else request.prepare()
+        if session is None:
+            return requests.Request(method.upper(), url, headers=headers, **kwargs).prepare()
+        # What ``session.prepare_request`` does for our sessions (no session auth, params or
+        # hooks; proxies and .netrc are off), without its generic merging: that was a fifth of
+        # a delivery's CPU in the worker.
+        merged = CaseInsensitiveDict(session.headers)
+        merged.update(headers)
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=method.upper(),
+            url=url,
+            headers={name: value for name, value in merged.items() if value is not None},
+            cookies=session.cookies,
+            **kwargs,
+        )
+        return prepared
     except (requests.RequestException, ValueError) as exc:
         raise OutboundDenied(f"invalid request: {exc.__class__.__name__}") from exc
 
