@@ -1,12 +1,12 @@
 """The delivery worker: claims due outbox rows, runs their job handlers, records every attempt.
 
-Two ways to run it (CONTRACT.md §1):
+Two ways to run it (CONTRACT.md §1; the runners are in ``bridge.worker_runners``):
 
 - ``BRIDGE_WORKER=inline``: a daemon thread inside the web process (the embedded default). It
   starts with ``bridge serve`` or on the first request, never for other CLI commands and never
   in tests unless a test starts one.
-- ``bridge worker [--concurrency N] [--once]``: a separate process; any number of them, on any
-  machines, coordinate only through row leases (``bridge.leases.claim_due``).
+- ``bridge worker [--concurrency N] [--processes P] [--once]``: separate processes; any number
+  of them, on any machines, coordinate only through row leases (``bridge.leases.claim_due``).
 
 An idle worker picks a new row up at once when it was committed in the same process (a session
 hook sets a wake-up event) and within ``BRIDGE_WORKER_POLL_SECONDS`` otherwise. A worker that
