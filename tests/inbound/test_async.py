@@ -128,3 +128,17 @@ def test_accepting_a_queued_webhook_logs_it_in_the_same_commit(app, hook, fluent
         events = db.session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)).all()
         assert [(e.status_code, e.outcome, e.contact_id) for e in events] == [(202, "queued", "42")] * 2
         assert all(fluent_key not in (e.path or "") for e in events)
+
+
+def test_a_batch_webhooks_lane_fits_the_column():
+    """A batch about many contacts gets one lane, hashed when the ids would not fit."""
+    from bridge.inbound.service import webhook_lane
+    from crm_adapters.base import Contact
+
+    few = webhook_lane(3, [Contact(contact_id="9"), Contact(contact_id="10"), Contact(contact_id="9")])
+    assert few == "webhook:3:10,9"
+    many = [Contact(contact_id=str(n)) for n in range(100)]
+    lane = webhook_lane(3, many)
+    assert len(lane) <= 128 and lane.startswith("webhook:3:#")
+    assert webhook_lane(3, list(reversed(many))) == lane  # the same contacts, the same lane
+    assert webhook_lane(3, [Contact(contact_id=None, email="Ada@Example.com")]) == "webhook:3:ada@example.com"
