@@ -278,8 +278,8 @@ def prepare(method: str, url: str, session: requests.Session | None = None, **kw
         if session is None:
             return requests.Request(method.upper(), url, headers=headers, **kwargs).prepare()
         # What ``session.prepare_request`` does for our sessions (no session auth, params or
-        # hooks; proxies and .netrc are off), without its generic merging: that was a fifth of
-        # a delivery's CPU in the worker.
+        # hooks; proxies and .netrc are off), without its generic merging: about 7 % of a
+        # registration push's CPU in the worker (1.91 → 1.77 ms).
         merged = CaseInsensitiveDict(session.headers)
         merged.update(headers)
         prepared = requests.PreparedRequest()

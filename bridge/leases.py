@@ -99,16 +99,16 @@ class ClaimedDelivery:
     user: User | None
 
 
-def claimable_ids_query(now: Any, limit: Any) -> Select[tuple[int]]:
+def claimable_ids_query(now: Any, limit: Any, *, sqlite: bool | None = None) -> Select[tuple[int]]:
     """The ids of up to ``limit`` claimable rows, oldest due first (locked, skipping rows other
-    workers hold, on PostgreSQL)."""
+    workers hold, on PostgreSQL). The worker runs it with both values bound (``_statements``)."""
     query = (
         select(Delivery.id)
         .where(_claimable_condition(now))
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     )
-    if not is_sqlite():
+    if not (is_sqlite() if sqlite is None else sqlite):
         query = query.with_for_update(skip_locked=True, of=Delivery)
     return query
 
@@ -121,18 +121,11 @@ def _statements(sqlite: bool) -> dict[str, Any]:
         _TABLE.c.lease_owner == bindparam("worker"),
         _TABLE.c.status == "in_flight",
     )
-    claim = (
-        select(Delivery.id)
-        .where(_claimable_condition(bindparam("now")))
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(bindparam("limit", type_=Integer))
-    )
     if not sqlite:
         held = held.with_for_update()
-        claim = claim.with_for_update(skip_locked=True, of=Delivery)
     return {
         "held": held,
-        "claim": claim,
+        "claim": claimable_ids_query(bindparam("now"), bindparam("limit", type_=Integer), sqlite=sqlite),
         "lease": _TABLE.update()
         .where(_TABLE.c.id.in_(bindparam("ids", expanding=True)))
         .values(

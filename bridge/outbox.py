@@ -8,6 +8,7 @@ the worker (``bridge.worker``), which is the only place that decides to retry.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, insert, literal_column
@@ -80,6 +81,25 @@ def enqueue(
     return delivery
 
 
+def new_row(
+    kind: str, *, connection_id: int | None, user_id: int | None, payload: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The columns of a new pending outbox row, for the Core inserts below."""
+    return {
+        "kind": kind,
+        "connection_id": connection_id,
+        "user_id": user_id,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "ordering_key": None,
+        "dedupe_key": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 _INSERT_RETURNING_ID = Delivery.__table__.insert().returning(Delivery.__table__.c.id)
 
 
@@ -95,25 +115,10 @@ def enqueue_job(
     one Core ``INSERT … RETURNING id`` (no ORM object, no connection row loaded: the async
     accept path is the one callers hit thousands of times a minute). Returns the id; never
     commits. Wakes this process's idle workers on commit."""
-    now = utcnow()
+    row = new_row(kind, connection_id=connection_id, user_id=None, payload=payload, now=utcnow())
     job_id = (
         db.session.connection()
-        .execute(
-            _INSERT_RETURNING_ID,
-            {
-                "kind": kind,
-                "connection_id": connection_id,
-                "user_id": None,
-                "payload": payload,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "ordering_key": ordering,
-                "dedupe_key": dedupe_key,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        .execute(_INSERT_RETURNING_ID, {**row, "ordering_key": ordering, "dedupe_key": dedupe_key})
         .scalar_one()
     )
     db.session.info[WAKE_FLAG] = True
@@ -133,17 +138,8 @@ def enqueue_many(
     now = utcnow()
     rows = [
         {
-            "kind": kind,
-            "connection_id": connection.id,
-            "user_id": user.id,
-            "payload": dict(payload or {}),
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
+            **new_row(kind, connection_id=connection.id, user_id=user.id, payload=dict(payload or {}), now=now),
             "ordering_key": ordering_key(connection, user),
-            "dedupe_key": None,
-            "created_at": now,
-            "updated_at": now,
         }
         for connection in connections
     ]
