@@ -25,6 +25,8 @@ class DefaultConfig:
     BRIDGE_BASE_URL: str | None = None
     BRIDGE_RATELIMIT_STORAGE_URL: str | None = None  # e.g. redis://127.0.0.1:6379/0; default: the database
     BRIDGE_FAILED_KEY_LIMIT = 20  # failed access-key attempts per address per minute
+    BRIDGE_FAILED_KEY_CACHE_SECONDS = 1.0  # how late another process's refusal may reach this one
+    BRIDGE_ACCESS_KEY_CACHE_SECONDS = 5.0  # how long a verified access key or API token is trusted
     BRIDGE_LEASE_SECONDS = 60
     BRIDGE_WORKER_POLL_SECONDS = 0.1
     CRM_WEBHOOK_SECRET: str | None = None
@@ -53,6 +55,8 @@ ENV_BOOLS = ("BRIDGE_ALLOW_PRIVATE_TARGETS", "BRIDGE_PUBLIC_SIGNUP")
 ENV_NUMBERS = {
     "BRIDGE_MAX_BODY_BYTES": int,
     "BRIDGE_FAILED_KEY_LIMIT": int,
+    "BRIDGE_FAILED_KEY_CACHE_SECONDS": float,
+    "BRIDGE_ACCESS_KEY_CACHE_SECONDS": float,
     "BRIDGE_LEASE_SECONDS": float,
     "BRIDGE_WORKER_POLL_SECONDS": float,
 }
@@ -108,7 +112,6 @@ def finalise(config: Config, instance_path: str) -> None:
             "connect_args", {"timeout": 30, "check_same_thread": False, "factory": SerialisedWriterConnection}
         )
     else:
-        options.setdefault("pool_pre_ping", True)
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 20)
     config["SQLALCHEMY_ENGINE_OPTIONS"] = options

@@ -15,6 +15,14 @@ next writer the moment the lock is free, across threads and processes (gunicorn 
 ``bridge worker`` processes alike). A thread that already holds the lock through another
 connection does not take it twice (it falls back to SQLite's busy timeout instead of deadlocking
 with itself).
+
+PostgreSQL: a pooled connection may have died while it sat idle (server restart, idle timeout
+of a proxy), so it is checked before use; but only one idle for more than
+``PING_AFTER_IDLE_SECONDS``. SQLAlchemy's ``pool_pre_ping`` checks every checkout, one more
+round trip per request: a tenth of an accepted ``async=true`` webhook's time in a storm, where a
+connection is back in use within milliseconds. A connection that fails within that second
+fails its request, and SQLAlchemy then replaces the whole pool's connections.
+``SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True}`` still checks every checkout.
 """
 
 from __future__ import annotations
@@ -23,10 +31,12 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 
 from bridge.extensions import db
@@ -110,6 +120,31 @@ def _tune_sqlite(engine: Engine) -> None:
             raise
 
 
+PING_AFTER_IDLE_SECONDS = 1.0
+IDLE_SINCE_KEY = "bridge.idle_since"
+
+
+def ping_after_idle(
+    engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Check a connection on checkout only when it sat in the pool longer than ``idle_seconds``;
+    a dead one is replaced (``DisconnectionError`` makes the pool reconnect and retry)."""
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[IDLE_SINCE_KEY] = clock()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(IDLE_SINCE_KEY, None)
+        if idle_since is None or clock() - idle_since <= idle_seconds:
+            return  # new, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.DisconnectionError(f"idle connection is gone: {error}") from error
+
+
 def init_app(app: Flask) -> None:
     from bridge import models  # noqa: F401  (registers the tables on the metadata)
 
@@ -118,6 +153,8 @@ def init_app(app: Flask) -> None:
         engine = db.engine
         if is_sqlite(engine):
             _tune_sqlite(engine)
+        elif not app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("pool_pre_ping"):  # else: every checkout
+            ping_after_idle(engine)
 
 
 def upgrade_schema() -> None:

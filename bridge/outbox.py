@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, literal_column
+from sqlalchemy import ColumnElement, Insert, insert, literal_column, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, User, utcnow
@@ -100,7 +101,25 @@ def new_row(
     }
 
 
-_INSERT_RETURNING_ID = Delivery.__table__.insert().returning(Delivery.__table__.c.id)
+_TABLE = Delivery.__table__
+# The predicate of ``uq_delivery_queued_dedupe``: ON CONFLICT must name that partial index.
+_OPEN_DEDUPE = text("dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')")
+_INSERT_ONCE: dict[str, Insert] = {}
+
+
+def _insert_once(dialect: str) -> Insert:
+    """``INSERT … ON CONFLICT (dedupe_key) WHERE <open> DO NOTHING RETURNING id``, built once
+    per dialect: a new job costs one statement, not a look-up and then an insert."""
+    statement = _INSERT_ONCE.get(dialect)
+    if statement is None:
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            dialect_insert(_TABLE)
+            .on_conflict_do_nothing(index_elements=[_TABLE.c.dedupe_key], index_where=_OPEN_DEDUPE)
+            .returning(_TABLE.c.id)
+        )
+        _INSERT_ONCE[dialect] = statement
+    return statement
 
 
 def enqueue_job(
@@ -108,19 +127,21 @@ def enqueue_job(
     *,
     connection_id: int | None,
     payload: dict[str, Any],
-    dedupe_key: str | None = None,
+    dedupe_key: str,
     ordering: str | None = None,
-) -> int:
+) -> int | None:
     """A job that belongs to no user (a queued webhook), added to the current transaction with
     one Core ``INSERT … RETURNING id`` (no ORM object, no connection row loaded: the async
-    accept path is the one callers hit thousands of times a minute). Returns the id; never
-    commits. Wakes this process's idle workers on commit."""
+    accept path is the one callers hit thousands of times a minute). Returns the new id, or
+    None when an unfinished job already holds ``dedupe_key`` (the caller looks that one up).
+    Never commits. Wakes this process's idle workers on commit."""
     row = new_row(kind, connection_id=connection_id, user_id=None, payload=payload, now=utcnow())
-    job_id = (
-        db.session.connection()
-        .execute(_INSERT_RETURNING_ID, {**row, "ordering_key": ordering, "dedupe_key": dedupe_key})
-        .scalar_one()
-    )
+    connection = db.session.connection()
+    job_id = connection.execute(
+        _insert_once(connection.dialect.name), {**row, "ordering_key": ordering, "dedupe_key": dedupe_key}
+    ).scalar()
+    if job_id is None:
+        return None
     db.session.info[WAKE_FLAG] = True
     return int(job_id)
 

@@ -6,13 +6,23 @@ memory. We use the ``limits`` library's fixed-window strategy with, by default,
 :class:`DatabaseStorage`: a small ``limits`` storage backed by the ``rate_limit_counter`` table,
 which works on SQLite and PostgreSQL with no extra service. ``BRIDGE_RATELIMIT_STORAGE_URL``
 (e.g. ``redis://127.0.0.1:6379/0``) switches to one of ``limits``' own storages instead.
+
+Reading the counter on every inbound request cost a database round trip per webhook (on
+PostgreSQL a quarter of an accepted ``async=true`` webhook's time), though nearly every address
+has no failure at all. So a process remembers that an address was *not* refused for
+``BRIDGE_FAILED_KEY_CACHE_SECONDS`` (default 1; 0 reads every time). Only that verdict is
+remembered, never a refusal, and a failure counted by this process forgets it at once: the
+process that counts the failure past the limit refuses the next request immediately, and the
+others at most that many seconds later.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app
@@ -133,14 +143,36 @@ class FailedKeyLimiter:
 
     limiter: FixedWindowRateLimiter
     item: RateLimitItemPerMinute
+    clear_for_seconds: float = 0.0
+    clock: Callable[[], float] = time.monotonic
+    _clear_until: dict[str, float] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    MAX_REMEMBERED = 10_000
 
     def is_refused(self, address: str) -> bool:
         """True once an address has made *more than* the allowed failures in its window."""
+        if self._clear_until.get(address, 0.0) > self.clock():
+            return False
         # cost=0 asks "is the count still <= amount?", i.e. refuse only past the limit.
-        return not self.limiter.test(self.item, NAMESPACE, address, cost=0)
+        refused = not self.limiter.test(self.item, NAMESPACE, address, cost=0)
+        if not refused and self.clear_for_seconds > 0:
+            self._remember_clear(address)
+        return refused
 
     def record_failure(self, address: str) -> None:
+        with self._lock:
+            self._clear_until.pop(address, None)
         self.limiter.hit(self.item, NAMESPACE, address)
+
+    def _remember_clear(self, address: str) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._clear_until) >= self.MAX_REMEMBERED:  # many addresses: drop the stale ones
+                self._clear_until = {a: t for a, t in self._clear_until.items() if t > now}
+                if len(self._clear_until) >= self.MAX_REMEMBERED:
+                    self._clear_until = {}
+            self._clear_until[address] = now + self.clear_for_seconds
 
     def close(self) -> None:
         """Release a network storage's connections (limits' Redis client keeps a pool)."""
@@ -174,6 +206,10 @@ def failed_key_limiter() -> FailedKeyLimiter:
     limiter = app.extensions.get(EXTENSION_KEY)
     if limiter is None:
         amount = int(app.config.get("BRIDGE_FAILED_KEY_LIMIT", 20))
-        limiter = FailedKeyLimiter(FixedWindowRateLimiter(build_storage(app)), RateLimitItemPerMinute(amount))
+        limiter = FailedKeyLimiter(
+            FixedWindowRateLimiter(build_storage(app)),
+            RateLimitItemPerMinute(amount),
+            clear_for_seconds=float(app.config.get("BRIDGE_FAILED_KEY_CACHE_SECONDS", 1.0)),
+        )
         app.extensions[EXTENSION_KEY] = limiter
     return limiter

@@ -28,3 +28,12 @@ def test_postgres_urls_use_psycopg3():
     assert normalise_database_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_database_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_database_url("sqlite:///x") == "sqlite:///x"
+
+
+def test_cache_times_documented_in_the_readme_are_read_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRIDGE_INSTANCE_PATH", str(tmp_path / "inst"))
+    monkeypatch.setenv("BRIDGE_ACCESS_KEY_CACHE_SECONDS", "0")
+    monkeypatch.setenv("BRIDGE_FAILED_KEY_CACHE_SECONDS", "2.5")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/a.db", "SECRET_KEY": "k"})
+    assert app.config["BRIDGE_ACCESS_KEY_CACHE_SECONDS"] == 0.0
+    assert app.config["BRIDGE_FAILED_KEY_CACHE_SECONDS"] == 2.5

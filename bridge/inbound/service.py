@@ -268,22 +268,25 @@ def queue_webhook(
     lane = webhook_lane(runtime.connection_id, contacts) if contacts else None
     for _ in range(MAX_ATTEMPTS):
         try:
-            job_id = db.session.connection().execute(_QUEUED_JOB, {"key": key}).scalar()
-            if job_id is None:
-                job_id = outbox.enqueue_job(
-                    outbox.WEBHOOK_INBOUND,
-                    connection_id=runtime.connection_id,
-                    payload=payload,
-                    dedupe_key=key,
-                    ordering=lane,
-                )
+            job_id = outbox.enqueue_job(
+                outbox.WEBHOOK_INBOUND,
+                connection_id=runtime.connection_id,
+                payload=payload,
+                dedupe_key=key,
+                ordering=lane,
+            )
+            if job_id is None:  # an identical webhook is still queued: answer with its id
+                job_id = db.session.connection().execute(_QUEUED_JOB, {"key": key}).scalar()
+                if job_id is None:  # it finished in between: queue this one
+                    db.session.rollback()
+                    continue
             body = {"success": True, "queued": True, "job_id": job_id, "action": action}
             outcome = InboundOutcome(body, "queued", status=202)
             if before_commit is not None:
                 before_commit(outcome)
             db.session.commit()
             return outcome
-        except IntegrityError:  # an identical request queued it a moment ago: answer with its id
+        except IntegrityError:  # e.g. its connection deleted meanwhile: try again, then answer busy
             db.session.rollback()
     raise InboundRejected(503, "busy", "could not queue the webhook, try again")
 

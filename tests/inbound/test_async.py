@@ -47,6 +47,27 @@ def test_identical_requests_share_a_job_while_it_is_open(app, hook, fluent_key):
     assert queue(hook, fluent_key, subscriber()) not in (first, other)
 
 
+def test_an_identical_job_finishing_between_insert_and_look_up_still_queues_this_one(
+    app, hook, fluent_key, monkeypatch
+):
+    """The insert met an open identical job, which finished before the look-up found it: the
+    webhook is queued again rather than answered with no job."""
+    from bridge import outbox
+
+    real_enqueue = outbox.enqueue_job
+    calls = []
+
+    def conflict_once(*args, **kwargs):
+        calls.append(kwargs["dedupe_key"])
+        return None if len(calls) == 1 else real_enqueue(*args, **kwargs)
+
+    monkeypatch.setattr(outbox, "enqueue_job", conflict_once)
+    job_id = queue(hook, fluent_key, subscriber())
+    assert len(calls) == 2
+    with app.app_context():
+        assert db.session.get(Delivery, job_id).status == "pending"
+
+
 def test_the_job_keeps_what_the_worker_needs_but_never_the_key(app, hook, fluent_key):
     job_id = queue(hook, fluent_key, subscriber(), role="subscriber")
     with app.app_context():
