@@ -52,6 +52,7 @@ class FakeFluentCrm:
         self.delay = delay
         self.lock = threading.Condition()
         self.contacts: dict[int, dict[str, Any]] = {}
+        self._by_email: dict[str, dict[str, Any]] = {}  # a real CRM indexes emails too: no scans
         self.tags: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
         self.scripted: list[Scripted] = []
@@ -88,6 +89,9 @@ class FakeFluentCrm:
     def contacts_by_email(self, email: str) -> list[dict[str, Any]]:
         with self.lock:
             return [c for c in self.contacts.values() if c["email"] == email.lower()]
+
+    def _find_by_email(self, email: str) -> dict[str, Any] | None:
+        return self._by_email.get(email.lower())
 
     def wait_for(self, predicate: Callable[[FakeFluentCrm], bool], timeout: float = 10.0) -> bool:
         """Block until ``predicate(self)`` holds (re-checked on every request), or time out."""
@@ -130,8 +134,8 @@ class FakeFluentCrm:
             tag = self._create_tag(str(body.get("title", "")))
             return 200, {"lists": tag, "item": tag, "message": "Successfully saved the tag."}, {}
         if method == "GET" and route == "/subscribers/0" and "get_by_email" in query:
-            found = [c for c in self.contacts.values() if c["email"] == query["get_by_email"].lower()]
-            return (200, {"subscriber": self._subscriber(found[0])}, {}) if found else missing
+            found = self._find_by_email(query["get_by_email"])
+            return (200, {"subscriber": self._subscriber(found)}, {}) if found else missing
         if method == "GET" and route == "/subscribers":
             term = query.get("search", "").lower()
             data = [self._subscriber(c) for c in self.contacts.values() if term in c["email"]]
@@ -153,14 +157,15 @@ class FakeFluentCrm:
             email = str(body.get("email", "")).lower()
             if not email or not body.get("status"):
                 return 422, {"email": {"required": "Email is required"}}, {}
-            existing = [c for c in self.contacts.values() if c["email"] == email]
+            existing = self._find_by_email(email)
             if existing and body.get("__force_update") != "yes":
                 return 422, {"email": {"unique": "Provided email already assigned to another subscriber."}}, {}
             action = "updated" if existing else "created"
-            contact = existing[0] if existing else {"id": self._next_id, "email": email, "tag_slugs": []}
+            contact = existing or {"id": self._next_id, "email": email, "tag_slugs": []}
             if not existing:
                 self._next_id += 1
                 self.contacts[contact["id"]] = contact
+                self._by_email[email] = contact
             self._apply(contact, body)
             message = "contact has been successfully updated." if existing else "Successfully added the subscriber."
             return 200, {"message": message, "contact": self._subscriber(contact), "action_type": action}, {}
@@ -177,12 +182,16 @@ class FakeFluentCrm:
             return 200, {"message": "Successfully updated the subscriber."}, {}
         return 404, {"code": "rest_no_route", "message": "No route was found"}, {}
 
-    @staticmethod
-    def _apply(contact: dict[str, Any], fields: Mapping[str, Any]) -> None:
+    def _apply(self, contact: dict[str, Any], fields: Mapping[str, Any]) -> None:
         for key, value in fields.items():
             if key in ("id", "tags", "tag_slugs", "__force_update", "attach_tags", "detach_tags", "subscriber"):
                 continue
-            contact[key] = value.lower() if key == "email" and isinstance(value, str) else value
+            if key == "email" and isinstance(value, str):
+                value = value.lower()
+                if self._by_email.get(contact["email"]) is contact:
+                    del self._by_email[contact["email"]]
+                self._by_email[value] = contact
+            contact[key] = value
 
     def _authorised(self, header: str | None) -> bool:
         expected = "Basic " + base64.b64encode(f"{USERNAME}:{APP_PASSWORD}".encode()).decode()
