@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, insert, literal_column, text
+from sqlalchemy import ColumnElement, Insert, Select, Table, bindparam, insert, literal_column, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.extensions import db
@@ -135,15 +135,84 @@ def enqueue_job(
     accept path is the one callers hit thousands of times a minute). Returns the new id, or
     None when an unfinished job already holds ``dedupe_key`` (the caller looks that one up).
     Never commits. Wakes this process's idle workers on commit."""
-    row = new_row(kind, connection_id=connection_id, user_id=None, payload=payload, now=utcnow())
+    row = _job_row(kind, connection_id, payload, dedupe_key, ordering)
     connection = db.session.connection()
-    job_id = connection.execute(
-        _insert_once(connection.dialect.name), {**row, "ordering_key": ordering, "dedupe_key": dedupe_key}
-    ).scalar()
+    job_id = connection.execute(_insert_once(connection.dialect.name), row).scalar()
     if job_id is None:
         return None
     db.session.info[WAKE_FLAG] = True
     return int(job_id)
+
+
+def commit_job(
+    kind: str,
+    *,
+    connection_id: int | None,
+    payload: dict[str, Any],
+    dedupe_key: str,
+    ordering: str | None = None,
+    along: tuple[Table, dict[str, Any]],
+) -> int | None:
+    """``enqueue_job`` and one more row (``along``: a table and its values, the inbound log's
+    row, every column given: a row written from a CTE gets no Python-side defaults) written
+    and committed as one atomic write. Returns the job id, or None when an
+    unfinished job already holds ``dedupe_key`` (the other row is written all the same).
+
+    On PostgreSQL this is a single statement in autocommit (``WITH job AS (INSERT …), logged
+    AS (INSERT …) SELECT id FROM job``): one round trip where a transaction took four (BEGIN,
+    two INSERTs, COMMIT), each a wake-up of the database and of this process's thread. On
+    SQLite, where a statement costs no round trip, it is the same two inserts and a commit in
+    the session.
+    """
+    row = _job_row(kind, connection_id, payload, dedupe_key, ordering)
+    table, values = along
+    if db.engine.dialect.name != "postgresql":
+        job_id = enqueue_job(
+            kind, connection_id=connection_id, payload=payload, dedupe_key=dedupe_key, ordering=ordering
+        )
+        db.session.connection().execute(insert(table), values)
+        db.session.commit()
+        return job_id
+    statement = _job_along_statement(tuple(row), table, tuple(values))
+    params = {**{f"job_{name}": value for name, value in row.items()}, **{f"row_{n}": v for n, v in values.items()}}
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        job_id = connection.execute(statement, params).scalar()
+    if job_id is None:
+        return None
+    from bridge.worker import wake_workers  # the worker imports this module
+
+    wake_workers()
+    return int(job_id)
+
+
+def _job_row(
+    kind: str, connection_id: int | None, payload: dict[str, Any], dedupe_key: str, ordering: str | None
+) -> dict[str, Any]:
+    row = new_row(kind, connection_id=connection_id, user_id=None, payload=payload, now=utcnow())
+    return {**row, "ordering_key": ordering, "dedupe_key": dedupe_key}
+
+
+_JOB_ALONG: dict[tuple[tuple[str, ...], str, tuple[str, ...]], Select[Any]] = {}
+
+
+def _job_along_statement(job_columns: tuple[str, ...], table: Table, columns: tuple[str, ...]) -> Select[Any]:
+    """The PostgreSQL statement of ``commit_job``, built once per table and column set. A
+    data-modifying CTE always runs to completion, whether or not the outer query reads it."""
+    key = (job_columns, table.name, columns)
+    statement = _JOB_ALONG.get(key)
+    if statement is None:
+        job_values = {n: bindparam(f"job_{n}", type_=_TABLE.c[n].type) for n in job_columns}
+        job = (
+            postgresql.insert(_TABLE)
+            .values(job_values)
+            .on_conflict_do_nothing(index_elements=[_TABLE.c.dedupe_key], index_where=_OPEN_DEDUPE)
+            .returning(_TABLE.c.id)
+            .cte("job")
+        )
+        other = insert(table).values({n: bindparam(f"row_{n}", type_=table.c[n].type) for n in columns}).cte("along")
+        statement = select(job.c.id).add_cte(other)
+        _JOB_ALONG[key] = statement
+    return statement
 
 
 def enqueue_many(

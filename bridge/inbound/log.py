@@ -23,7 +23,7 @@ from bridge.users import iso
 
 PAYLOAD_CHARS = 65_536
 MESSAGE_CHARS = 2_000
-_EVENTS = WebhookEvent.__table__
+EVENTS = WebhookEvent.__table__
 
 
 @dataclass
@@ -57,7 +57,7 @@ def scrubbed_path(full_path: str, secrets: Iterable[str] = ()) -> str:
     return redact_url(full_path.rstrip("?"), tuple(s for s in secrets if s))
 
 
-_INSERT_EVENT = insert(_EVENTS)
+_INSERT_EVENT = insert(EVENTS)
 
 
 def add(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> None:
@@ -66,9 +66,16 @@ def add(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> None:
     A Core INSERT rather than an ORM object: nothing reads the row back in this request, and
     the unit of work's bookkeeping for it was a visible share of a webhook's cost.
     """
+    db.session.connection().execute(_INSERT_EVENT, row_values(entry, secrets))  # Core: no ORM execution layer
+    entry.recorded = True
+
+
+def row_values(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """The ``webhook_event`` row of ``entry``, scrubbed of ``secrets``, for a caller that
+    writes it itself (``add``; the async accept writes it with its job)."""
     secrets = tuple(s for s in secrets if s)
     message = scrub_text(entry.message, secrets)[:MESSAGE_CHARS] if entry.message else None
-    values = {
+    return {
         "connection_id": entry.connection_id,
         "connection_name": entry.connection_name,
         "action": (entry.action or None) and entry.action[:32],
@@ -84,8 +91,6 @@ def add(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> None:
         "payload": entry.payload,
         "received_at": utcnow(),
     }
-    db.session.connection().execute(_INSERT_EVENT, values)  # Core: no ORM execution layer
-    entry.recorded = True
 
 
 def record(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> None:

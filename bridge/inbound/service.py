@@ -24,11 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bridge import outbox, users
 from bridge.extensions import db
+from bridge.inbound import log
 from bridge.inbound.changes import apply_contact, make_credentials, match_user
 from bridge.inbound.request import InboundOptions, build_call
 from bridge.inbound.runtime import (
@@ -257,34 +258,38 @@ def queue_webhook(
     inbound: InboundRequest,
     *,
     contacts: Sequence[Contact] = (),
-    before_commit: Callable[[InboundOutcome], None] | None = None,
+    log_row: Callable[[InboundOutcome], dict[str, Any]],
 ) -> InboundOutcome:
     """Queue the webhook for the worker (202 with its ``job_id``); an identical one still
-    queued gives the same job id. ``before_commit`` adds to the same transaction (the inbound
-    log row), so accepting a webhook is one commit. Jobs about the same contacts run in the
-    order they were accepted (``webhook_lane``)."""
+    queued gives the same job id. ``log_row`` gives the inbound log's row for the outcome,
+    written in the same atomic write as the job (``outbox.commit_job``). Jobs about the same
+    contacts run in the order they were accepted (``webhook_lane``)."""
     payload = job_payload(runtime.connection_id, action, inbound)
     key = dedupe_key(payload)
     lane = webhook_lane(runtime.connection_id, contacts) if contacts else None
+    body: dict[str, Any] = {"success": True, "queued": True, "job_id": None, "action": action}
+    outcome = InboundOutcome(body, "queued", status=202)
+    along: tuple[Table, dict[str, Any]] | None = (log.EVENTS, log_row(outcome))
+    job: dict[str, Any] = {
+        "connection_id": runtime.connection_id,
+        "payload": payload,
+        "dedupe_key": key,
+        "ordering": lane,
+    }
     for _ in range(MAX_ATTEMPTS):
         try:
-            job_id = outbox.enqueue_job(
-                outbox.WEBHOOK_INBOUND,
-                connection_id=runtime.connection_id,
-                payload=payload,
-                dedupe_key=key,
-                ordering=lane,
-            )
+            if along is not None:
+                job_id = outbox.commit_job(outbox.WEBHOOK_INBOUND, **job, along=along)
+                along = None  # the log row is written
+            else:
+                job_id = outbox.enqueue_job(outbox.WEBHOOK_INBOUND, **job)
+                db.session.commit()
             if job_id is None:  # an identical webhook is still queued: answer with its id
                 job_id = db.session.connection().execute(_QUEUED_JOB, {"key": key}).scalar()
-                if job_id is None:  # it finished in between: queue this one
-                    db.session.rollback()
-                    continue
-            body = {"success": True, "queued": True, "job_id": job_id, "action": action}
-            outcome = InboundOutcome(body, "queued", status=202)
-            if before_commit is not None:
-                before_commit(outcome)
-            db.session.commit()
+                db.session.rollback()
+            if job_id is None:  # it finished in between: queue this one after all
+                continue
+            body["job_id"] = job_id
             return outcome
         except IntegrityError:  # e.g. its connection deleted meanwhile: try again, then answer busy
             db.session.rollback()

@@ -173,11 +173,13 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
     if options.run_async:
         contact_id = entry.contact_id
 
-        def log_queued(outcome: InboundOutcome) -> None:
+        def log_row(outcome: InboundOutcome) -> dict[str, Any]:
             outcome.contact_id = contact_id
-            _log_with(entry, outcome, call.access_key)
+            _fill(entry, outcome)
+            entry.recorded = True  # written with the job, or not at all (then re-recorded below)
+            return log.row_values(entry, [call.access_key or ""])
 
-        return queue_webhook(runtime, call.action, call.inbound, contacts=contacts, before_commit=log_queued)
+        return queue_webhook(runtime, call.action, call.inbound, contacts=contacts, log_row=log_row)
     return process_contacts(
         runtime, call.action, contacts, options, before_commit=lambda o: _log_with(entry, o, call.access_key)
     )

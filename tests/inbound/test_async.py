@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import responses
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bridge.extensions import db
 from bridge.http import outbound_client
 from bridge.inbound.service import InboundJobRejected, run_queued_webhook
 from bridge.jobs import JobContext, handler_for
-from bridge.models import Connection, Delivery, User
+from bridge.models import Connection, Delivery, User, WebhookEvent
 from crm_adapters.errors import CrmUnavailable
 
 from .conftest import FLUENT_SETTINGS
@@ -51,21 +51,28 @@ def test_an_identical_job_finishing_between_insert_and_look_up_still_queues_this
     app, hook, fluent_key, monkeypatch
 ):
     """The insert met an open identical job, which finished before the look-up found it: the
-    webhook is queued again rather than answered with no job."""
+    webhook is queued again rather than answered with no job, and logged once."""
     from bridge import outbox
 
-    real_enqueue = outbox.enqueue_job
-    calls = []
+    first = queue(hook, fluent_key, subscriber())
+    real_commit_job = outbox.commit_job
+    conflicts = []
 
-    def conflict_once(*args, **kwargs):
-        calls.append(kwargs["dedupe_key"])
-        return None if len(calls) == 1 else real_enqueue(*args, **kwargs)
+    def finish_the_first_after_the_conflict(*args, **kwargs):
+        job_id = real_commit_job(*args, **kwargs)
+        conflicts.append(job_id)
+        with db.engine.begin() as connection:  # the worker finishes it meanwhile
+            connection.execute(update(Delivery).where(Delivery.id == first).values(status="succeeded"))
+        return job_id
 
-    monkeypatch.setattr(outbox, "enqueue_job", conflict_once)
-    job_id = queue(hook, fluent_key, subscriber())
-    assert len(calls) == 2
+    monkeypatch.setattr(outbox, "commit_job", finish_the_first_after_the_conflict)
+    second = queue(hook, fluent_key, subscriber())
+    assert conflicts == [None]
+    assert second != first
     with app.app_context():
-        assert db.session.get(Delivery, job_id).status == "pending"
+        assert db.session.get(Delivery, second).status == "pending"
+        queued = db.session.scalars(select(WebhookEvent.outcome).where(WebhookEvent.outcome == "queued")).all()
+        assert len(queued) == 2  # one log row per request
 
 
 def test_the_job_keeps_what_the_worker_needs_but_never_the_key(app, hook, fluent_key):

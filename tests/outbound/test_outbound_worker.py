@@ -41,6 +41,32 @@ def test_an_idle_worker_picks_a_new_row_up_within_200_ms(app, queue, behaviour, 
     assert picked_at[-1] - committed < 0.2
 
 
+def test_an_idle_worker_picks_up_a_job_committed_with_its_log_row_within_200_ms(app, queue, behaviour, start_worker):
+    """``outbox.commit_job`` (the async accept) commits outside the session's hooks on
+    PostgreSQL: it wakes this process's workers itself."""
+    from bridge.inbound.log import EVENTS, InboundLogEntry, row_values
+
+    app.config["BRIDGE_WORKER_POLL_SECONDS"] = 5.0
+    picked = threading.Event()
+    picked_at: list[float] = []
+
+    def record(ctx):
+        picked_at.append(time.perf_counter())
+        picked.set()
+
+    worker = start_worker()
+    queue()
+    assert worker.wait_until_processed(1)
+    behaviour.action = record
+    log_row = row_values(InboundLogEntry("POST", "/?wpf_action=update&async=true", "192.0.2.1"))
+    with app.app_context():
+        committed = time.perf_counter()
+        job_id = outbox.commit_job("test.job", connection_id=None, payload={}, dedupe_key="k", along=(EVENTS, log_row))
+    assert picked.wait(2)
+    assert picked_at[-1] - committed < 0.2
+    assert behaviour.seen[-1] == job_id
+
+
 def test_a_handler_bug_is_recorded_and_retried_and_the_worker_goes_on(app, queue, behaviour, start_worker):
     def explode(ctx):
         if ctx.delivery.payload.get("n") == 1:
