@@ -1,10 +1,12 @@
 """Delivery benchmark: registrations through the API while workers push them to a fake CRM.
 
     .venv/bin/python bench/delivery.py [--database URL] [--count 2000] [--rate 100]
-                                       [--worker 1 --worker 32 --worker 32x2] [--crm-delay 0.01]
+                                       [--worker 1 --worker 32 --worker 16x2 --worker 32x2]
+                                       [--crm-delay 0.01]
 
 First a baseline: the same two CRM calls per contact from 32 plain ``requests`` threads with no
-database (``bare_http_per_s``). Then for each worker shape (CONCURRENCY or CONCURRENCYxPROCESSES):
+database (``bare_http_per_s``). Then for each worker shape (CONCURRENCY or CONCURRENCYxPROCESSES;
+``16x2`` is 32 deliveries in flight, as ``32``, spread over two processes):
 a fresh database, the web app under gunicorn (2 sync workers, no inline worker), one
 ``bridge worker --concurrency N --processes P`` command, and a fake FluentCRM on loopback
 in a process of its own (``crm_process.py``) that answers after ``--crm-delay`` seconds. After
@@ -227,13 +229,15 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument(
-        "--worker", action="append", help="worker shape CONCURRENCY or CONCURRENCYxPROCESSES (default: 1, 32, 32x2)"
+        "--worker",
+        action="append",
+        help="worker shape CONCURRENCY or CONCURRENCYxPROCESSES (default: 1, 32, 16x2, 32x2)",
     )
     parser.add_argument("--crm-delay", type=float, default=0.01)
     args = parser.parse_args()
     baseline = bare_http_rate(args.crm_delay, args.count, 32)
     print(f"# baseline bare_http_per_s={baseline:.0f} (32 threads, two CRM calls per contact, no database)", flush=True)
-    for shape in args.worker or ["1", "32", "32x2"]:
+    for shape in args.worker or ["1", "32", "16x2", "32x2"]:
         concurrency, _, processes = shape.partition("x")
         line = run(args.database, args.count, args.rate, int(concurrency), args.crm_delay, int(processes or 1))
         steady = float(line.rsplit("drain_steady_per_s=", 1)[1])
