@@ -151,7 +151,9 @@ def update_from_contact(
     if not tags_only:
         values, changed = users.field_changes(user, contact.fields)
         requested = text_value(contact.fields.get("role")) or options.role
-        if requested:
+        # A webhook never gives ``administrator``, and never takes it away either: a CRM
+        # automation must not be able to lock the site owner out of the admin console.
+        if requested and user.role != users.ADMIN_ROLE:
             role = _resolve_role(requested, runtime)
             if role != user.role:
                 values["role"] = role

@@ -85,6 +85,21 @@ def test_roles_default_param_and_mapped_field(app, hook, make_connection):
     assert the_user(app, update["user_id"]).role == "editor"
 
 
+def test_a_webhook_never_changes_an_administrators_role(app, hook, make_connection):
+    role_map = {"email": "email", "first_name": "first_name", "role": "crm_role"}
+    key = make_connection("fluent", "fluentcrm", field_map=role_map, **FLUENT_SETTINGS)
+    with app.app_context():
+        admin = users.create_user(email="owner@example.com", username="owner", role="administrator")
+        db.session.commit()
+        admin_id = admin.id
+    body = ok(hook("update", key, subscriber(email="owner@example.com", first_name="Own", crm_role="subscriber")))
+    assert body["user_id"] == admin_id
+    assert body["updated_fields"] == ["first_name"]  # the rest of the update still applies
+    assert the_user(app, admin_id).role == "administrator"
+    ok(hook("update", key, subscriber(email="owner@example.com"), role="subscriber"))
+    assert the_user(app, admin_id).role == "administrator"
+
+
 def test_tags_replace_only_this_connections_tags(app, hook, fluent_key, make_connection):
     other_key = make_connection("other", "fluentcrm", **FLUENT_SETTINGS)
     ok(hook("add", other_key, subscriber(contact_id=900, tags=fluent_tags("elsewhere"))))
