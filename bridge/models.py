@@ -199,6 +199,11 @@ class CrmActivity(db.Model):
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+# Unfinished rows with a dedupe key: the predicate of ``uq_delivery_queued_dedupe``, which an
+# ``ON CONFLICT`` on that partial index must repeat (``bridge.outbox``).
+OPEN_DEDUPE_PREDICATE = "dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')"
+
+
 class Delivery(db.Model):
     """An outbound job (transactional outbox row). Written in the same transaction as the
     change that caused it; claimed by workers with a lease."""
@@ -219,8 +224,8 @@ class Delivery(db.Model):
             "uq_delivery_queued_dedupe",
             "dedupe_key",
             unique=True,
-            sqlite_where=text("dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')"),
-            postgresql_where=text("dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')"),
+            sqlite_where=text(OPEN_DEDUPE_PREDICATE),
+            postgresql_where=text(OPEN_DEDUPE_PREDICATE),
         ),
     )
 

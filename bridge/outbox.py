@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Insert, Select, Table, bindparam, insert, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.extensions import db
-from bridge.models import Connection, Delivery, User, utcnow
+from bridge.models import OPEN_DEDUPE_PREDICATE, Connection, Delivery, User, utcnow
 
 # Delivery kinds (DESIGN.md).
 CONTACT_UPSERT = "contact.upsert"
@@ -102,8 +102,7 @@ def new_row(
 
 
 _TABLE = Delivery.__table__
-# The predicate of ``uq_delivery_queued_dedupe``: ON CONFLICT must name that partial index.
-_OPEN_DEDUPE = text("dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')")
+_OPEN_DEDUPE = text(OPEN_DEDUPE_PREDICATE)
 _INSERT_ONCE: dict[str, Insert] = {}
 
 
@@ -158,13 +157,12 @@ def commit_job(
     and committed as one atomic write. Returns the job id, or None when an
     unfinished job already holds ``dedupe_key`` (the other row is written all the same).
 
-    On PostgreSQL this is a single statement in autocommit (``WITH job AS (INSERT …), logged
+    On PostgreSQL this is a single statement in autocommit (``WITH along AS (INSERT …), job
     AS (INSERT …) SELECT id FROM job``): one round trip where a transaction took four (BEGIN,
     two INSERTs, COMMIT), each a wake-up of the database and of this process's thread. On
     SQLite, where a statement costs no round trip, it is the same two inserts and a commit in
     the session.
     """
-    row = _job_row(kind, connection_id, payload, dedupe_key, ordering)
     table, values = along
     if db.engine.dialect.name != "postgresql":
         job_id = enqueue_job(
@@ -173,6 +171,7 @@ def commit_job(
         db.session.connection().execute(insert(table), values)
         db.session.commit()
         return job_id
+    row = _job_row(kind, connection_id, payload, dedupe_key, ordering)
     statement = _job_along_statement(tuple(row), table, tuple(values))
     params = {**{f"job_{name}": value for name, value in row.items()}, **{f"row_{n}": v for n, v in values.items()}}
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
