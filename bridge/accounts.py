@@ -19,7 +19,7 @@ from bridge.extensions import db
 from bridge.models import User, UserTag, utcnow
 
 PAGE_SIZE = 50
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = users.MIN_PASSWORD_LENGTH
 TagName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=191)]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=191, pattern=r"^[A-Za-z0-9._@+-]+$")]
 Name = Annotated[str, StringConstraints(max_length=191)]

@@ -37,7 +37,7 @@ bp = Blueprint("login", __name__)
 
 LINK_MAX_AGE_SECONDS = 72 * 3600
 TOKEN_SALT = "crm-bridge.login-link.v1"  # noqa: S105 (a salt that separates token uses, not a secret)
-MIN_PASSWORD_LENGTH = 12
+MIN_PASSWORD_LENGTH = users.MIN_PASSWORD_LENGTH
 MAX_PASSWORD_LENGTH = 1024
 
 # The clock tokens are stamped and checked with. Tests replace it to move time; nothing else should.

@@ -22,7 +22,7 @@ from bridge.extensions import db
 from bridge.models import Connection, Delivery, Role, User, utcnow
 
 ROLE_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-MIN_CHOSEN_PASSWORD = 8
+MIN_CHOSEN_PASSWORD = users.MIN_PASSWORD_LENGTH
 PAGE_SIZE = 50
 
 # AppGroups, so their commands run inside an app context (with_appcontext).

@@ -55,7 +55,8 @@ def test_without_the_csrf_token_nothing_is_created(app, client):
     [
         ({"email": "nope"}, 422, "valid email"),
         ({"password_confirm": "different"}, 422, "do not match"),
-        ({"password": "short", "password_confirm": "short"}, 422, "at least 8"),
+        ({"password": "short", "password_confirm": "short"}, 422, "at least 12"),
+        ({"password": "eleven-char", "password_confirm": "eleven-char"}, 422, "at least 12"),
     ],
 )
 def test_bad_input_re_renders_the_form(client, overrides, status, text):

@@ -50,6 +50,7 @@ def test_registration_queues_a_push_per_enabled_connection_in_the_same_transacti
         ({"first_name": "No email"}, 422, "invalid_input"),
         ({"email": "a@example.com", "colour": "blue"}, 422, "invalid_input"),
         ({"email": "a@example.com", "password": "short"}, 422, "invalid_input"),
+        ({"email": "a@example.com", "password": "eleven-char"}, 422, "invalid_input"),  # 12 everywhere
         ({"email": "a@example.com", "tags": "vip"}, 422, "invalid_input"),
         ({"email": "a@example.com", "role": "wizard"}, 400, "unknown_role"),
         ({"email": "a@example.com", "role": "administrator"}, 400, "forbidden_role"),
