@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -19,6 +20,8 @@ from bridge.extensions import db
 from bridge.http import OutboundClient, outbound_client
 from bridge.models import AccessKey, Connection, utcnow
 from crm_adapters.base import DEFAULT_FIELD_MAP, Adapter, Setting
+
+logger = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ACCESS_KEY_PREFIX = "cbk_"
@@ -234,6 +237,24 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
     if problems:
         raise InvalidConnection(problems)
     connection.settings = stored
+
+
+def store_changed_settings(connection_id: int, adapter: Adapter, *, commit: bool = True) -> list[str]:
+    """Store what ``adapter`` changed on its connection (refreshed tokens): at once, so a
+    refresh token the CRM rotated is never lost with a failed attempt. With ``commit=False``
+    the change joins the session's open transaction. Returns the names stored (never the
+    values: they are secrets)."""
+    changes = adapter.settings_to_store()
+    if not changes:
+        return []
+    connection = db.session.get(Connection, connection_id)
+    if connection is None:
+        return []
+    apply_settings(connection, changes)
+    if commit:
+        db.session.commit()
+    logger.info("connection %s: stored the settings its CRM changed (%s)", connection.name, ", ".join(sorted(changes)))
+    return sorted(changes)
 
 
 def _is_mask_of_stored(value: Any, stored: Any) -> bool:

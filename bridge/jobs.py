@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge.http import OutboundClient
 from bridge.models import Connection, Delivery, User
+from crm_adapters.base import Adapter
 
 # Modules whose import registers handlers (kept here so the worker needs no list of its own).
 HANDLER_MODULES = ("bridge.push", "bridge.inbound.service", "bridge.mail")
@@ -32,6 +33,9 @@ class JobContext:
     # that records the attempt (the worker records many attempts in one transaction). A
     # handler that writes in its own session instead is recorded on its own, as before.
     after_success: list[Callable[[], Any]] = field(default_factory=list)
+    # The adapters a handler used, by connection id: the worker stores what they changed
+    # (``Adapter.settings_to_store``) once the attempt is over, whether or not it succeeded.
+    adapters: list[tuple[int, Adapter]] = field(default_factory=list)
 
 
 JobHandler = Callable[[JobContext], "dict[str, Any] | None"]

@@ -66,8 +66,11 @@ def outbound_contact(user: User, adapter: Adapter, *, tags: list[str], event: Ou
 
 
 def build_adapter(connection: Connection, ctx: JobContext) -> Adapter:
-    """The connection's adapter on the delivery's outbound client, from cached settings."""
-    return adapter_class(connection.type)(cached_settings(connection), ctx.http)
+    """The connection's adapter on the delivery's outbound client, from cached settings
+    (noted on ``ctx``: the worker stores what the CRM changed, such as a refreshed token)."""
+    adapter = adapter_class(connection.type)(cached_settings(connection), ctx.http)
+    ctx.adapters.append((connection.id, adapter))
+    return adapter
 
 
 def _end_reads() -> None:

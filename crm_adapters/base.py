@@ -336,6 +336,12 @@ class Adapter:
 
     # -- CRM API --
 
+    def settings_to_store(self) -> dict[str, Any]:
+        """Settings the CRM changed while this adapter was in use (a refreshed OAuth token):
+        the caller stores them on the connection, so the next use starts from them instead of
+        from a token that no longer works (or a refresh token the CRM has already rotated)."""
+        return {}
+
     def check(self) -> None:
         """Make one cheap authenticated call; raise a typed error if the connection is broken."""
         raise NotImplementedError

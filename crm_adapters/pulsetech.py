@@ -67,8 +67,11 @@ class PulseTechAdapter(Adapter):
 
     def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
         super().__init__(config, http)
-        # Set when a refused token was refreshed: the caller may store the new tokens.
+        # Set when a refused token was refreshed (``settings_to_store`` hands them over).
         self.refreshed_tokens: dict[str, str] | None = None
+
+    def settings_to_store(self) -> dict[str, Any]:
+        return dict(self.refreshed_tokens or {})
 
     # -- inbound --
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bridge import outbox, users
+from bridge import connections, outbox, users
 from bridge.extensions import db
 from bridge.inbound import log
 from bridge.inbound.changes import apply_contact, make_credentials, match_user
@@ -93,7 +93,11 @@ def process_contacts(
     """
     if action == "test":
         return InboundOutcome({"success": True, "connection": runtime.name}, "tested")
-    plans = prepare_contacts(runtime, action, contacts, release_lock=commit)
+    try:
+        plans = prepare_contacts(runtime, action, contacts, release_lock=commit)
+    finally:
+        if commit:  # nothing is written yet; the async job's worker stores them itself
+            connections.store_changed_settings(runtime.connection_id, runtime.adapter)
 
     def unit() -> InboundOutcome:
         outcome = _summarise(action, plans, [apply_contact(runtime, action, plan, options) for plan in plans])
@@ -322,6 +326,7 @@ def run_queued_webhook(ctx: JobContext) -> dict[str, Any]:
     if connection is None:
         raise InboundJobRejected("the connection of this webhook was removed")
     runtime = ConnectionRuntime.prepare(connection, http=ctx.http)
+    ctx.adapters.append((connection.id, runtime.adapter))
     action, inbound, options = inbound_from_payload(payload)
     try:
         contacts = runtime.adapter.parse(inbound)

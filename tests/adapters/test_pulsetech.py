@@ -199,3 +199,4 @@ def test_refused_token_is_refreshed_once_and_the_call_retried() -> None:
         )
         adapter.check()
     assert adapter.refreshed_tokens == {"access_token": "new", "refresh_token": "r2"}
+    assert adapter.settings_to_store() == {"access_token": "new", "refresh_token": "r2"}  # the caller stores them

@@ -112,3 +112,22 @@ def test_no_database_lock_is_held_while_the_crm_is_called(app, hook, fluent_key)
     assert response.status_code == 200 and wrote == [True]
     with app.app_context():
         assert db.session.scalar(select(Role.id).where(Role.slug == "written-meanwhile"))
+
+
+@responses.activate
+@pytest.mark.parametrize("crm_status", [200, 503])
+def test_settings_the_crm_changed_while_loading_are_stored_even_when_the_webhook_fails(
+    app, hook, fluent_key, monkeypatch, crm_status
+):
+    """A refreshed token (here: a rotated app password) is stored before any rule runs, so a
+    failed webhook does not lose it."""
+    from bridge.connections import effective_settings, get_connection
+    from crm_adapters.fluentcrm import FluentCrmAdapter
+
+    rotated = "rotated-app-password-5678"
+    monkeypatch.setattr(FluentCrmAdapter, "settings_to_store", lambda self: {"app_password": rotated})
+    responses.get(CONTACT_URL, json=recorded_subscriber(tags=fluent_tags("vip")), status=crm_status)
+    response = hook("add", fluent_key, {"id": 11})
+    assert response.status_code == (200 if crm_status == 200 else 502)
+    with app.app_context():
+        assert effective_settings(get_connection("fluent"))["app_password"] == rotated

@@ -224,3 +224,47 @@ def test_the_inline_worker_starts_on_the_first_request_only_when_asked(app_confi
             started.stop()
         with inline_app.app_context():
             db.engine.dispose()
+
+
+ROTATED = "echo-rotated-key-789"
+
+
+@pytest.fixture
+def rotating_connection(app, echo_adapter, echo_connection, monkeypatch) -> str:
+    """An echo CRM whose key is replaced during every use (as an OAuth refresh replaces a token)."""
+    from bridge.adapters import adapter_types
+
+    class RotatingEchoAdapter(echo_adapter):
+        def upsert_contact(self, contact):
+            self.config["api_key"] = ROTATED
+            return super().upsert_contact(contact)
+
+        def settings_to_store(self):
+            return {"api_key": ROTATED} if self.config["api_key"] == ROTATED else {}
+
+    monkeypatch.setitem(adapter_types(), "echocrm", RotatingEchoAdapter)
+    return echo_connection()
+
+
+def stored_key(app, name: str) -> str:
+    from bridge.connections import effective_settings, get_connection
+
+    with app.app_context():
+        return effective_settings(get_connection(name))["api_key"]
+
+
+@responses.activate
+@pytest.mark.parametrize("crm_status", [200, 500])
+def test_settings_the_crm_changed_are_stored_whether_or_not_the_push_succeeded(app, rotating_connection, crm_status):
+    """A refreshed token must outlive its attempt: a rotated refresh token lost with a failed
+    attempt would break the connection for good."""
+    responses.post(f"{CRM}/contacts", json={"id": 9}, status=crm_status)
+    with app.app_context():
+        registration.register_user(email="rot@example.com")
+        db.session.commit()
+    assert stored_key(app, rotating_connection) == SECRET
+    DeliveryWorker(app).run(once=True)
+    with app.app_context():
+        delivery = db.session.scalar(select(Delivery))
+        assert delivery.status == ("succeeded" if crm_status == 200 else "failed")
+    assert stored_key(app, rotating_connection) == ROTATED
