@@ -397,4 +397,8 @@ def check_connection(connection: Connection, http: OutboundClient | None = None)
     missing = missing_settings(connection)
     if missing:
         raise IncompleteConnection([f"missing required setting {name!r}" for name in missing])
-    build_adapter(connection, http).check()
+    adapter = build_adapter(connection, http)
+    try:
+        adapter.check()
+    finally:
+        store_changed_settings(connection.id, adapter)

@@ -82,12 +82,14 @@ def connection_detail(name: str) -> str:
 def connection_test(name: str) -> Response:
     connection = _connection_or_404(name)
     try:
-        connection_service.build_adapter(connection).check()
+        connection_service.check_connection(connection)
     except (AdapterError, SecretUnreadable) as exc:
         message = scrub_text(str(exc), connection_service.secret_values(connection))
         flash(f"Connection test failed: {message}", "error")
     except NotImplementedError:
         flash(f"The {connection.type} adapter has no connection test.", "warning")
+    except connection_service.IncompleteConnection as exc:
+        flash(f"Not tested: {exc}.", "warning")
     else:
         flash(f"{connection.name}: the CRM accepted our credentials.", "success")
     return redirect(url_for("admin.connection_detail", name=connection.name))

@@ -282,3 +282,30 @@ def test_a_retry_the_service_refuses_is_reported(admin_client, site, monkeypatch
 
     assert response.status_code == 200
     assert "was not retried: delivery" in text(response)
+
+
+def test_test_connection_button_names_missing_settings_without_calling_the_crm(app, admin_client, site):
+    with app.app_context():
+        from bridge.connections import create_connection
+
+        create_connection("bare", "fluentcrm", {})
+        db.session.commit()
+    page = text(admin_client.get("/admin/connections/bare"))
+    body = text(
+        admin_client.post("/admin/connections/bare/test", data={"csrf_token": csrf_from(page)}, follow_redirects=True)
+    )
+    assert "Not tested: missing required setting" in body
+
+
+@responses.activate
+def test_a_connection_test_stores_what_the_crm_changed(app, admin_client, site, monkeypatch):
+    """A token refreshed during the test call is kept, like one refreshed during a delivery."""
+    from bridge.connections import effective_settings, get_connection
+    from crm_adapters.fluentcrm import FluentCrmAdapter
+
+    monkeypatch.setattr(FluentCrmAdapter, "settings_to_store", lambda self: {"app_password": "rotated-pass-2468"})
+    responses.get(FLUENT_TAGS_URL, json={"tags": {"data": []}})
+    page = text(admin_client.get("/admin/connections/fluent"))
+    admin_client.post("/admin/connections/fluent/test", data={"csrf_token": csrf_from(page)}, follow_redirects=True)
+    with app.app_context():
+        assert effective_settings(get_connection("fluent"))["app_password"] == "rotated-pass-2468"
