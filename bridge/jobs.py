@@ -10,13 +10,18 @@ does, from the error's ``retryable`` and ``retry_after``.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge import connections
+from bridge.extensions import db
 from bridge.http import OutboundClient
 from bridge.models import Connection, Delivery, User
 from crm_adapters.base import Adapter
+
+log = logging.getLogger(__name__)
 
 # Modules whose import registers handlers (kept here so the worker needs no list of its own).
 HANDLER_MODULES = ("bridge.push", "bridge.inbound.service", "bridge.mail")
@@ -70,3 +75,15 @@ def handler_for(kind: str) -> JobHandler:
         return _HANDLERS[kind]
     except KeyError:
         raise UnknownJobKind(f"no handler for job kind {kind!r}") from None
+
+
+def store_changed_settings(ctx: JobContext, *, joined: bool) -> None:
+    """Store what the CRM changed during an attempt (a refreshed token), succeeded or not: in
+    the handler's open transaction when it has one (``joined``), else in a short one of its own."""
+    for connection_id, adapter in ctx.adapters:
+        try:
+            connections.store_changed_settings(connection_id, adapter, commit=not joined)
+        except Exception:  # never lose the attempt's record over it
+            if not joined:
+                db.session.rollback()
+            log.exception("connection %s: could not store the settings its CRM changed", connection_id)

@@ -31,7 +31,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from bridge import connections, jobs, leases
+from bridge import jobs, leases
 from bridge.deliveries import DeliveryAbandoned
 from bridge.extensions import db
 from bridge.http import OutboundClient, OutboundPolicy
@@ -444,25 +444,13 @@ class DeliveryWorker:
             record = _internal_error(AttemptRecord(started_at, 0.0, []), exc, secret_list)
         record.duration_ms = (time.perf_counter() - started) * 1000
         if ctx is not None:
-            self._store_changed_settings(ctx, joined=in_session and record.succeeded)
+            jobs.store_changed_settings(ctx, joined=in_session and record.succeeded)
         writes: list[Any] = []
         if ctx is not None:
             record.exchanges = list(ctx.http.exchanges)
             if record.succeeded and not in_session:
                 writes = ctx.after_success
         return Finished(claimed.delivery, record, writes), in_session and record.succeeded
-
-    @staticmethod
-    def _store_changed_settings(ctx: jobs.JobContext, *, joined: bool) -> None:
-        """Store what the CRM changed during the attempt (a refreshed token), succeeded or not:
-        in the handler's open transaction when it has one, else in a short one of its own."""
-        for connection_id, adapter in ctx.adapters:
-            try:
-                connections.store_changed_settings(connection_id, adapter, commit=not joined)
-            except Exception:  # never lose the attempt's record over it
-                if not joined:
-                    db.session.rollback()
-                log.exception("connection %s: could not store the settings its CRM changed", connection_id)
 
     def _context(self, delivery: Delivery, user: User | None) -> tuple[jobs.JobContext, tuple[str, ...]]:
         connection = delivery.connection
