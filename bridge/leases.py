@@ -178,15 +178,7 @@ def claim_due(worker_id: str, limit: int, lease_seconds: float, *, now: datetime
     (bridge/database.py), so this whole read-then-update is exclusive already.
     The attempt counter goes up here, so a worker killed mid-delivery still used its attempt.
     """
-    if limit <= 0:
-        return []
-    try:
-        ids = _claim_ids(worker_id, limit, lease_seconds, now or utcnow())
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    return ids
+    return [claimed.delivery.id for claimed in claim_and_load(worker_id, limit, lease_seconds, now=now)]
 
 
 def claim_and_load(

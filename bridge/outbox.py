@@ -201,13 +201,7 @@ def _job_along_statement(job_columns: tuple[str, ...], table: Table, columns: tu
     statement = _JOB_ALONG.get(key)
     if statement is None:
         job_values = {n: bindparam(f"job_{n}", type_=_TABLE.c[n].type) for n in job_columns}
-        job = (
-            postgresql.insert(_TABLE)
-            .values(job_values)
-            .on_conflict_do_nothing(index_elements=[_TABLE.c.dedupe_key], index_where=_OPEN_DEDUPE)
-            .returning(_TABLE.c.id)
-            .cte("job")
-        )
+        job = _insert_once("postgresql").values(job_values).cte("job")
         other = insert(table).values({n: bindparam(f"row_{n}", type_=table.c[n].type) for n in columns}).cte("along")
         statement = select(job.c.id).add_cte(other)
         _JOB_ALONG[key] = statement
