@@ -62,15 +62,15 @@ def register(
 ) -> Registered:
     """``register_user``, also returning the local tags as stored (so a caller can answer
     with the new user's JSON without reading it back)."""
-    resolved_role = users.resolve_role(role, "subscriber")
     user = users.create_user(
         email=email,
         username=username,
         password=password,
         first_name=first_name,
         last_name=last_name,
-        role=resolved_role,
+        role=users.choose_role(role, "subscriber"),
         meta=meta,
+        check_role=True,
     )
     local_tags = list(tags)
     added: list[str] = []

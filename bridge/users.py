@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, exists, func, select, true, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from bridge.extensions import db
@@ -80,12 +80,19 @@ def role_exists(slug: str) -> bool:
     return db.session.scalar(select(Role.id).where(Role.slug == slug)) is not None
 
 
-def resolve_role(requested: str | None, default: str, *, allow_admin: bool = False) -> str:
-    """The role to assign: ``requested`` or ``default``; it must exist, and ``administrator``
-    is only ever given by the site owner (CLI), never by a webhook or registration."""
+def choose_role(requested: str | None, default: str, *, allow_admin: bool = False) -> str:
+    """The role to assign, not yet checked to exist: ``requested`` or ``default``; and
+    ``administrator`` is only ever given by the site owner (CLI), never by a webhook or
+    registration."""
     role = (requested or default or "subscriber").strip()
     if role == ADMIN_ROLE and not allow_admin:
         raise ForbiddenRole(f"role {role!r} cannot be assigned this way")
+    return role
+
+
+def resolve_role(requested: str | None, default: str, *, allow_admin: bool = False) -> str:
+    """``choose_role``, and the role must exist."""
+    role = choose_role(requested, default, allow_admin=allow_admin)
     if not role_exists(role):
         raise UnknownRole(f"role {role!r} does not exist")
     return role
@@ -203,6 +210,21 @@ def _clean(value: str | None) -> str:
     return _USERNAME_UNSAFE.sub("", (value or "").strip().lower())
 
 
+def _username_base(username_format: str, *, email: str, first_name: str, last_name: str) -> str:
+    local_part = _clean(email.split("@", 1)[0]) or "user"
+    if username_format == "flname":
+        return _clean(first_name + last_name) or local_part
+    if username_format == "fnamenum":
+        return _clean(first_name) or local_part
+    return _clean(email) or local_part
+
+
+def first_username(username_format: str, *, email: str, first_name: str = "", last_name: str = "") -> str:
+    """The username ``make_username`` tries first when no ``preferred`` one is given."""
+    base = _username_base(username_format, email=email, first_name=first_name, last_name=last_name)
+    return f"{base}1" if username_format == "fnamenum" else base
+
+
 def make_username(
     username_format: str,
     *,
@@ -217,17 +239,12 @@ def make_username(
     preferred_clean = _clean(preferred)
     if preferred_clean and not username_taken(preferred_clean):
         return preferred_clean
-    local_part = _clean(email.split("@", 1)[0]) or "user"
-    if username_format == "flname":
-        base = _clean(first_name + last_name) or local_part
-    elif username_format == "fnamenum":
-        first = _clean(first_name) or local_part
+    base = _username_base(username_format, email=email, first_name=first_name, last_name=last_name)
+    if username_format == "fnamenum":
         number = 1
-        while username_taken(f"{first}{number}"):
+        while username_taken(f"{base}{number}"):
             number += 1
-        return f"{first}{number}"
-    else:
-        base = _clean(email) or local_part
+        return f"{base}{number}"
     if not username_taken(base):
         return base
     number = 2
@@ -237,6 +254,30 @@ def make_username(
 
 
 # -- creating and updating --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewUserChecks:
+    """What inserting a user depends on, read in one statement (a registration made one round
+    trip for each: the role, the email, the username)."""
+
+    role_exists: bool
+    email_taken: bool
+    username_taken: bool
+
+
+def new_user_checks(*, email: str, username: str, role: str | None = None) -> NewUserChecks:
+    """Whether ``role`` exists (True when not asked), ``email`` (normalised) and ``username``
+    are taken; the same conditions as ``role_exists``, ``find_by_email`` and ``username_taken``."""
+    role_exists_now = exists().where(Role.slug == role) if role is not None else true()
+    row = db.session.execute(
+        select(
+            role_exists_now,
+            exists().where(User.email == email),
+            exists().where(func.lower(User.username) == username.lower()),
+        )
+    ).one()
+    return NewUserChecks(bool(row[0]), bool(row[1]), bool(row[2]))
 
 
 def create_user(
@@ -250,19 +291,27 @@ def create_user(
     role: str = "subscriber",
     meta: Mapping[str, Any] | None = None,
     username_format: str = "email",
+    check_role: bool = False,
 ) -> User:
-    """Insert a user (flushed, not committed). Raises ``EmailTaken`` when the email exists."""
+    """Insert a user (flushed, not committed). Raises ``EmailTaken`` when the email exists and,
+    with ``check_role``, ``UnknownRole`` when ``role`` does not (checked first, as
+    ``resolve_role`` would). The role, the email and the first username candidate are read in
+    one statement; only a taken username costs more."""
     email_normalised = normalise_email(email)
     if not email_normalised:
         raise UserRuleError("email is required")
-    if find_by_email(email_normalised) is not None:
+    names = {"first_name": first_name, "last_name": last_name}
+    candidate = username or first_username(username_format, email=email_normalised, **names)
+    checks = new_user_checks(email=email_normalised, username=candidate, role=role if check_role else None)
+    if not checks.role_exists:
+        raise UnknownRole(f"role {role!r} does not exist")
+    if checks.email_taken:
         raise EmailTaken(f"a user with email {email_normalised} exists")
-    if username and username_taken(username):
-        username = make_username(username_format, email=email_normalised, preferred=username)
+    if checks.username_taken:
+        candidate = make_username(username_format, email=email_normalised, preferred=username, **names)
     user = User(
         email=email_normalised,
-        username=username
-        or make_username(username_format, email=email_normalised, first_name=first_name, last_name=last_name),
+        username=candidate,
         password_hash=password_hash or (hash_password(password) if password else None),
         role=role,
         first_name=first_name or "",

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
 from werkzeug.serving import make_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -128,3 +130,22 @@ def load_delivery(app: Any, delivery_id: int) -> Any:
         _ = row.attempt_log
         db.session.expunge_all()
         return row
+
+
+@contextmanager
+def statements(app: Any) -> Iterator[list[str]]:
+    """The SQL statements the app runs inside the block (whitespace collapsed, upper-cased)."""
+    from bridge.extensions import db
+
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()).upper())
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -5,34 +5,16 @@ process, stops caching, or the update path goes back to per-row work."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import event, text
+from sqlalchemy import text
+from support import statements
 
 from bridge.extensions import db
 from bridge.inbound import keys
 from bridge.models import utcnow
 
 from .payloads import fluent_tags, subscriber
-
-
-@contextmanager
-def statements(app) -> Iterator[list[str]]:
-    """The SQL statements the app runs inside the block (whitespace collapsed, upper-cased)."""
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:
-        seen.append(" ".join(statement.split()).upper())
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def key_lookups(seen: list[str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
+from support import statements
 
 from bridge.extensions import db
 from bridge.models import Delivery, User
@@ -131,3 +132,36 @@ def test_show_patch_and_tags(app, client, auth_headers, connections):
     assert tagged["tags"] == {"": ["vip", "beta"]} and tagged["tags_added"] == ["vip", "beta"]
     untagged = client.post(f"/api/users/{user['id']}/tags", json={"remove": ["vip"]}, headers=auth_headers)
     assert untagged.get_json()["tags"] == {"": ["beta"]} and untagged.get_json()["tags_removed"] == ["vip"]
+
+
+def test_a_registration_reads_its_role_email_and_username_in_one_statement(app, client, auth_headers, connections):
+    """The role, email and username checks were three round trips on every registration."""
+    with statements(app) as seen:
+        assert client.post("/api/users", json={"email": "one@example.com"}, headers=auth_headers).status_code == 201
+    before_insert = seen[: next(i for i, s in enumerate(seen) if s.startswith("INSERT INTO USER_ACCOUNT"))]
+    checks = [s for s in before_insert if "FROM ROLE" in s or "FROM USER_ACCOUNT" in s]
+    assert len(checks) == 1 and "FROM ROLE" in checks[0] and "FROM USER_ACCOUNT" in checks[0]
+
+
+def test_a_taken_username_gets_the_next_free_suffix(app, client, auth_headers):
+    with app.app_context():
+        for n, taken in enumerate(("ann@example.com", "ann@example.com2")):
+            db.session.add(User(email=f"other{n}@example.com", username=taken, role="subscriber"))
+        db.session.commit()
+    response = client.post("/api/users", json={"email": "ann@example.com"}, headers=auth_headers)
+    assert response.status_code == 201 and response.get_json()["username"] == "ann@example.com3"
+    chosen = client.post(
+        "/api/users", json={"email": "bob@example.com", "username": "ann@example.com"}, headers=auth_headers
+    )
+    assert chosen.status_code == 201 and chosen.get_json()["username"] == "bob@example.com"
+
+
+def test_a_taken_preferred_username_falls_back_to_the_format_with_the_names(app):
+    from bridge import users
+
+    with app.app_context():
+        users.create_user(email="first@example.com", username="ada")
+        made = users.create_user(
+            email="second@example.com", username="ada", username_format="flname", first_name="Ada", last_name="Byron"
+        )
+        assert made.username == "adabyron"
