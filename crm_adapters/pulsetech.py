@@ -48,6 +48,7 @@ from crm_adapters.base import (
     stringify_id,
 )
 from crm_adapters.errors import AuthRefused, InvalidPayload, MissingContactId
+from crm_adapters.oauth import REFRESH_GRANTS
 
 PAGE_SIZE = 100
 CONTACT_COLUMNS = frozenset({"first_name", "last_name", "email", "phone", "company", "title", "status"})
@@ -129,24 +130,42 @@ class PulseTechAdapter(Adapter):
 
     def _refresh_access_token(self) -> bool:
         """Trade the refresh token for a new access token (OAuth 2 ``refresh_token`` grant),
-        once per adapter. False when the connection has no refresh credentials."""
+        once per adapter, and once per process for concurrent adapters holding the same refresh
+        token (``crm_adapters.oauth``). False when the connection has no refresh credentials
+        or the grant gave no access token."""
         names = ("refresh_token", "client_id", "client_secret")
         if self.refreshed_tokens is not None or not all(self.setting(n) for n in names):
             return False
+        tokens = REFRESH_GRANTS.redeem(
+            token_url=self.token_url,
+            client_id=str(self.setting("client_id")),
+            refresh_token=str(self.setting("refresh_token")),
+            grant=lambda: self._refresh_grant(names),
+        )
+        if not tokens:
+            return False
+        self.refreshed_tokens = tokens
+        self.config.update(tokens)
+        return True
+
+    @property
+    def token_url(self) -> str:
+        return self.app_url + "/oauth/token"
+
+    def _refresh_grant(self, names: tuple[str, ...]) -> dict[str, str] | None:
         data = self.call(
             "POST",
-            self.app_url + "/oauth/token",
+            self.token_url,
             data={"grant_type": "refresh_token", **{n: str(self.setting(n)) for n in names}},
             headers={"Accept": "application/json"},
         ).json()
         token = (data or {}).get("access_token")
         if not token:
-            return False
-        self.refreshed_tokens = {"access_token": str(token)}
+            return None
+        tokens = {"access_token": str(token)}
         if data.get("refresh_token"):
-            self.refreshed_tokens["refresh_token"] = str(data["refresh_token"])
-        self.config.update(self.refreshed_tokens)
-        return True
+            tokens["refresh_token"] = str(data["refresh_token"])
+        return tokens
 
     def _paged(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         items: list[Any] = []

@@ -15,6 +15,7 @@ from support import FIXTURES, LiveServer, QuietServer, Receiver, load_fixture, r
 
 from bridge import create_app
 from bridge.extensions import db
+from crm_adapters.oauth import REFRESH_GRANTS
 
 PG_URL = os.environ.get("BRIDGE_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -53,6 +54,13 @@ def _reset_postgres(app) -> None:
             tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
             with db.engine.begin() as conn:
                 conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(autouse=True)
+def _forget_refresh_grants() -> Iterator[None]:
+    """Refresh tokens redeemed by one test are not shared with the next (crm_adapters.oauth)."""
+    yield
+    REFRESH_GRANTS.clear()
 
 
 @pytest.fixture(params=BACKENDS)
