@@ -2,12 +2,13 @@
 
 A worker runs many deliveries at once on one connection. When its access token expires, every
 one of them gets a 401 at about the same moment, and each would trade the same refresh token for
-a new one. Providers that rotate refresh tokens accept only the first; under OAuth 2.1's reuse
-detection (RFC 9700 §4.14.2) the second use even revokes the tokens the first one obtained, which
-breaks the connection until someone authorises it again. So callers presenting the same refresh
-token share one redemption: those that arrive while it is in flight wait for its result, and
-those that arrive within ``REMEMBER_SECONDS`` after it get the same result (their 401 was
-answered a little later than the others'). A failed redemption is shared as a failure (None):
+a new one. Providers that rotate refresh tokens accept only the first; with the reuse detection
+that refresh token rotation recommends (RFC 9700, the OAuth 2.0 security BCP; OAuth 2.1) the
+second use even revokes the tokens the first one obtained, which breaks the connection until
+someone authorises it again. So callers presenting the same refresh token share one
+redemption: those that arrive while it is in flight wait for its result, and those that arrive
+within ``REMEMBER_SECONDS`` after it get the same result (their 401 was answered a little later
+than the others'). A failed redemption is shared as a failure (None):
 retrying it at once with the same refresh token is what this module exists to prevent.
 
 Other processes (a second worker, the web process) can still redeem the same token: their
