@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bridge import registration, users
+from bridge import registration, usernames, users
 from bridge.extensions import db
 from bridge.models import User, UserTag, utcnow
 
@@ -184,7 +184,7 @@ def update_profile(user: User, change: ProfileChange) -> list[str]:
                 user.email = email
                 changed.append("email")
         if "username" in given and change.username and change.username != user.username:
-            if users.username_taken(change.username):
+            if usernames.username_taken(change.username):
                 raise UsernameTaken(f"username {change.username!r} is taken")
             user.username = change.username
             changed.append("username")

@@ -1,4 +1,5 @@
-"""Users: matching, creating and updating accounts; usernames, passwords, roles and tags.
+"""Users: matching, creating and updating accounts; passwords, roles and tags (usernames are
+in ``bridge.usernames``).
 
 These rules are shared by the inbound webhook, local registration, the CLI and the worker, so
 none of them lives in a view. Functions add to the current session and flush; the caller owns
@@ -8,7 +9,6 @@ the transaction (and its retry when a concurrent request won a unique constraint
 from __future__ import annotations
 
 import functools
-import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -28,6 +28,7 @@ from bridge.user_tags import (  # noqa: F401  (re-exported: callers use users.re
     tag_names,
     tag_names_for,
 )
+from bridge.usernames import first_username, make_username
 
 ADMIN_ROLE = "administrator"
 DEFAULT_ROLES = {"subscriber": "Subscriber", ADMIN_ROLE: "Administrator"}
@@ -37,7 +38,6 @@ PASSWORD_ALPHABET = string.ascii_letters + string.digits
 # One minimum for every password a person chooses (API, /register, the CLI, the login-link
 # page): it used to be 8 on some and 12 on others.
 MIN_PASSWORD_LENGTH = 12
-_USERNAME_UNSAFE = re.compile(r"[^a-z0-9._@+-]+")
 _USERS = User.__table__
 
 
@@ -197,60 +197,6 @@ def user_for_any_contact(contact_id: str) -> User | None:
         .limit(1)
     )
     return link.user if link else None
-
-
-# -- usernames --------------------------------------------------------------------------------
-
-
-def username_taken(username: str) -> bool:
-    return db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is not None
-
-
-def _clean(value: str | None) -> str:
-    return _USERNAME_UNSAFE.sub("", (value or "").strip().lower())
-
-
-def _username_base(username_format: str, *, email: str, first_name: str, last_name: str) -> str:
-    local_part = _clean(email.split("@", 1)[0]) or "user"
-    if username_format == "flname":
-        return _clean(first_name + last_name) or local_part
-    if username_format == "fnamenum":
-        return _clean(first_name) or local_part
-    return _clean(email) or local_part
-
-
-def first_username(username_format: str, *, email: str, first_name: str = "", last_name: str = "") -> str:
-    """The username ``make_username`` tries first when no ``preferred`` one is given."""
-    base = _username_base(username_format, email=email, first_name=first_name, last_name=last_name)
-    return f"{base}1" if username_format == "fnamenum" else base
-
-
-def make_username(
-    username_format: str,
-    *,
-    email: str,
-    first_name: str = "",
-    last_name: str = "",
-    preferred: str | None = None,
-) -> str:
-    """A free username: the CRM's ``user_login`` when given and free, else by format
-    (``email``; ``flname`` first+last; ``fnamenum`` first name + number), made unique by a
-    numeric suffix."""
-    preferred_clean = _clean(preferred)
-    if preferred_clean and not username_taken(preferred_clean):
-        return preferred_clean
-    base = _username_base(username_format, email=email, first_name=first_name, last_name=last_name)
-    if username_format == "fnamenum":
-        number = 1
-        while username_taken(f"{base}{number}"):
-            number += 1
-        return f"{base}{number}"
-    if not username_taken(base):
-        return base
-    number = 2
-    while username_taken(f"{base}{number}"):
-        number += 1
-    return f"{base}{number}"
 
 
 # -- creating and updating --------------------------------------------------------------------

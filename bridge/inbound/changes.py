@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm.util import identity_key
 
-from bridge import crypto, mail, outbox, users
+from bridge import crypto, mail, outbox, usernames, users
 from bridge.extensions import db
 from bridge.inbound.request import InboundOptions
 from bridge.inbound.runtime import (
@@ -180,7 +180,7 @@ def create_from_contact(
     credentials = credentials or make_credentials(runtime, contact)
     generated = credentials.generated
     first_name, last_name = text_value(fields.get("first_name")) or "", text_value(fields.get("last_name")) or ""
-    username = users.make_username(
+    username = usernames.make_username(
         str(settings.get("username_format") or "email"),
         email=email,
         first_name=first_name,
