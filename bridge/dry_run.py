@@ -23,8 +23,9 @@ from typing import Any
 
 from bridge.connections import build_adapter, effective_settings, secret_values
 from bridge.extensions import db
-from bridge.http import OutboundPolicy, check_url, describe_request, describe_response, outbound_client, prepare
+from bridge.http import describe_request, describe_response, outbound_client, prepare
 from bridge.models import Connection, User
+from bridge.outbound_policy import OutboundPolicy, check_url
 from bridge.redaction import scrub_text
 from crm_adapters.base import Adapter, HttpResponse, OutboundContact, OutboundEvent
 from crm_adapters.errors import AdapterError

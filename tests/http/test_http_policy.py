@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from bridge.http import (
+from bridge.outbound_policy import (
     OutboundPolicy,
     address_is_public,
     check_target,
