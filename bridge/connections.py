@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +44,9 @@ USERNAME_FORMATS = ("email", "flname", "fnamenum")
 # Keys of a JSON secret (custom_webhook ``auth``) that describe it rather than hold a secret.
 JSON_SECRET_PLAIN_KEYS = frozenset({"type", "header", "token_url", "scope", "client_auth"})
 MIN_PASSWORD_LENGTH = 12
+# What a secret that cannot be decrypted shows in place of its mask. Sent back unchanged (an API
+# client PATCHing what it was shown), it keeps the stored secret, as a mask does.
+UNREADABLE_MASK = "•••• unreadable"
 
 
 class InvalidConnection(ValueError):
@@ -60,6 +63,31 @@ class ConnectionExists(InvalidConnection):
 
 class IncompleteConnection(InvalidConnection):
     """Required settings are missing, so the CRM cannot be called yet."""
+
+
+class UnreadableSecrets(crypto.SecretUnreadable):
+    """Secret settings were encrypted with another ``SECRET_KEY`` (or are damaged).
+
+    They stay stored as they are (restoring the old key makes them readable again) and are
+    never replaced unless named in a change; but nothing that needs them runs, since an adapter
+    without its credentials or signing secret would fail obscurely or skip a signature check.
+    ``names`` lists them; the message says how to fix it and never carries a value.
+    """
+
+    def __init__(self, connection_name: str, names: Sequence[str]) -> None:
+        self.connection_name = connection_name
+        self.names = sorted(names)
+        self.hint = unreadable_hint(connection_name, self.names)
+        super().__init__(f"connection {connection_name!r}: {', '.join(self.names)} cannot be decrypted ({self.hint})")
+
+
+def unreadable_hint(connection_name: str, names: Sequence[str]) -> str:
+    """What to do about secrets encrypted with another SECRET_KEY. The command says ``KEY=VALUE``
+    rather than ``app_password=…``: log redaction would eat a secret's name followed by ``=``."""
+    return (
+        "encrypted with another SECRET_KEY: restore that key, or set "
+        f"{'it' if len(names) == 1 else 'them'} again with `bridge connection set {connection_name} KEY=VALUE`"
+    )
 
 
 def settings_for_type(type_slug: str) -> list[Setting]:
@@ -137,8 +165,18 @@ def _check_common(settings: Mapping[str, Any]) -> list[str]:
 
 def missing_settings(connection: Connection) -> list[str]:
     """Required settings not yet given. A connection may be saved incomplete (its access key
-    works and payloads carrying the contact are served); API calls need these."""
-    return missing_from(connection.type, effective_settings(connection))
+    works and payloads carrying the contact are served); API calls need these. A secret that
+    is stored but cannot be decrypted is not missing: see ``unreadable_settings``."""
+    return _missing_readable(connection.type, *read_settings(connection))
+
+
+def _missing_readable(type_slug: str, settings: Mapping[str, Any], unreadable: Sequence[str]) -> list[str]:
+    return [name for name in missing_from(type_slug, settings) if name not in unreadable]
+
+
+def unreadable_settings(connection: Connection) -> list[str]:
+    """Stored secret settings this ``SECRET_KEY`` cannot decrypt (see ``UnreadableSecrets``)."""
+    return read_settings(connection)[1]
 
 
 def missing_from(type_slug: str, settings: Mapping[str, Any]) -> list[str]:
@@ -147,19 +185,35 @@ def missing_from(type_slug: str, settings: Mapping[str, Any]) -> list[str]:
 
 
 def effective_settings(connection: Connection) -> dict[str, Any]:
-    """Defaults overlaid with what is stored, secrets decrypted: what an adapter receives."""
+    """Defaults overlaid with what is stored, secrets decrypted: what an adapter receives.
+    Raises ``UnreadableSecrets`` when a secret cannot be decrypted (never a partial result)."""
+    settings, unreadable = read_settings(connection)
+    if unreadable:
+        raise UnreadableSecrets(connection.name, unreadable)
+    return settings
+
+
+def read_settings(connection: Connection) -> tuple[dict[str, Any], list[str]]:
+    """``effective_settings`` that does not raise: secrets that cannot be decrypted keep their
+    defaults and are named in the second item. For showing a connection, reading its flags and
+    validating a change: never for building an adapter."""
     result: dict[str, Any] = {}
     for setting in settings_for_type(connection.type):
         default = setting.default
         result[setting.name] = json.loads(json.dumps(default)) if default is not None else None
     index = _setting_index(connection.type)
+    unreadable: list[str] = []
     for key, value in (connection.settings or {}).items():
         if crypto.is_encrypted(value):
-            value = crypto.decrypt(value)
+            try:
+                value = crypto.decrypt(value)
+            except crypto.SecretUnreadable:
+                unreadable.append(key)
+                continue
             if key in index and index[key].kind == "json":
                 value = json.loads(value)  # a JSON secret (custom_webhook's auth) is stored as JSON text
         result[key] = value
-    return result
+    return result, sorted(unreadable)
 
 
 def _secret_leaves(value: Any) -> list[str]:
@@ -182,18 +236,22 @@ def _mask_secret(value: Any) -> Any:
 
 
 def public_settings(connection: Connection) -> dict[str, Any]:
-    """Settings safe to show: secrets masked (never shown again in full once saved)."""
-    index = _setting_index(connection.type)
-    shown = effective_settings(connection)
-    for name, setting in index.items():
-        if setting.secret and shown.get(name):
-            shown[name] = _mask_secret(shown[name])
-    return shown
+    """Settings safe to show: secrets masked (never shown again in full once saved), and
+    those that cannot be decrypted shown as ``UNREADABLE_MASK``."""
+    return _public(connection.type, *read_settings(connection))
+
+
+def _public(type_slug: str, settings: dict[str, Any], unreadable: Sequence[str]) -> dict[str, Any]:
+    for name, setting in _setting_index(type_slug).items():
+        if setting.secret and settings.get(name):
+            settings[name] = _mask_secret(settings[name])
+    return {**settings, **dict.fromkeys(unreadable, UNREADABLE_MASK)}
 
 
 def secret_values(connection: Connection) -> list[str]:
-    """Plain secret values of a connection, for redaction of logs and attempts."""
-    return secret_values_from(connection.type, effective_settings(connection))
+    """Plain secret values of a connection, for redaction of logs and attempts (those that
+    cannot be decrypted are left out: nothing can send them either)."""
+    return secret_values_from(connection.type, read_settings(connection)[0])
 
 
 def secret_values_from(type_slug: str, settings: Mapping[str, Any]) -> list[str]:
@@ -215,6 +273,8 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
         if setting is None:
             problems.append(f"unknown setting {name!r} for type {connection.type}")
             continue
+        if setting.secret and _is_mask_of_stored(raw, stored.get(name)):
+            continue  # a form or API client sent back what we showed it: keep the secret
         try:
             value = _coerce(setting, raw)
         except ValueError as exc:
@@ -222,8 +282,6 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
             continue
         if value is None:
             stored.pop(name, None)
-        elif setting.secret and _is_mask_of_stored(value, stored.get(name)):
-            continue  # a form or API client sent back what we showed it: keep the secret
         elif setting.secret and setting.kind == "json":
             stored[name] = crypto.encrypt(json.dumps(value))
         elif setting.secret and isinstance(value, str) and value:
@@ -231,7 +289,8 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
         else:
             stored[name] = value
     candidate = Connection(name=connection.name, type=connection.type, settings=stored)
-    merged = effective_settings(candidate)
+    # Secrets that cannot be decrypted stay stored as they are: they were checked when saved.
+    merged, _unreadable = read_settings(candidate)
     problems += _check_common(merged)
     problems += adapter_class(connection.type).validate_config(merged)
     if problems:
@@ -262,7 +321,10 @@ def _is_mask_of_stored(value: Any, stored: Any) -> bool:
     output edited and sent back whole), which must not overwrite the real secret."""
     if not isinstance(value, str) or not value.startswith("••••") or not isinstance(stored, str):
         return False
-    return value == crypto.mask(crypto.decrypt(stored))
+    try:
+        return value == crypto.mask(crypto.decrypt(stored))
+    except crypto.SecretUnreadable:
+        return value == UNREADABLE_MASK
 
 
 def create_connection(name: str, type_slug: str, settings: Mapping[str, Any] | None = None) -> tuple[Connection, str]:
@@ -361,13 +423,16 @@ def active_access_keys(connection: Connection) -> list[AccessKey]:
 
 def connection_to_json(connection: Connection) -> dict[str, Any]:
     """A connection as the CLI, API and admin console show it: secrets masked, and of each
-    access key only its last four characters (the key itself is shown once, when made)."""
+    access key only its last four characters (the key itself is shown once, when made).
+    ``unreadable_settings`` names the secrets this SECRET_KEY cannot decrypt."""
+    settings, unreadable = read_settings(connection)
     return {
         "name": connection.name,
         "type": connection.type,
-        "enabled": bool(effective_settings(connection).get("enabled", True)),
-        "settings": public_settings(connection),
-        "missing_settings": missing_settings(connection),
+        "enabled": bool(settings.get("enabled", True)),
+        "settings": _public(connection.type, dict(settings), unreadable),
+        "missing_settings": _missing_readable(connection.type, settings, unreadable),
+        "unreadable_settings": unreadable,
         "access_keys": [
             {"hint": "…" + key.hint, "created_at": _iso(key.created_at), "expires_at": _iso(key.expires_at)}
             for key in active_access_keys(connection)
@@ -391,9 +456,13 @@ def remove_connection(connection: Connection) -> None:
 def check_connection(connection: Connection, http: OutboundClient | None = None) -> None:
     """One cheap authenticated CRM call through the adapter.
 
-    Raises ``IncompleteConnection`` when required settings are missing (no request is made),
-    else whatever typed ``AdapterError`` the adapter raises.
+    Raises ``UnreadableSecrets`` when a stored secret cannot be decrypted and
+    ``IncompleteConnection`` when required settings are missing (no request is made in either
+    case), else whatever typed ``AdapterError`` the adapter raises.
     """
+    unreadable = unreadable_settings(connection)
+    if unreadable:
+        raise UnreadableSecrets(connection.name, unreadable)
     missing = missing_settings(connection)
     if missing:
         raise IncompleteConnection([f"missing required setting {name!r}" for name in missing])

@@ -21,7 +21,8 @@ PREFIX = "enc:v1:"
 
 
 class SecretUnreadable(Exception):
-    """The value was encrypted with another SECRET_KEY (or is damaged)."""
+    """The value was encrypted with another SECRET_KEY (or is damaged). The message never
+    carries the value or its ciphertext."""
 
 
 def _fernet(secret_key: str | None = None) -> Fernet:
@@ -55,7 +56,10 @@ def decrypt(value: str, secret_key: str | None = None) -> str:
     try:
         return _fernet(secret_key).decrypt(value[len(PREFIX) :].encode()).decode()
     except InvalidToken as exc:
-        raise SecretUnreadable("a stored secret cannot be decrypted with this SECRET_KEY") from exc
+        raise SecretUnreadable(
+            "a stored secret cannot be decrypted with this SECRET_KEY: it was encrypted with another one "
+            "(restore that key) or is damaged"
+        ) from exc
 
 
 def mask(value: str | None) -> str:

@@ -149,3 +149,25 @@ def statements(app: Any) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+OTHER_SECRET_KEY = "an-older-secret-key-this-server-no-longer-has"
+
+
+def encrypt_with_other_key(app: Any, connection_name: str, *names: str) -> dict[str, str]:
+    """Store the connection's secret settings ``names`` encrypted with another SECRET_KEY, as
+    they are after SECRET_KEY changed. Returns what is now stored for each (the ciphertext)."""
+    from bridge import crypto
+    from bridge.connections import get_connection
+    from bridge.extensions import db
+
+    with app.app_context():
+        connection = get_connection(connection_name)
+        stored = dict(connection.settings)
+        for name in names:
+            stored[name] = crypto.encrypt(crypto.decrypt(stored[name]), secret_key=OTHER_SECRET_KEY)
+        connection.settings = stored
+        db.session.commit()
+        return {name: stored[name] for name in names}

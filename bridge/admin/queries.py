@@ -135,6 +135,11 @@ class ConnectionSummary:
     missing: list[str]
     key_hint: str | None
     open_deliveries: int
+    unreadable: list[str] = field(default_factory=list)  # secrets this SECRET_KEY cannot decrypt
+
+    @property
+    def unreadable_hint(self) -> str:
+        return connection_service.unreadable_hint(self.connection.name, self.unreadable)
 
 
 def current_key_hint(connection: Connection) -> str | None:
@@ -160,13 +165,14 @@ def grace_keys(connection: Connection) -> list[AccessKey]:
 
 
 def summarise(connection: Connection) -> ConnectionSummary:
-    settings = connection_service.effective_settings(connection)
+    settings, unreadable = connection_service.read_settings(connection)
     return ConnectionSummary(
         connection=connection,
         enabled=bool(settings.get("enabled", True)),
         missing=connection_service.missing_settings(connection),
         key_hint=current_key_hint(connection),
         open_deliveries=count(Delivery, Delivery.connection_id == connection.id, Delivery.status.in_(OPEN_STATUSES)),
+        unreadable=unreadable,
     )
 
 

@@ -83,6 +83,8 @@ def connection_test(name: str) -> Response:
     connection = _connection_or_404(name)
     try:
         connection_service.check_connection(connection)
+    except connection_service.UnreadableSecrets as exc:
+        flash(f"Not tested: {', '.join(exc.names)} cannot be decrypted ({exc.hint}).", "error")
     except (AdapterError, SecretUnreadable) as exc:
         message = scrub_text(str(exc), connection_service.secret_values(connection))
         flash(f"Connection test failed: {message}", "error")

@@ -47,6 +47,11 @@ def invalid(error: connections.InvalidConnection, status: int = 422, code: str =
     return ApiError(status, code, str(error), extra={"problems": error.problems})
 
 
+def unreadable_error(error: connections.UnreadableSecrets) -> ApiError:
+    """422 as for an incomplete connection: the stored connection cannot be used as it is."""
+    return ApiError(422, "secret_unreadable", str(error), extra={"unreadable_settings": error.names})
+
+
 def connection_or_404(name: str) -> Connection:
     connection = connections.get_connection(name)
     if connection is None:
@@ -131,6 +136,8 @@ def test_connection(name: str) -> Any:
     connection = connection_or_404(name)
     try:
         connections.check_connection(connection)
+    except connections.UnreadableSecrets as exc:
+        raise unreadable_error(exc) from None
     except connections.IncompleteConnection as exc:
         raise invalid(exc, 422, "incomplete_connection") from None
     except AdapterError as exc:

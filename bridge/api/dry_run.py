@@ -8,7 +8,8 @@ from flask import jsonify, request
 
 from bridge.api import bp
 from bridge.api.auth import token_required
-from bridge.connections import get_connection
+from bridge.api.connections import unreadable_error
+from bridge.connections import UnreadableSecrets, get_connection
 from bridge.dry_run import DryRunUserNotFound, UnknownPreset, dry_run
 from bridge.errors import ApiError
 
@@ -37,4 +38,6 @@ def connection_dry_run(name: str) -> Any:
         raise ApiError(400, "invalid_parameter", str(exc)) from exc
     except DryRunUserNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
+    except UnreadableSecrets as exc:
+        raise unreadable_error(exc) from None
     return jsonify({"success": True, **result})

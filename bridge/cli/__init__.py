@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
@@ -27,10 +27,10 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], str] | None = None) -
         click.echo(render(data) if render else str(data))
 
 
-def fail(message: str, as_json: bool = False, code: str = "error") -> None:
-    """Exit 1 with a clear message (a JSON object with --json)."""
+def fail(message: str, as_json: bool = False, code: str = "error", extra: Mapping[str, Any] | None = None) -> None:
+    """Exit 1 with a clear message (a JSON object with --json, with ``extra`` fields)."""
     if as_json:
-        click.echo(json.dumps({"success": False, "error": code, "message": message}))
+        click.echo(json.dumps({"success": False, "error": code, "message": message, **(extra or {})}))
     else:
         click.echo(f"Error: {message}", err=True)
     sys.exit(1)

@@ -91,7 +91,19 @@ def render_connection(data: dict[str, Any]) -> str:
         lines.append(f"  missing required settings: {', '.join(data['missing_settings'])}")
     else:
         lines.append("  missing required settings: none")
+    if data["unreadable_settings"]:
+        lines.append(f"  unreadable secrets: {unreadable_note(data)}")
     return "\n".join(lines)
+
+
+def unreadable_note(data: dict[str, Any]) -> str:
+    """``app_password (encrypted with another SECRET_KEY: …)`` for a connection's JSON."""
+    names = data["unreadable_settings"]
+    return f"{', '.join(names)} ({connections.unreadable_hint(data['name'], names)})"
+
+
+def fail_unreadable(error: connections.UnreadableSecrets, as_json: bool) -> None:
+    fail(str(error), as_json, "secret_unreadable", extra={"unreadable_settings": error.names})
 
 
 @connection_group.command("add")
@@ -140,7 +152,8 @@ def list_command(as_json: bool) -> None:
             rows.append(
                 f"{item['name']:<20} {item['type']:<16} {'yes' if item['enabled'] else 'no':<8} {hint:<8} {missing}"
             )
-        return "\n".join(rows)
+        notes = [f"{i['name']}: cannot decrypt {unreadable_note(i)}" for i in data["items"] if i["unreadable_settings"]]
+        return "\n".join(rows + (["", *notes] if notes else []))
 
     emit({"items": items, "total": len(items)}, as_json, render)
 
@@ -167,7 +180,10 @@ def set_command(name: str, assignments: tuple[str, ...], as_json: bool) -> None:
     except connections.InvalidConnection as exc:
         fail_invalid(exc, as_json)
     db.session.commit()
-    emit(connections.connection_to_json(connection), as_json, lambda d: "Saved.\n" + render_connection(d))
+    data = connections.connection_to_json(connection)
+    if data["unreadable_settings"] and not as_json:
+        click.echo(f"Warning: kept as they are, still unreadable: {unreadable_note(data)}", err=True)
+    emit(data, as_json, lambda d: "Saved.\n" + render_connection(d))
 
 
 @connection_group.command("test")
@@ -182,6 +198,8 @@ def test_command(name: str, dry_run: bool, as_json: bool) -> None:
         return
     try:
         connections.check_connection(connection)
+    except connections.UnreadableSecrets as exc:
+        fail_unreadable(exc, as_json)
     except connections.IncompleteConnection as exc:
         fail(str(exc), as_json, "incomplete_connection")
     except AdapterError as exc:
@@ -215,6 +233,8 @@ def run_dry(connection: Connection, as_json: bool) -> None:
         fail("dry runs are not available in this build", as_json, "not_supported")
     try:
         result = dry_run(connection, preset="new_us_user", send=False)
+    except connections.UnreadableSecrets as exc:
+        fail_unreadable(exc, as_json)
     except AdapterError as exc:
         report_check_failure(connection, exc, as_json)
     emit(result, as_json, render_dry_run)
