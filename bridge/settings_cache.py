@@ -21,13 +21,15 @@ from typing import Any
 
 from flask import current_app
 
-from bridge.connections import effective_settings, secret_values
+from bridge.connections import UnreadableSecrets, read_settings, secret_values_from
 from bridge.models import Connection
 
 MAX_ENTRIES = 256
 
 _CacheKey = tuple[int, str, str, str]
-_entries: OrderedDict[_CacheKey, tuple[dict[str, Any], tuple[str, ...]]] = OrderedDict()
+# (settings, secret values, names of secrets that cannot be decrypted)
+_Entry = tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]
+_entries: OrderedDict[_CacheKey, _Entry] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -36,14 +38,15 @@ def _key(connection: Connection) -> _CacheKey:
     return (connection.id, connection.type, stored, str(current_app.config["SECRET_KEY"]))
 
 
-def _entry(connection: Connection) -> tuple[dict[str, Any], tuple[str, ...]]:
+def _entry(connection: Connection) -> _Entry:
     key = _key(connection)
     with _lock:
         found = _entries.get(key)
         if found is not None:
             _entries.move_to_end(key)
             return found
-    computed = (effective_settings(connection), tuple(secret_values(connection)))
+    settings, unreadable = read_settings(connection)
+    computed = (settings, tuple(secret_values_from(connection.type, settings)), tuple(unreadable))
     with _lock:
         _entries[key] = computed
         while len(_entries) > MAX_ENTRIES:
@@ -52,12 +55,18 @@ def _entry(connection: Connection) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 
 def cached_settings(connection: Connection) -> dict[str, Any]:
-    """``effective_settings(connection)``, decrypted once per settings version (a copy)."""
-    return copy.deepcopy(_entry(connection)[0])
+    """``effective_settings(connection)``, decrypted once per settings version (a copy).
+    Raises ``UnreadableSecrets`` as it does: an adapter never runs without a secret."""
+    settings, _secrets, unreadable = _entry(connection)
+    if unreadable:
+        raise UnreadableSecrets(connection.name, unreadable)
+    return copy.deepcopy(settings)
 
 
 def cached_flag(connection: Connection, name: str, default: Any = None) -> Any:
-    """One scalar setting without copying the whole dict (for ``enabled``-style checks)."""
+    """One scalar setting without copying the whole dict (for ``enabled``-style checks).
+    Flags are never secret, so a secret that cannot be decrypted does not stop a
+    registration from queueing its push (the delivery reports it)."""
     return _entry(connection)[0].get(name, default)
 
 

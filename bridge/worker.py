@@ -32,6 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from bridge import jobs, leases
+from bridge.crypto import SecretUnreadable
 from bridge.deliveries import DeliveryAbandoned
 from bridge.extensions import db
 from bridge.http import OutboundClient, OutboundPolicy
@@ -91,17 +92,33 @@ def install_session_hooks() -> None:
 # -- the worker -------------------------------------------------------------------------------
 
 
-def _internal_error(attempt: AttemptRecord, exc: Exception, secrets: Sequence[str]) -> AttemptRecord:
-    """The attempt as a retryable ``internal_error`` (a handler bug, or its result could not
-    be stored); the exchanges made are kept."""
+def _retryable_error(attempt: AttemptRecord, error_class: str, message: str, secrets: Sequence[str]) -> AttemptRecord:
+    """The attempt as a retryable failure; the exchanges made are kept."""
     return AttemptRecord(
         attempt.started_at,
         attempt.duration_ms,
         attempt.exchanges,
-        error_class="internal_error",
-        error_message=scrub_text(f"{exc.__class__.__name__}: {exc}", list(secrets)),
+        error_class=error_class,
+        error_message=scrub_text(message, list(secrets)),
         retryable=True,
     )
+
+
+def _internal_error(attempt: AttemptRecord, exc: Exception, secrets: Sequence[str]) -> AttemptRecord:
+    """The attempt as a retryable ``internal_error`` (a handler bug, or its result could not
+    be stored)."""
+    return _retryable_error(attempt, "internal_error", f"{exc.__class__.__name__}: {exc}", secrets)
+
+
+def _unreadable_secret(attempt: AttemptRecord, exc: SecretUnreadable, secrets: Sequence[str]) -> AttemptRecord:
+    """A retryable ``secret_unreadable``: a secret the attempt needs (a credential, a password
+    to return) was encrypted with another SECRET_KEY; the message says which and what to do.
+
+    Retryable because the delivery is fine and the fix is the operator's: restoring the old key
+    (or setting the credential again) lets the next try through, so the pushes queued meanwhile
+    go out by themselves instead of all ending dead; unfixed, a row is still ``dead`` (visible,
+    replayable) after the usual three days. Not a bug, so no traceback is logged."""
+    return _retryable_error(attempt, "secret_unreadable", str(exc), secrets)
 
 
 class OutboundClients:
@@ -438,6 +455,9 @@ class DeliveryWorker:
             record = AttemptRecord(
                 started_at, 0.0, [], error_class=error_class, error_message=scrub_text(str(exc), secret_list)
             )
+        except SecretUnreadable as exc:
+            db.session.rollback()
+            record = _unreadable_secret(AttemptRecord(started_at, 0.0, []), exc, secret_list)
         except Exception as exc:  # a handler bug: recorded and retried, never fatal to the worker
             db.session.rollback()
             log.exception("delivery %s (%s): handler error", delivery.id, delivery.kind)

@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
 from bridge import crypto
-from bridge.connections import effective_settings, missing_from, secret_values_from
+from bridge.connections import missing_from, read_settings, secret_values_from
 from bridge.extensions import db
 from bridge.models import AccessKey, Connection, utcnow
 
@@ -65,6 +65,8 @@ class KeyedConnection:
     """What an access key opens, ready to serve a webhook (settings already decrypted).
 
     ``settings`` is shared by every request that hits the cache: treat it as read-only.
+    ``unreadable`` names secrets this SECRET_KEY cannot decrypt (left out of ``settings``):
+    such a connection serves no webhook (``ConnectionRuntime.from_keyed`` refuses it).
     """
 
     connection_id: int
@@ -76,6 +78,7 @@ class KeyedConnection:
     key_hash: str
     key_expires_at: datetime | None
     loaded_at: float
+    unreadable: tuple[str, ...] = ()
 
 
 class AccessKeyCache:
@@ -155,9 +158,9 @@ def _load(digest: str) -> KeyedConnection | None:
     if row is None:
         return None
     key_hash, expires_at, connection_id, name, type_slug, stored = row
-    settings = effective_settings(Connection(name=name, type=type_slug, settings=stored or {}))
+    settings, unreadable = read_settings(Connection(name=name, type=type_slug, settings=stored or {}))
     secrets = tuple(secret_values_from(type_slug, settings))
-    complete = not missing_from(type_slug, settings)
+    complete = not missing_from(type_slug, settings) and not unreadable
     return KeyedConnection(
         connection_id=connection_id,
         name=name,
@@ -168,6 +171,7 @@ def _load(digest: str) -> KeyedConnection | None:
         key_hash=key_hash,
         key_expires_at=expires_at,
         loaded_at=time.monotonic(),
+        unreadable=tuple(unreadable),
     )
 
 

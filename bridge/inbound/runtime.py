@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.adapters import adapter_class
-from bridge.connections import effective_settings, settings_for_type
+from bridge.connections import UnreadableSecrets, effective_settings, settings_for_type
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.http import OutboundClient, outbound_client
@@ -19,7 +19,7 @@ from crm_adapters.errors import AdapterError
 
 
 class InboundRejected(ApiError):
-    """A webhook the rules refuse (4xx) or cannot serve now (502). Nothing was written."""
+    """A webhook the rules refuse (4xx) or cannot serve now (502, 503). Nothing was written."""
 
 
 class InboundJobRejected(AdapterError):
@@ -84,7 +84,16 @@ class ConnectionRuntime:
     @classmethod
     def from_keyed(cls, keyed: KeyedConnection) -> ConnectionRuntime:
         """A runtime from a cached key snapshot: a fresh adapter and lazy outbound client per
-        request (clients record exchanges), the decrypted settings shared (a shallow copy)."""
+        request (clients record exchanges), the decrypted settings shared (a shallow copy).
+
+        A connection with a secret this SECRET_KEY cannot decrypt is refused with 503
+        ``secret_unreadable``: its adapter would call the CRM without credentials or skip a
+        signature check. 503 as for ``not_configured`` (the closest in CONTRACT §3): the server
+        is misconfigured, not the request, and the CRM retries a 5xx, so webhooks sent meanwhile
+        go through once the key is restored or the secret set again."""
+        if keyed.unreadable:
+            message = str(UnreadableSecrets(keyed.name, keyed.unreadable))
+            raise InboundRejected(503, "secret_unreadable", message)
         settings = dict(keyed.settings)
         adapter = adapter_class(keyed.type)(settings, LazyOutboundClient(keyed.secrets))
         return cls(keyed.connection_id, keyed.name, settings, adapter, keyed.can_call_crm)
