@@ -9,7 +9,7 @@ from typing import Any
 import click
 from flask import current_app
 
-from bridge.cli import bridge_group, emit, fail, json_option
+from bridge.cli import bridge_group, emit, fail, json_option, require_schema
 
 
 @bridge_group.group("deliveries")
@@ -106,6 +106,7 @@ def worker_command(concurrency: int, processes: int, once: bool, as_json: bool) 
     from bridge.worker import DeliveryWorker
     from bridge.worker_runners import run_worker_processes
 
+    require_schema()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if processes > 1:
         workers = run_worker_processes(app, concurrency=concurrency, processes=processes, once=once)
