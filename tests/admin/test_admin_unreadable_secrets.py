@@ -13,8 +13,7 @@ from support import encrypt_with_other_key
 from bridge import connections
 
 HINT = (
-    "encrypted with another SECRET_KEY: restore that key, or set it again with "
-    "`bridge connection set fluent KEY=VALUE`"
+    "encrypted with another SECRET_KEY: restore that key, or set it again with `bridge connection set fluent KEY=VALUE`"
 )
 
 
