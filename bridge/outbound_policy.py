@@ -203,5 +203,3 @@ def check_target(url: str, policy: OutboundPolicy, resolver: Resolver = resolve)
     host = check_url(url, policy)
     parts = urlsplit(url)
     return pick_address(host, parts.port or (443 if parts.scheme == "https" else 80), policy, resolver)
-
-
