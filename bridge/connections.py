@@ -280,6 +280,8 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
         except ValueError as exc:
             problems.append(str(exc))
             continue
+        if setting.secret and setting.kind == "json":
+            value = _keep_masked_leaves(value, _stored_json(stored.get(name)))
         if value is None:
             stored.pop(name, None)
         elif setting.secret and setting.kind == "json":
@@ -325,6 +327,29 @@ def _is_mask_of_stored(value: Any, stored: Any) -> bool:
         return value == crypto.mask(crypto.decrypt(stored))
     except crypto.SecretUnreadable:
         return value == UNREADABLE_MASK
+
+
+def _stored_json(stored: Any) -> Any:
+    """A stored JSON secret, decrypted and parsed; None when there is none or it is unreadable."""
+    if not crypto.is_encrypted(stored):
+        return None
+    try:
+        return json.loads(crypto.decrypt(stored))
+    except (crypto.SecretUnreadable, ValueError):
+        return None
+
+
+def _keep_masked_leaves(value: Any, stored: Any) -> Any:
+    """A JSON secret sent back with some leaves as shown (masked, ``••••3456``) and others
+    edited: each masked leaf takes the stored value at the same place, so changing one part of
+    ``{"type": "bearer", "token": …}`` never stores the mask as the token."""
+    if isinstance(value, Mapping) and isinstance(stored, Mapping):
+        return {key: _keep_masked_leaves(item, stored.get(key)) for key, item in value.items()}
+    if isinstance(value, list) and isinstance(stored, list):
+        return [_keep_masked_leaves(item, stored[i] if i < len(stored) else None) for i, item in enumerate(value)]
+    if isinstance(value, str) and value.startswith("••••") and isinstance(stored, str | int | float):
+        return stored if value == crypto.mask(str(stored)) else value
+    return value
 
 
 def create_connection(name: str, type_slug: str, settings: Mapping[str, Any] | None = None) -> tuple[Connection, str]:

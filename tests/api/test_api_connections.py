@@ -266,3 +266,24 @@ def test_rotate_key_defaults_to_24_hours_and_validates_grace(app, api, make_conn
         assert connections.find_by_access_key(body["access_key"]) is None
         assert connections.find_by_access_key(immediate["access_key"]) is not None
     assert api("POST", "/api/connections/nope/rotate-key").status_code == 404
+
+
+def test_a_json_secret_sent_back_masked_keeps_its_hidden_parts(app, api, make_connection):
+    """The custom webhook's ``auth`` is shown as ``{"type": "bearer", "token": "••••1234"}``;
+    PATCHing it back whole, or with another part edited, must not store the mask as the token."""
+    token = "bearer-token-nobody-may-see-1234"
+    make_connection(
+        "hook", "custom_webhook", url="https://hooks.example.com/in", auth={"type": "bearer", "token": token}
+    )
+    shown = api("GET", "/api/connections/hook").get_json()["settings"]["auth"]
+    assert shown == {"type": "bearer", "token": "••••1234"}
+    assert api("PATCH", "/api/connections/hook", json={"settings": {"auth": shown}}).status_code == 200
+    edited = {**shown, "header": "X-Token"}
+    assert api("PATCH", "/api/connections/hook", json={"settings": {"auth": edited}}).status_code == 200
+    replaced = {"type": "bearer", "token": "a-brand-new-token-5678"}
+    with app.app_context():
+        auth = connections.effective_settings(connections.get_connection("hook"))["auth"]
+        assert auth == {"type": "bearer", "token": token, "header": "X-Token"}
+    assert api("PATCH", "/api/connections/hook", json={"settings": {"auth": replaced}}).status_code == 200
+    with app.app_context():
+        assert connections.effective_settings(connections.get_connection("hook"))["auth"] == replaced
