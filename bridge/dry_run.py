@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.connections import build_adapter, effective_settings, secret_values
+from bridge.connection_settings import effective_settings, secret_values
+from bridge.connections import build_adapter
 from bridge.extensions import db
 from bridge.http import describe_request, describe_response, outbound_client, prepare
 from bridge.models import Connection, User

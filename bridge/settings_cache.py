@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import current_app
 
-from bridge.connections import UnreadableSecrets, read_settings, secret_values_from
+from bridge.connection_settings import UnreadableSecrets, read_settings, secret_values_from
 from bridge.models import Connection
 
 MAX_ENTRIES = 256

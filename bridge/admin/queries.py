@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select
 
+from bridge import connection_settings as settings_service
 from bridge import connections as connection_service
 from bridge.extensions import db
 from bridge.models import (
@@ -139,7 +140,7 @@ class ConnectionSummary:
 
     @property
     def unreadable_hint(self) -> str:
-        return connection_service.unreadable_hint(self.connection.name, self.unreadable)
+        return settings_service.unreadable_hint(self.connection.name, self.unreadable)
 
 
 def current_key_hint(connection: Connection) -> str | None:
@@ -165,11 +166,11 @@ def grace_keys(connection: Connection) -> list[AccessKey]:
 
 
 def summarise(connection: Connection) -> ConnectionSummary:
-    settings, unreadable = connection_service.read_settings(connection)
+    settings, unreadable = settings_service.read_settings(connection)
     return ConnectionSummary(
         connection=connection,
         enabled=bool(settings.get("enabled", True)),
-        missing=connection_service.missing_settings(connection),
+        missing=settings_service.missing_settings(connection),
         key_hint=current_key_hint(connection),
         open_deliveries=count(Delivery, Delivery.connection_id == connection.id, Delivery.status.in_(OPEN_STATUSES)),
         unreadable=unreadable,
@@ -181,7 +182,7 @@ def connection_summaries() -> list[ConnectionSummary]:
 
 
 def secret_setting_names(connection: Connection) -> set[str]:
-    return {s.name for s in connection_service.settings_for_type(connection.type) if s.secret}
+    return {s.name for s in settings_service.settings_for_type(connection.type) if s.secret}
 
 
 # -- users ------------------------------------------------------------------------------------

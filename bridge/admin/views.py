@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from bridge import connection_settings as settings_service
 from bridge import connections as connection_service
 from bridge.admin import bp, queries
 from bridge.admin.auth import safe_next
@@ -61,7 +62,7 @@ def _render_connection(connection: Connection, *, new_key: str | None = None) ->
     return render_template(
         "admin/connection.html",
         summary=queries.summarise(connection),
-        settings=connection_service.public_settings(connection),
+        settings=settings_service.public_settings(connection),
         secret_names=queries.secret_setting_names(connection),
         webhook_urls=connection_service.webhook_urls(base_url, KEY_PLACEHOLDER),
         placeholder=KEY_PLACEHOLDER,
@@ -83,14 +84,14 @@ def connection_test(name: str) -> Response:
     connection = _connection_or_404(name)
     try:
         connection_service.check_connection(connection)
-    except connection_service.UnreadableSecrets as exc:
+    except settings_service.UnreadableSecrets as exc:
         flash(f"Not tested: {', '.join(exc.names)} cannot be decrypted ({exc.hint}).", "error")
     except (AdapterError, SecretUnreadable) as exc:
-        message = scrub_text(str(exc), connection_service.secret_values(connection))
+        message = scrub_text(str(exc), settings_service.secret_values(connection))
         flash(f"Connection test failed: {message}", "error")
     except NotImplementedError:
         flash(f"The {connection.type} adapter has no connection test.", "warning")
-    except connection_service.IncompleteConnection as exc:
+    except settings_service.IncompleteConnection as exc:
         flash(f"Not tested: {exc}.", "warning")
     else:
         flash(f"{connection.name}: the CRM accepted our credentials.", "success")
@@ -152,7 +153,7 @@ def webhooks() -> str:
 def webhook_detail(event_id: int) -> str:
     event = db.session.get(WebhookEvent, event_id) or abort(404)
     connection = db.session.get(Connection, event.connection_id) if event.connection_id else None
-    secrets = connection_service.secret_values(connection) if connection else []
+    secrets = settings_service.secret_values(connection) if connection else []
     return render_template("admin/webhook.html", event=event, payload=queries.pretty_payload(event.payload, secrets))
 
 
@@ -179,7 +180,7 @@ def deliveries() -> str:
 @bp.get("/deliveries/<int:delivery_id>")
 def delivery_detail(delivery_id: int) -> str:
     delivery = db.session.get(Delivery, delivery_id) or abort(404)
-    secrets = connection_service.secret_values(delivery.connection) if delivery.connection else []
+    secrets = settings_service.secret_values(delivery.connection) if delivery.connection else []
     return render_template(
         "admin/delivery.html",
         delivery=delivery,

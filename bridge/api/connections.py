@@ -14,7 +14,7 @@ from flask import request
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bridge import connections
+from bridge import connection_settings, connections
 from bridge.adapters import UnknownAdapterType
 from bridge.api import bp
 from bridge.api.auth import token_required
@@ -42,12 +42,14 @@ def page_number() -> int:
     return int(raw)
 
 
-def invalid(error: connections.InvalidConnection, status: int = 422, code: str = "invalid_connection") -> ApiError:
+def invalid(
+    error: connection_settings.InvalidConnection, status: int = 422, code: str = "invalid_connection"
+) -> ApiError:
     db.session.rollback()
     return ApiError(status, code, str(error), extra={"problems": error.problems})
 
 
-def unreadable_error(error: connections.UnreadableSecrets) -> ApiError:
+def unreadable_error(error: connection_settings.UnreadableSecrets) -> ApiError:
     """422 as for an incomplete connection: the stored connection cannot be used as it is."""
     return ApiError(422, "secret_unreadable", str(error), extra={"unreadable_settings": error.names})
 
@@ -93,7 +95,7 @@ def create_connection() -> Any:
         raise ApiError(422, "unknown_type", str(exc)) from None
     except connections.ConnectionExists as exc:
         raise invalid(exc, 409, "connection_exists") from None
-    except connections.InvalidConnection as exc:
+    except connection_settings.InvalidConnection as exc:
         raise invalid(exc) from None
     except IntegrityError:  # a concurrent request took the name between our check and commit
         db.session.rollback()
@@ -115,8 +117,8 @@ def update_connection(name: str) -> Any:
     if not isinstance(settings, dict):
         raise ApiError(400, "invalid_parameter", 'expected {"settings": {…}} (null removes a setting)')
     try:
-        connections.apply_settings(connection, settings)
-    except connections.InvalidConnection as exc:
+        connection_settings.apply_settings(connection, settings)
+    except connection_settings.InvalidConnection as exc:
         raise invalid(exc) from None
     db.session.commit()
     return connections.connection_to_json(connection)
@@ -136,9 +138,9 @@ def test_connection(name: str) -> Any:
     connection = connection_or_404(name)
     try:
         connections.check_connection(connection)
-    except connections.UnreadableSecrets as exc:
+    except connection_settings.UnreadableSecrets as exc:
         raise unreadable_error(exc) from None
-    except connections.IncompleteConnection as exc:
+    except connection_settings.IncompleteConnection as exc:
         raise invalid(exc, 422, "incomplete_connection") from None
     except AdapterError as exc:
         raise ApiError(

@@ -9,7 +9,8 @@ from flask import jsonify, request
 from bridge.api import bp
 from bridge.api.auth import token_required
 from bridge.api.connections import unreadable_error
-from bridge.connections import UnreadableSecrets, get_connection
+from bridge.connection_settings import UnreadableSecrets
+from bridge.connections import get_connection
 from bridge.dry_run import DryRunUserNotFound, UnknownPreset, dry_run
 from bridge.errors import ApiError
 

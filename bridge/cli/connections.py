@@ -13,7 +13,7 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from bridge import connections
+from bridge import connection_settings, connections
 from bridge.adapters import UnknownAdapterType, adapter_types
 from bridge.cli import bridge_group, emit, fail, json_option
 from bridge.extensions import db
@@ -38,7 +38,7 @@ def parse_assignments(pairs: tuple[str, ...], as_json: bool) -> dict[str, Any]:
             fail(f"expected KEY=VALUE, got {pair.split('=', 1)[0]!r}", as_json, "invalid_argument")
         if raw == "":
             fail(f"{key}= has no value (use {key}=null to remove the setting)", as_json, "invalid_argument")
-        changes[key] = connections.parse_cli_value(raw)
+        changes[key] = connection_settings.parse_cli_value(raw)
     return changes
 
 
@@ -49,7 +49,7 @@ def require_connection(name: str, as_json: bool) -> Connection:
     return connection  # type: ignore[return-value]  (fail() exits)
 
 
-def fail_invalid(error: connections.InvalidConnection, as_json: bool) -> None:
+def fail_invalid(error: connection_settings.InvalidConnection, as_json: bool) -> None:
     """Print every problem, not just the first, so one run fixes them all."""
     db.session.rollback()
     if as_json:
@@ -99,10 +99,10 @@ def render_connection(data: dict[str, Any]) -> str:
 def unreadable_note(data: dict[str, Any]) -> str:
     """``app_password (encrypted with another SECRET_KEY: …)`` for a connection's JSON."""
     names = data["unreadable_settings"]
-    return f"{', '.join(names)} ({connections.unreadable_hint(data['name'], names)})"
+    return f"{', '.join(names)} ({connection_settings.unreadable_hint(data['name'], names)})"
 
 
-def fail_unreadable(error: connections.UnreadableSecrets, as_json: bool) -> None:
+def fail_unreadable(error: connection_settings.UnreadableSecrets, as_json: bool) -> None:
     fail(str(error), as_json, "secret_unreadable", extra={"unreadable_settings": error.names})
 
 
@@ -120,7 +120,7 @@ def add_command(name: str, type_slug: str, assignments: tuple[str, ...], as_json
         fail(str(exc), as_json, "unknown_type")
     except connections.ConnectionExists as exc:
         fail(str(exc), as_json, "connection_exists")
-    except connections.InvalidConnection as exc:
+    except connection_settings.InvalidConnection as exc:
         fail_invalid(exc, as_json)
     db.session.commit()
     data = {
@@ -129,7 +129,7 @@ def add_command(name: str, type_slug: str, assignments: tuple[str, ...], as_json
         "access_key": key,
         "webhook_urls": connections.webhook_urls(connections.base_url(), key),
     }
-    missing = connections.missing_settings(connection)
+    missing = connection_settings.missing_settings(connection)
     headline = f"Connection {connection.name!r} ({connection.type}) created."
     if missing:
         headline += f"\nStill to set: {', '.join(missing)} (bridge connection set {connection.name} KEY=VALUE …)"
@@ -176,8 +176,8 @@ def set_command(name: str, assignments: tuple[str, ...], as_json: bool) -> None:
     connection = require_connection(name, as_json)
     changes = parse_assignments(assignments, as_json)
     try:
-        connections.apply_settings(connection, changes)
-    except connections.InvalidConnection as exc:
+        connection_settings.apply_settings(connection, changes)
+    except connection_settings.InvalidConnection as exc:
         fail_invalid(exc, as_json)
     db.session.commit()
     data = connections.connection_to_json(connection)
@@ -198,9 +198,9 @@ def test_command(name: str, dry_run: bool, as_json: bool) -> None:
         return
     try:
         connections.check_connection(connection)
-    except connections.UnreadableSecrets as exc:
+    except connection_settings.UnreadableSecrets as exc:
         fail_unreadable(exc, as_json)
-    except connections.IncompleteConnection as exc:
+    except connection_settings.IncompleteConnection as exc:
         fail(str(exc), as_json, "incomplete_connection")
     except AdapterError as exc:
         report_check_failure(connection, exc, as_json)
@@ -233,7 +233,7 @@ def run_dry(connection: Connection, as_json: bool) -> None:
         fail("dry runs are not available in this build", as_json, "not_supported")
     try:
         result = dry_run(connection, preset="new_us_user", send=False)
-    except connections.UnreadableSecrets as exc:
+    except connection_settings.UnreadableSecrets as exc:
         fail_unreadable(exc, as_json)
     except AdapterError as exc:
         report_check_failure(connection, exc, as_json)

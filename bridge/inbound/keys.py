@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
 from bridge import crypto
-from bridge.connections import missing_from, read_settings, secret_values_from
+from bridge.connection_settings import missing_from, read_settings, secret_values_from
 from bridge.extensions import db
 from bridge.models import AccessKey, Connection, utcnow
 

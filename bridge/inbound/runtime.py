@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.adapters import adapter_class
-from bridge.connections import UnreadableSecrets, effective_settings, settings_for_type
+from bridge.connection_settings import UnreadableSecrets, effective_settings, settings_for_type
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.http import OutboundClient, outbound_client

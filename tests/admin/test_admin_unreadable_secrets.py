@@ -10,7 +10,7 @@ import pytest
 import responses
 from support import encrypt_with_other_key
 
-from bridge import connections
+from bridge import connection_settings, connections
 
 HINT = (
     "encrypted with another SECRET_KEY: restore that key, or set it again with `bridge connection set fluent KEY=VALUE`"
@@ -21,7 +21,7 @@ HINT = (
 def unreadable(app, site) -> list[str]:
     """The fluent connection's app_password made unreadable; returns [plain, ciphertext]."""
     with app.app_context():
-        plain = connections.effective_settings(connections.get_connection("fluent"))["app_password"]
+        plain = connection_settings.effective_settings(connections.get_connection("fluent"))["app_password"]
     return [plain, encrypt_with_other_key(app, "fluent", "app_password")["app_password"]]
 
 

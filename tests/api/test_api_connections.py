@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import responses
 
-from bridge import connections
+from bridge import connection_settings, connections
 from bridge.models import utcnow
 
 PASSWORD = "wp-app-pass-Sup3rSecretValue"
@@ -173,7 +173,7 @@ def test_patch_with_the_masked_secret_sent_back_keeps_the_secret(app, api, make_
     shown["username"] = "renamed"
     assert api("PATCH", "/api/connections/fluent", json={"settings": shown}).status_code == 200
     with app.app_context():
-        settings = connections.effective_settings(connections.get_connection("fluent"))
+        settings = connection_settings.effective_settings(connections.get_connection("fluent"))
         assert (settings["app_password"], settings["username"]) == (PASSWORD, "renamed")
 
 
@@ -282,8 +282,8 @@ def test_a_json_secret_sent_back_masked_keeps_its_hidden_parts(app, api, make_co
     assert api("PATCH", "/api/connections/hook", json={"settings": {"auth": edited}}).status_code == 200
     replaced = {"type": "bearer", "token": "a-brand-new-token-5678"}
     with app.app_context():
-        auth = connections.effective_settings(connections.get_connection("hook"))["auth"]
+        auth = connection_settings.effective_settings(connections.get_connection("hook"))["auth"]
         assert auth == {"type": "bearer", "token": token, "header": "X-Token"}
     assert api("PATCH", "/api/connections/hook", json={"settings": {"auth": replaced}}).status_code == 200
     with app.app_context():
-        assert connections.effective_settings(connections.get_connection("hook"))["auth"] == replaced
+        assert connection_settings.effective_settings(connections.get_connection("hook"))["auth"] == replaced

@@ -8,7 +8,7 @@ import pytest
 import responses
 from support import encrypt_with_other_key
 
-from bridge import connections
+from bridge import connection_settings, connections
 
 PASSWORD = "wp-app-pass-Sup3rSecretValue"
 FLUENT = {"base_url": "https://crm.example.com", "username": "api", "app_password": PASSWORD}
@@ -42,7 +42,7 @@ def test_list_and_show_name_the_unreadable_settings(api, unreadable_fluent):
     assert (shown.status_code, listed.status_code) == (200, 200)
     body = shown.get_json()
     assert body["unreadable_settings"] == ["app_password"]
-    assert body["settings"]["app_password"] == connections.UNREADABLE_MASK
+    assert body["settings"]["app_password"] == connection_settings.UNREADABLE_MASK
     assert body["missing_settings"] == [] and body["enabled"] is True
     assert listed.get_json()["items"][0]["unreadable_settings"] == ["app_password"]
     for response in (shown, listed):
@@ -64,7 +64,7 @@ def test_patching_the_secret_makes_the_connection_readable(app, api, unreadable_
     assert response.status_code == 200
     assert response.get_json()["unreadable_settings"] == []
     with app.app_context():
-        assert connections.effective_settings(connections.get_connection("fluent"))["app_password"] == (
+        assert connection_settings.effective_settings(connections.get_connection("fluent"))["app_password"] == (
             "fresh-password-9876"
         )
 
@@ -73,7 +73,7 @@ def test_a_json_secret_shows_unreadable_and_survives_being_sent_back(app, api, m
     make_connection("hook", "custom_webhook", **HOOK)
     ciphertext = encrypt_with_other_key(app, "hook", "auth")["auth"]
     body = api("GET", "/api/connections/hook").get_json()
-    assert body["settings"]["auth"] == connections.UNREADABLE_MASK and body["unreadable_settings"] == ["auth"]
+    assert body["settings"]["auth"] == connection_settings.UNREADABLE_MASK and body["unreadable_settings"] == ["auth"]
     response = api("PATCH", "/api/connections/hook", json={"settings": body["settings"]})
     assert response.status_code == 200, response.get_json()
     assert stored(app, "hook")["auth"] == ciphertext

@@ -7,7 +7,7 @@ from __future__ import annotations
 import responses
 from support import encrypt_with_other_key
 
-from bridge import connections
+from bridge import connection_settings, connections
 
 PASSWORD = "wp-app-pass-Sup3rSecretValue"
 BASE = "https://crm.example.com"
@@ -42,7 +42,7 @@ def test_show_and_list_json_gain_unreadable_settings_and_keep_every_field(app, c
     code, shown = cli_json("connection", "show", "fluent")
     assert code == 0
     assert shown["unreadable_settings"] == ["app_password"]
-    assert shown["settings"]["app_password"] == connections.UNREADABLE_MASK
+    assert shown["settings"]["app_password"] == connection_settings.UNREADABLE_MASK
     assert shown["settings"]["username"] == "api" and shown["missing_settings"] == []
     assert {"name", "type", "enabled", "settings", "missing_settings", "access_keys"} <= set(shown)
     code, listed = cli_json("connection", "list")
@@ -90,7 +90,7 @@ def test_set_replaces_the_unreadable_secret(app, cli, cli_json):
     assert code == 0
     assert data["unreadable_settings"] == [] and data["settings"]["app_password"] == "••••d-42"
     with app.app_context():
-        assert connections.effective_settings(connections.get_connection("fluent"))["app_password"] == (
+        assert connection_settings.effective_settings(connections.get_connection("fluent"))["app_password"] == (
             "a-brand-new-password-42"
         )
 
@@ -103,12 +103,12 @@ def test_set_of_another_key_keeps_the_unreadable_secret_as_stored_and_warns(app,
     assert stored_password(app) == ciphertext  # untouched: restoring the old key brings it back
     with app.app_context():
         connection = connections.get_connection("fluent")
-        assert connections.read_settings(connection)[0]["username"] == "someone-else"
+        assert connection_settings.read_settings(connection)[0]["username"] == "someone-else"
 
 
 def test_set_with_what_show_printed_keeps_the_unreadable_secret(app, cli):
     ciphertext = fluent_with_unreadable_password(app, cli)
-    result = cli("connection", "set", "fluent", f"app_password={connections.UNREADABLE_MASK}", "username=x")
+    result = cli("connection", "set", "fluent", f"app_password={connection_settings.UNREADABLE_MASK}", "username=x")
     assert result.exit_code == 0, result.output
     assert stored_password(app) == ciphertext
 
@@ -124,5 +124,5 @@ def test_restoring_the_old_key_makes_the_kept_secret_readable_again(app, cli):
     assert cli("connection", "set", "fluent", "username=changed").exit_code == 0
     app.config["SECRET_KEY"] = old_key
     with app.app_context():
-        settings = connections.effective_settings(connections.get_connection("fluent"))
+        settings = connection_settings.effective_settings(connections.get_connection("fluent"))
         assert (settings["app_password"], settings["username"]) == (PASSWORD, "changed")

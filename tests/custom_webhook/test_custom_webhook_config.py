@@ -7,13 +7,8 @@ from typing import Any
 
 import pytest
 
-from bridge.connections import (
-    InvalidConnection,
-    create_connection,
-    effective_settings,
-    public_settings,
-    secret_values,
-)
+from bridge.connection_settings import InvalidConnection, effective_settings, public_settings, secret_values
+from bridge.connections import create_connection
 from bridge.extensions import db
 from crm_adapters.custom_webhook import CustomWebhookAdapter
 

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from support import load_delivery
 
 from bridge import deliveries, outbox, settings_cache, users
-from bridge.connections import apply_settings, get_connection
+from bridge.connection_settings import apply_settings
+from bridge.connections import get_connection
 from bridge.deliveries import AttemptRecord, Finished
 from bridge.extensions import db
 from bridge.models import ContactLink, Delivery, DeliveryAttempt, utcnow

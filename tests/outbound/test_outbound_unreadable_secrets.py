@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from support import ECHO_CRM as CRM
 from support import OTHER_SECRET_KEY, encrypt_with_other_key, load_delivery
 
-from bridge import connections, crypto, outbox, registration
+from bridge import connection_settings, connections, crypto, outbox, registration
 from bridge.extensions import db
 from bridge.models import Delivery, utcnow
 from bridge.worker import DeliveryWorker
@@ -52,7 +52,7 @@ def test_the_push_waits_with_a_clear_retryable_error_until_the_secret_is_set_aga
     assert ciphertext not in caplog.text
 
     with app.app_context():
-        connections.apply_settings(connections.get_connection("echo"), {"api_key": "the-new-api-key-5678"})
+        connection_settings.apply_settings(connections.get_connection("echo"), {"api_key": "the-new-api-key-5678"})
         db.session.commit()
     make_due(app, delivery_id)
     responses.post(f"{CRM}/contacts", json={"id": 7})
