@@ -38,6 +38,7 @@ from bridge.leases import (
 )
 from bridge.models import Connection, Delivery, DeliveryAttempt, utcnow
 from bridge.users import iso
+from bridge.wakeup import WAKE_FLAG
 
 __all__ = [
     "BACKOFF_SECONDS",
@@ -76,7 +77,6 @@ __all__ = [
 ]
 
 PAGE_SIZE = 50
-WAKE_FLAG = outbox.WAKE_FLAG
 
 
 class DeliveryNotFound(LookupError):

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.extensions import db
 from bridge.models import OPEN_DEDUPE_PREDICATE, Connection, Delivery, User, utcnow
+from bridge.wakeup import WAKE_FLAG, wake_workers
 
 # Delivery kinds (DESIGN.md).
 CONTACT_UPSERT = "contact.upsert"
@@ -39,12 +40,6 @@ def is_open(status_column: Any) -> ColumnElement[bool]:
     claim with 2,000 queued rows took 600 ms instead of 3 ms.
     """
     return status_column.in_([literal_column(f"'{status}'") for status in OPEN_STATUSES])
-
-
-# Set in ``session.info`` by code that writes or re-queues rows without ORM objects (bulk
-# INSERT/UPDATE): the worker's session hook (bridge.worker) wakes this process's idle workers
-# when that transaction commits.
-WAKE_FLAG = "bridge.wake_worker"
 
 
 def ordering_key(connection: Connection | None, user: User | None) -> str | None:
@@ -178,8 +173,6 @@ def commit_job(
         job_id = connection.execute(statement, params).scalar()
     if job_id is None:
         return None
-    from bridge.worker import wake_workers  # the worker imports this module
-
     wake_workers()
     return int(job_id)
 

@@ -9,7 +9,7 @@ Two ways to run it (CONTRACT.md §1; the runners are in ``bridge.worker_runners`
   of them, on any machines, coordinate only through row leases (``bridge.leases.claim_due``).
 
 An idle worker picks a new row up at once when it was committed in the same process (a session
-hook sets a wake-up event) and within ``BRIDGE_WORKER_POLL_SECONDS`` otherwise. A worker that
+hook, ``bridge.wakeup``) and within ``BRIDGE_WORKER_POLL_SECONDS`` otherwise. A worker that
 dies leaves its rows ``in_flight`` until their lease expires; then another worker claims them
 again (at-least-once, with the delivery id as ``Idempotency-Key`` so receivers can dedupe).
 """
@@ -22,23 +22,20 @@ import secrets
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
-from bridge import jobs, leases
+from bridge import jobs, leases, wakeup
 from bridge.crypto import SecretUnreadable
 from bridge.deliveries import DeliveryAbandoned
 from bridge.extensions import db
-from bridge.http import OutboundClient, OutboundPolicy
+from bridge.http import OutboundPolicy
 from bridge.leases import AttemptRecord, ClaimedDelivery, Finished
 from bridge.models import Delivery, User, WorkerHeartbeat, utcnow
-from bridge.outbox import WAKE_FLAG
+from bridge.outbound_clients import OutboundClients
 from bridge.redaction import scrub_text
 from bridge.settings_cache import cached_secret_values
 from crm_adapters.errors import AdapterError
@@ -47,46 +44,10 @@ log = logging.getLogger("bridge.worker")
 
 HEARTBEAT_SECONDS = 5.0
 
-# -- in-process wake-up -----------------------------------------------------------------------
-
-_workers: weakref.WeakSet[DeliveryWorker] = weakref.WeakSet()
-_hooks_installed = False
 # Finished attempts wait at most this long to be recorded together: at a trickle of traffic
 # every delivery used to cost its own write transaction (on SQLite, its own turn at the write
 # lock that registrations queue on). The CRM has the push already; only the row's status waits.
 RECORD_DELAY_SECONDS = 0.05
-
-
-def wake_workers() -> None:
-    """Wake every idle worker in this process (new or re-queued rows were committed)."""
-    for worker in list(_workers):
-        worker.rows_arrived()
-
-
-def install_session_hooks() -> None:
-    """After a commit that inserted or re-queued Delivery rows, wake this process's workers.
-
-    ``after_flush`` still sees the pre-flush ``session.new``; code that re-queues rows with a
-    bulk UPDATE (retry, replay) sets ``session.info[WAKE_FLAG]`` itself.
-    """
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-
-    @event.listens_for(Session, "after_flush")
-    def note_new_deliveries(session: Session, _context: Any) -> None:
-        if any(isinstance(obj, Delivery) for obj in session.new):
-            session.info[WAKE_FLAG] = True
-
-    @event.listens_for(Session, "after_commit")
-    def wake_after_commit(session: Session) -> None:
-        if session.info.pop(WAKE_FLAG, False):
-            wake_workers()
-
-    @event.listens_for(Session, "after_rollback")
-    def forget_on_rollback(session: Session) -> None:
-        session.info.pop(WAKE_FLAG, None)
 
 
 # -- the worker -------------------------------------------------------------------------------
@@ -119,40 +80,6 @@ def _unreadable_secret(attempt: AttemptRecord, exc: SecretUnreadable, secrets: S
     go out by themselves instead of all ending dead; unfixed, a row is still ``dead`` (visible,
     replayable) after the usual three days. Not a bug, so no traceback is logged."""
     return _retryable_error(attempt, "secret_unreadable", str(exc), secrets)
-
-
-class OutboundClients:
-    """One outbound client per (pool thread, connection), kept between deliveries so HTTP
-    keep-alive works: a new ``requests`` session per delivery meant a new TCP (and TLS)
-    connection per CRM call. Each delivery still gets a clean client: its exchanges, the
-    secrets to redact and the cookies are reset, so attempts are recorded per delivery."""
-
-    def __init__(self, policy: OutboundPolicy) -> None:
-        self.policy = policy
-        self._local = threading.local()
-        self._all: list[OutboundClient] = []
-        self._lock = threading.Lock()
-
-    def for_delivery(self, connection_id: int | None, secrets: tuple[str, ...]) -> OutboundClient:
-        clients: dict[int | None, OutboundClient] | None = getattr(self._local, "clients", None)
-        if clients is None:
-            clients = self._local.clients = {}
-        client = clients.get(connection_id)
-        if client is None:
-            client = OutboundClient(policy=self.policy)
-            clients[connection_id] = client
-            with self._lock:
-                self._all.append(client)
-        client.secrets = tuple(s for s in secrets if s)
-        client.exchanges = []
-        client.session.cookies.clear()
-        return client
-
-    def close_all(self) -> None:
-        with self._lock:
-            clients, self._all = self._all, []
-        for client in clients:
-            client.session.close()
 
 
 def new_worker_id(inline: bool = False) -> str:
@@ -205,8 +132,8 @@ class DeliveryWorker:
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
         self._clients = OutboundClients(OutboundPolicy.from_config(app.config))
-        install_session_hooks()
-        _workers.add(self)
+        wakeup.install_session_hooks()
+        wakeup.register(self)
 
     def rows_arrived(self) -> None:
         """New or re-queued rows were committed in this process (or a row recorded outside

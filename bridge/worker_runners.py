@@ -15,7 +15,8 @@ from typing import Any
 from flask import Flask
 
 from bridge.extensions import db
-from bridge.worker import DeliveryWorker, install_session_hooks
+from bridge.wakeup import install_session_hooks
+from bridge.worker import DeliveryWorker
 
 EXTENSION_KEY = "bridge_worker"
 
