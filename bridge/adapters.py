@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
-from crm_adapters.base import Adapter, HttpClient
+from crm_adapters.base import Adapter
 
 ENTRY_POINT_GROUP = "crm_bridge.adapters"
 
@@ -31,7 +31,3 @@ def adapter_class(type_slug: str) -> type[Adapter]:
     except KeyError:
         known = ", ".join(adapter_types()) or "none"
         raise UnknownAdapterType(f"unknown connection type {type_slug!r} (known: {known})") from None
-
-
-def build_adapter(type_slug: str, settings: dict, http: HttpClient) -> Adapter:
-    return adapter_class(type_slug)(settings, http)

@@ -32,7 +32,8 @@ from bridge.connection_settings import (
 from bridge.extensions import db
 from bridge.http import OutboundClient, outbound_client
 from bridge.models import AccessKey, Connection, utcnow
-from crm_adapters.base import Adapter
+from bridge.token_refresh import guard_for
+from crm_adapters.base import Adapter, HttpClient
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +123,18 @@ def any_connection_exists() -> bool:
     return db.session.scalar(select(Connection.id).limit(1)) is not None
 
 
+def adapter_for(type_slug: str, settings: Mapping[str, Any], http: HttpClient, *, connection_id: int) -> Adapter:
+    """A connection's adapter with crm-bridge's cross-process OAuth refresh guard
+    (``bridge.token_refresh``): every adapter crm-bridge builds for a connection comes from here."""
+    adapter = adapter_class(type_slug)(settings, http)
+    adapter.refresh_guard = guard_for(connection_id)
+    return adapter
+
+
 def build_adapter(connection: Connection, http: OutboundClient | None = None) -> Adapter:
     """The connection's adapter, with an outbound client that redacts its secrets."""
     client = http or outbound_client(secret_values(connection))
-    return adapter_class(connection.type)(effective_settings(connection), client)
+    return adapter_for(connection.type, effective_settings(connection), client, connection_id=connection.id)
 
 
 def webhook_urls(base_url: str, access_key: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select
 
 from bridge import crypto, outbox, users
-from bridge.adapters import adapter_class
+from bridge.connections import adapter_for
 from bridge.deliveries import DeliveryAbandoned
 from bridge.extensions import db
 from bridge.jobs import JobContext, job_handler
@@ -68,7 +68,7 @@ def outbound_contact(user: User, adapter: Adapter, *, tags: list[str], event: Ou
 def build_adapter(connection: Connection, ctx: JobContext) -> Adapter:
     """The connection's adapter on the delivery's outbound client, from cached settings
     (noted on ``ctx``: the worker stores what the CRM changed, such as a refreshed token)."""
-    adapter = adapter_class(connection.type)(cached_settings(connection), ctx.http)
+    adapter = adapter_for(connection.type, cached_settings(connection), ctx.http, connection_id=connection.id)
     ctx.adapters.append((connection.id, adapter))
     return adapter
 

@@ -24,6 +24,7 @@ from crm_adapters.errors import (
     InvalidPayload,
     RateLimited,
 )
+from crm_adapters.oauth import RefreshGuard
 
 DEFAULT_FIELD_MAP: dict[str, str] = {
     "first_name": "first_name",
@@ -269,6 +270,9 @@ class Adapter:
     def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
         self.config = dict(config)
         self.http = http
+        # Set by the host to coordinate an OAuth refresh with its other processes
+        # (``crm_adapters.oauth.RefreshGuard``); None: the adapter redeems on its own.
+        self.refresh_guard: RefreshGuard | None = None
 
     # -- configuration helpers --
 

@@ -11,8 +11,9 @@ within ``REMEMBER_SECONDS`` after it get the same result (their 401 was answered
 than the others'). A failed redemption is shared as a failure (None):
 retrying it at once with the same refresh token is what this module exists to prevent.
 
-Other processes (a second worker, the web process) can still redeem the same token: their
-adapters load the stored, rotated tokens once the first process has saved them.
+Across processes the host coordinates: an adapter's ``refresh_guard`` (a :data:`RefreshGuard`)
+wraps the grant; crm-bridge's (``bridge.token_refresh``) takes a database lock and uses the
+tokens another process stored instead of redeeming the same refresh token again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 REMEMBER_SECONDS = 60.0
 
 Tokens = dict[str, str]
+# (the refresh token the adapter would present, the grant that redeems it) -> the tokens to use
+RefreshGuard = Callable[[str, Callable[[], "Tokens | None"]], "Tokens | None"]
 
 
 @dataclass

@@ -136,11 +136,16 @@ class PulseTechAdapter(Adapter):
         names = ("refresh_token", "client_id", "client_secret")
         if self.refreshed_tokens is not None or not all(self.setting(n) for n in names):
             return False
+        refresh_token = str(self.setting("refresh_token"))
+        guard = self.refresh_guard
+
+        def grant() -> dict[str, str] | None:
+            if guard is None:
+                return self._refresh_grant(names)
+            return guard(refresh_token, lambda: self._refresh_grant(names))
+
         tokens = REFRESH_GRANTS.redeem(
-            token_url=self.token_url,
-            client_id=str(self.setting("client_id")),
-            refresh_token=str(self.setting("refresh_token")),
-            grant=lambda: self._refresh_grant(names),
+            token_url=self.token_url, client_id=str(self.setting("client_id")), refresh_token=refresh_token, grant=grant
         )
         if not tokens:
             return False

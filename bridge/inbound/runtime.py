@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.adapters import adapter_class
 from bridge.connection_settings import UnreadableSecrets, effective_settings, settings_for_type
+from bridge.connections import adapter_for
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.http import OutboundClient, outbound_client
@@ -77,7 +77,7 @@ class ConnectionRuntime:
         settings = effective_settings(connection)
         secrets = [str(settings[s.name]) for s in declared if s.secret and settings.get(s.name)]
         client = http or LazyOutboundClient(tuple(secrets))
-        adapter = adapter_class(connection.type)(settings, client)
+        adapter = adapter_for(connection.type, settings, client, connection_id=connection.id)
         complete = all(settings.get(s.name) not in (None, "") for s in declared if s.required)
         return cls(connection.id, connection.name, settings, adapter, complete, connection)
 
@@ -95,7 +95,9 @@ class ConnectionRuntime:
             message = str(UnreadableSecrets(keyed.name, keyed.unreadable))
             raise InboundRejected(503, "secret_unreadable", message)
         settings = dict(keyed.settings)
-        adapter = adapter_class(keyed.type)(settings, LazyOutboundClient(keyed.secrets))
+        adapter = adapter_for(
+            keyed.type, settings, LazyOutboundClient(keyed.secrets), connection_id=keyed.connection_id
+        )
         return cls(keyed.connection_id, keyed.name, settings, adapter, keyed.can_call_crm)
 
 
