@@ -259,8 +259,13 @@ def secret_values_from(type_slug: str, settings: Mapping[str, Any]) -> list[str]
     return [v for v in values if len(v) >= 4]
 
 
-def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
-    """Validate and store setting changes (``None`` removes a setting). Raises InvalidConnection."""
+def apply_settings(connection: Connection, changes: Mapping[str, Any], *, judge_connection: bool = True) -> None:
+    """Validate and store setting changes (``None`` removes a setting). Raises InvalidConnection.
+
+    ``judge_connection=False`` is for values the CRM itself handed over (refreshed tokens): each
+    is still checked, but the connection as a whole is not judged again, so a setting that went
+    bad since it was saved cannot get the new tokens thrown away (the CRM has spent the old ones).
+    """
     index = _setting_index(connection.type)
     problems: list[str] = []
     stored = dict(connection.settings or {})
@@ -286,11 +291,12 @@ def apply_settings(connection: Connection, changes: Mapping[str, Any]) -> None:
             stored[name] = crypto.encrypt(value)
         else:
             stored[name] = value
-    candidate = Connection(name=connection.name, type=connection.type, settings=stored)
-    # Secrets that cannot be decrypted stay stored as they are: they were checked when saved.
-    merged, _unreadable = read_settings(candidate)
-    problems += _check_common(merged)
-    problems += adapter_class(connection.type).validate_config(merged)
+    if judge_connection:
+        candidate = Connection(name=connection.name, type=connection.type, settings=stored)
+        # Secrets that cannot be decrypted stay stored as they are: they were checked when saved.
+        merged, _unreadable = read_settings(candidate)
+        problems += _check_common(merged)
+        problems += adapter_class(connection.type).validate_config(merged)
     if problems:
         raise InvalidConnection(problems)
     connection.settings = stored

@@ -56,7 +56,7 @@ def store_changed_settings(connection_id: int, adapter: Adapter, *, commit: bool
     connection = db.session.get(Connection, connection_id)
     if connection is None:
         return []
-    apply_settings(connection, changes)
+    apply_settings(connection, changes, judge_connection=False)
     if commit:
         db.session.commit()
     logger.info("connection %s: stored the settings its CRM changed (%s)", connection.name, ", ".join(sorted(changes)))

@@ -54,7 +54,7 @@ def guard_for(connection_id: int) -> RefreshGuard | None:
                     }
                 tokens = grant()
                 if tokens:
-                    apply_settings(connection, tokens)
+                    apply_settings(connection, tokens, judge_connection=False)
                     session.commit()
                 return tokens
             finally:

@@ -15,7 +15,7 @@ from support import load_delivery
 
 from bridge import crypto, outbox, registration, users
 from bridge.extensions import db
-from bridge.models import Delivery, User
+from bridge.models import Connection, Delivery, User
 from bridge.worker import DeliveryWorker
 from bridge.worker_runners import EXTENSION_KEY
 
@@ -247,7 +247,8 @@ def rotating_connection(app, echo_adapter, echo_connection, monkeypatch) -> str:
 
 
 def stored_key(app, name: str) -> str:
-    from bridge.connections import effective_settings, get_connection
+    from bridge.connection_settings import effective_settings
+    from bridge.connections import get_connection
 
     with app.app_context():
         return effective_settings(get_connection(name))["api_key"]
@@ -267,4 +268,18 @@ def test_settings_the_crm_changed_are_stored_whether_or_not_the_push_succeeded(a
     with app.app_context():
         delivery = db.session.scalar(select(Delivery))
         assert delivery.status == ("succeeded" if crm_status == 200 else "failed")
+    assert stored_key(app, rotating_connection) == ROTATED
+
+
+@responses.activate
+def test_settings_the_crm_changed_are_stored_even_if_another_setting_went_bad(app, rotating_connection):
+    """The CRM has spent the old token: a setting that became invalid since it was saved (here
+    written straight into the row) must not get the new one thrown away."""
+    responses.post(f"{CRM}/contacts", json={"id": 9})
+    with app.app_context():
+        connection = db.session.scalar(select(Connection).where(Connection.name == rotating_connection))
+        connection.settings = {**connection.settings, "username_format": "no-such-format"}
+        registration.register_user(email="rot@example.com")
+        db.session.commit()
+    DeliveryWorker(app).run(once=True)
     assert stored_key(app, rotating_connection) == ROTATED
