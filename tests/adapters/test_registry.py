@@ -98,7 +98,8 @@ def plugin_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def test_an_adapter_from_a_separate_package_is_found_and_usable(plugin_distribution: Path, ctx: None) -> None:
-    from bridge.connections import build_adapter, create_connection, effective_settings
+    from bridge.connection_settings import effective_settings
+    from bridge.connections import build_adapter, create_connection
 
     assert "acme" in adapter_types()
     assert "fluentcrm" in adapter_types()  # the built-in ones are still there

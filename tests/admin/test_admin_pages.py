@@ -300,7 +300,8 @@ def test_test_connection_button_names_missing_settings_without_calling_the_crm(a
 @responses.activate
 def test_a_connection_test_stores_what_the_crm_changed(app, admin_client, site, monkeypatch):
     """A token refreshed during the test call is kept, like one refreshed during a delivery."""
-    from bridge.connections import effective_settings, get_connection
+    from bridge.connection_settings import effective_settings
+    from bridge.connections import get_connection
     from crm_adapters.fluentcrm import FluentCrmAdapter
 
     monkeypatch.setattr(FluentCrmAdapter, "settings_to_store", lambda self: {"app_password": "rotated-pass-2468"})

@@ -121,7 +121,8 @@ def test_settings_the_crm_changed_while_loading_are_stored_even_when_the_webhook
 ):
     """A refreshed token (here: a rotated app password) is stored before any rule runs, so a
     failed webhook does not lose it."""
-    from bridge.connections import effective_settings, get_connection
+    from bridge.connection_settings import effective_settings
+    from bridge.connections import get_connection
     from crm_adapters.fluentcrm import FluentCrmAdapter
 
     rotated = "rotated-app-password-5678"
