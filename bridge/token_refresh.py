@@ -27,8 +27,8 @@ from bridge.extensions import db
 from bridge.models import Connection
 from crm_adapters.oauth import RefreshGuard, Tokens
 
-# First key of the two-key advisory lock: ours, so it cannot collide with another application's
-# locks on the same database (the second key is the connection id).
+# First key of the two-key advisory lock (the second is the connection id): a constant of ours,
+# so a collision with another application's locks on the same database is unlikely.
 LOCK_NAMESPACE = 0x0C4B
 
 
@@ -52,6 +52,7 @@ def guard_for(connection_id: int) -> RefreshGuard | None:
                         "access_token": str(stored.get("access_token") or ""),
                         "refresh_token": str(stored["refresh_token"]),
                     }
+                session.commit()  # end the read: no transaction stays open during the CRM call
                 tokens = grant()
                 if tokens:
                     apply_settings(connection, tokens, judge_connection=False)
