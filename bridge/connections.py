@@ -23,11 +23,9 @@ from bridge.connection_settings import (
     apply_settings,
     effective_settings,
     missing_among,
-    missing_settings,
     public_from,
     read_settings,
     secret_values,
-    unreadable_settings,
 )
 from bridge.extensions import db
 from bridge.http import OutboundClient, outbound_client
@@ -204,10 +202,10 @@ def check_connection(connection: Connection, http: OutboundClient | None = None)
     ``IncompleteConnection`` when required settings are missing (no request is made in either
     case), else whatever typed ``AdapterError`` the adapter raises.
     """
-    unreadable = unreadable_settings(connection)
+    settings, unreadable = read_settings(connection)
     if unreadable:
         raise UnreadableSecrets(connection.name, unreadable)
-    missing = missing_settings(connection)
+    missing = missing_among(connection.type, settings, unreadable)
     if missing:
         raise IncompleteConnection([f"missing required setting {name!r}" for name in missing])
     adapter = build_adapter(connection, http)

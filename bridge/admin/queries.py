@@ -170,7 +170,7 @@ def summarise(connection: Connection) -> ConnectionSummary:
     return ConnectionSummary(
         connection=connection,
         enabled=bool(settings.get("enabled", True)),
-        missing=settings_service.missing_settings(connection),
+        missing=settings_service.missing_among(connection.type, settings, unreadable),
         key_hint=current_key_hint(connection),
         open_deliveries=count(Delivery, Delivery.connection_id == connection.id, Delivery.status.in_(OPEN_STATUSES)),
         unreadable=unreadable,
