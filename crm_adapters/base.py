@@ -12,7 +12,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -24,7 +24,7 @@ from crm_adapters.errors import (
     InvalidPayload,
     RateLimited,
 )
-from crm_adapters.oauth import RefreshGuard
+from crm_adapters.oauth import REFRESH_GRANTS, RefreshGuard
 
 DEFAULT_FIELD_MAP: dict[str, str] = {
     "first_name": "first_name",
@@ -339,6 +339,22 @@ class Adapter:
         return False
 
     # -- CRM API --
+
+    def redeem_refresh_token(
+        self, *, token_url: str, client_id: str, refresh_token: str, grant: Callable[[], dict[str, str] | None]
+    ) -> dict[str, str] | None:
+        """Run an OAuth refresh ``grant`` once for everyone presenting ``refresh_token``: once per
+        process (``crm_adapters.oauth.REFRESH_GRANTS``) and, through the host's
+        ``refresh_guard``, once across its processes. Every adapter that refreshes tokens calls
+        this rather than its grant directly. Returns the tokens to use, or None."""
+        guard = self.refresh_guard
+
+        def coordinated() -> dict[str, str] | None:
+            return grant() if guard is None else guard(refresh_token, grant)
+
+        return REFRESH_GRANTS.redeem(
+            token_url=token_url, client_id=client_id, refresh_token=refresh_token, grant=coordinated
+        )
 
     def settings_to_store(self) -> dict[str, Any]:
         """Settings the CRM changed while this adapter was in use (a refreshed OAuth token):

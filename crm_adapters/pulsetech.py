@@ -48,7 +48,6 @@ from crm_adapters.base import (
     stringify_id,
 )
 from crm_adapters.errors import AuthRefused, InvalidPayload, MissingContactId
-from crm_adapters.oauth import REFRESH_GRANTS
 
 PAGE_SIZE = 100
 CONTACT_COLUMNS = frozenset({"first_name", "last_name", "email", "phone", "company", "title", "status"})
@@ -130,22 +129,17 @@ class PulseTechAdapter(Adapter):
 
     def _refresh_access_token(self) -> bool:
         """Trade the refresh token for a new access token (OAuth 2 ``refresh_token`` grant),
-        once per adapter, and once per process for concurrent adapters holding the same refresh
-        token (``crm_adapters.oauth``). False when the connection has no refresh credentials
-        or the grant gave no access token."""
+        once per adapter, and once for all adapters presenting the same refresh token
+        (``Adapter.redeem_refresh_token``). False when the connection has no refresh
+        credentials or the grant gave no access token."""
         names = ("refresh_token", "client_id", "client_secret")
         if self.refreshed_tokens is not None or not all(self.setting(n) for n in names):
             return False
-        refresh_token = str(self.setting("refresh_token"))
-        guard = self.refresh_guard
-
-        def grant() -> dict[str, str] | None:
-            if guard is None:
-                return self._refresh_grant(names)
-            return guard(refresh_token, lambda: self._refresh_grant(names))
-
-        tokens = REFRESH_GRANTS.redeem(
-            token_url=self.token_url, client_id=str(self.setting("client_id")), refresh_token=refresh_token, grant=grant
+        tokens = self.redeem_refresh_token(
+            token_url=self.token_url,
+            client_id=str(self.setting("client_id")),
+            refresh_token=str(self.setting("refresh_token")),
+            grant=lambda: self._refresh_grant(names),
         )
         if not tokens:
             return False
