@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,42 +90,36 @@ def replay_command(status: str, since: str | None, as_json: bool) -> None:
 
 
 @bridge_group.command("worker")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=1,
+    show_default=True,
+    help="Deliveries in flight at once, over all of this command's processes.",
+)
 @click.option(
     "--processes",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Worker processes, each with --concurrency threads (one process uses about one CPU core).",
+    help="Worker processes sharing --concurrency (one process uses about one CPU core). "
+    "Default: spread over the usable cores, at least 8 deliveries per process.",
 )
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @json_option
-def worker_command(concurrency: int, processes: int, once: bool, as_json: bool) -> None:
-    """Run a delivery worker until SIGTERM/SIGINT (running deliveries are finished first)."""
-    from bridge.worker import DeliveryWorker
-    from bridge.worker_runners import run_worker_processes
+def worker_command(concurrency: int, processes: int | None, once: bool, as_json: bool) -> None:
+    """Run delivery workers until SIGTERM/SIGINT (running deliveries are finished first)."""
+    from bridge.worker_runners import run_worker_command, split_concurrency
 
     require_schema()
+    try:
+        threads = split_concurrency(concurrency, processes)
+    except ValueError as error:
+        fail(str(error), as_json, "invalid_argument")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if processes > 1:
-        workers = run_worker_processes(app, concurrency=concurrency, processes=processes, once=once)
-        total = sum(w["processed"] for w in workers)
-        emit(
-            {"success": True, "workers": workers, "processed": total},
-            as_json,
-            lambda d: f"{len(workers)} workers finished {total} deliveries.",
-        )
-        return
-    worker = DeliveryWorker(app, concurrency=concurrency)
-
-    def stop(_signum: int, _frame: Any) -> None:
-        worker.stop(timeout=0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    processed = worker.run(once=once)
-    emit(
-        {"success": True, "worker": worker.worker_id, "processed": processed},
-        as_json,
-        lambda d: f"Worker {d['worker']} finished {processed} deliveries.",
-    )
+    workers = run_worker_command(app, threads=threads, once=once)
+    total = sum(w["processed"] for w in workers)
+    summary: dict[str, Any] = {"success": True, "workers": workers, "processed": total}
+    if len(workers) == 1:
+        summary["worker"] = workers[0]["worker"]
+        emit(summary, as_json, lambda d: f"Worker {d['worker']} finished {total} deliveries.")
+    else:
+        emit(summary, as_json, lambda d: f"{len(workers)} workers finished {total} deliveries.")

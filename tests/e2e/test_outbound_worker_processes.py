@@ -178,7 +178,7 @@ def test_one_command_runs_several_worker_processes(app, make_connection, spawn_w
         make_connection("fluent", "fluentcrm", **connection_settings(fake))
         ids = queue_registrations(app, ["one@example.com", "two@example.com"])
         fake.gate = threading.Event()
-        process = spawn_worker("--processes", "2", "--once", "--json")
+        process = spawn_worker("--concurrency", "2", "--processes", "2", "--once", "--json")
         assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
         fake.gate.set()
         output, _ = process.communicate(timeout=60)
@@ -191,3 +191,39 @@ def test_one_command_runs_several_worker_processes(app, make_connection, spawn_w
         workers = set(db.session.scalars(select(DeliveryAttempt.worker)))
     assert statuses == ["succeeded", "succeeded"]
     assert workers == {w["worker"] for w in summary["workers"]}
+
+
+def process_gone(pid: int, timeout: float) -> bool:
+    """Bounded poll: the child is not ours to wait for (its parent was the killed command), so
+    read its state; an exited process is gone or a zombie awaiting its new parent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in {"Z", "X"}:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_forked_workers_stop_when_the_command_is_killed(app, make_connection, spawn_worker):
+    """``kill -9`` on the command leaves no orphan worker running: the forked process sees its
+    parent gone, finishes the delivery it is running, records it and exits."""
+    with FakeFluentCrm() as fake:
+        make_connection("fluent", "fluentcrm", **connection_settings(fake))
+        ids = queue_registrations(app, ["parent@example.com", "child@example.com"])
+        fake.gate = threading.Event()
+        command = spawn_worker("--concurrency", "2", "--processes", "2")
+        assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
+        [child] = [int(pid) for pid in Path(f"/proc/{command.pid}/task/{command.pid}/children").read_text().split()]
+        command.send_signal(signal.SIGKILL)
+        command.wait(10)
+        fake.gate.set()
+        assert process_gone(child, timeout=30), "the forked worker kept running without its parent"
+
+    with app.app_context():
+        statuses = sorted(db.session.scalars(select(Delivery.status).where(Delivery.id.in_(ids))))
+    # The child recorded its delivery before exiting; the killed parent's row waits for its lease.
+    assert statuses == ["in_flight", "succeeded"]
