@@ -1,14 +1,15 @@
 """Delivery benchmark: registrations through the API while workers push them to a fake CRM.
 
     .venv/bin/python bench/delivery.py [--database URL] [--count 2000] [--rate 100]
-                                       [--worker 1 --worker 32 --worker 16x2 --worker 32x2]
+                                       [--worker 1 --worker 32x1 --worker 32 --worker 64]
                                        [--crm-delay 0.01]
 
 First a baseline: the same two CRM calls per contact from 32 plain ``requests`` threads with no
-database (``bare_http_per_s``). Then for each worker shape (CONCURRENCY or CONCURRENCYxPROCESSES;
-``16x2`` is 32 deliveries in flight, as ``32``, spread over two processes):
+database (``bare_http_per_s``). Then for each worker shape (CONCURRENCY, the command's default
+spread over the usable cores, or CONCURRENCYxPROCESSES; ``32x1`` is 32 deliveries in flight in
+one process, ``32`` is the same 32 spread over two processes on a two-core machine):
 a fresh database, the web app under gunicorn (2 sync workers, no inline worker), one
-``bridge worker --concurrency N --processes P`` command, and a fake FluentCRM on loopback
+``bridge worker --concurrency N [--processes P]`` command, and a fake FluentCRM on loopback
 in a process of its own (``crm_process.py``) that answers after ``--crm-delay`` seconds. After
 50 unmeasured registrations (warm-up), phase 1 posts ``--count`` registrations at ``--rate``
 per second and measures each registration's latency and the time until the CRM receives its
@@ -17,7 +18,7 @@ measures the drain rate: ``drain_per_s`` from the worker process's start (its bo
 ``drain_steady_per_s`` from the first push to the last, and ``drain_ratio`` (steady drain over
 the baseline). Prints one line per shape:
 
-    delivery backend=sqlite concurrency=32 processes=1 reg_p99_ms=… e2e_p50_ms=… e2e_p99_ms=…
+    delivery backend=sqlite concurrency=32 processes=2 reg_p99_ms=… e2e_p50_ms=… e2e_p99_ms=…
     drain_per_s=… drain_steady_per_s=… drain_ratio=…
 
 With one worker thread and two CRM calls of ``--crm-delay`` each per registration, the worker
@@ -48,6 +49,8 @@ sys.path.insert(0, str(E2E))
 sys.path.insert(0, str(ROOT))
 
 from crm_process import FakeCrmProcess  # noqa: E402
+
+from bridge.worker_runners import split_concurrency  # noqa: E402
 
 
 def free_port() -> int:
@@ -93,10 +96,11 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_worker(env: dict[str, str], concurrency: int, processes: int = 1) -> subprocess.Popen:
+def start_worker(env: dict[str, str], concurrency: int, processes: int | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "flask", "--app", str(ROOT / "app.py"), "bridge", "worker"]
+    command += ["--concurrency", str(concurrency)] + (["--processes", str(processes)] if processes else [])
     return subprocess.Popen(
-        [*command, "--concurrency", str(concurrency), "--processes", str(processes)],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -167,7 +171,9 @@ def bare_http_rate(crm_delay: float, count: int, threads: int) -> float:
         return count / (time.monotonic() - started)
 
 
-def run(database: str | None, count: int, rate: float, concurrency: int, crm_delay: float, processes: int = 1) -> str:
+def run(
+    database: str | None, count: int, rate: float, concurrency: int, crm_delay: float, processes: int | None = None
+) -> str:
     workdir = tempfile.mkdtemp(prefix="bench-delivery-")
     url = database or f"sqlite:///{workdir}/bridge.sqlite3"
     env = {
@@ -215,8 +221,9 @@ def run(database: str | None, count: int, rate: float, concurrency: int, crm_del
         finally:
             stop(web)
     backend = "postgresql" if url.startswith("postgres") else "sqlite"
+    forked = len(split_concurrency(concurrency, processes))  # what the command chose
     return (
-        f"delivery backend={backend} concurrency={concurrency} processes={processes} "
+        f"delivery backend={backend} concurrency={concurrency} processes={forked} "
         f"reg_p99_ms={percentile(registration_ms, 0.99):.1f} "
         f"e2e_p50_ms={statistics.median(e2e):.0f} e2e_p99_ms={percentile(e2e, 0.99):.0f} drain_per_s={drain:.0f} "
         f"drain_steady_per_s={steady:.0f}"
@@ -231,15 +238,15 @@ def main() -> None:
     parser.add_argument(
         "--worker",
         action="append",
-        help="worker shape CONCURRENCY or CONCURRENCYxPROCESSES (default: 1, 32, 16x2, 32x2)",
+        help="worker shape CONCURRENCY or CONCURRENCYxPROCESSES (default: 1, 32x1, 32, 64)",
     )
     parser.add_argument("--crm-delay", type=float, default=0.01)
     args = parser.parse_args()
     baseline = bare_http_rate(args.crm_delay, args.count, 32)
     print(f"# baseline bare_http_per_s={baseline:.0f} (32 threads, two CRM calls per contact, no database)", flush=True)
-    for shape in args.worker or ["1", "32", "16x2", "32x2"]:
+    for shape in args.worker or ["1", "32x1", "32", "64"]:
         concurrency, _, processes = shape.partition("x")
-        line = run(args.database, args.count, args.rate, int(concurrency), args.crm_delay, int(processes or 1))
+        line = run(args.database, args.count, args.rate, int(concurrency), args.crm_delay, int(processes or 0) or None)
         steady = float(line.rsplit("drain_steady_per_s=", 1)[1])
         print(f"{line} drain_ratio={steady / baseline:.2f}", flush=True)
 
