@@ -1,8 +1,8 @@
 """OAuth refreshes coordinated between processes (PostgreSQL).
 
 ``crm_adapters.oauth`` makes concurrent deliveries in one process redeem a refresh token once.
-Two worker processes (``--processes 2``, or workers on several machines) can still both get a
-401 at once and both redeem it; a provider that rotates refresh tokens refuses the second, and
+Two worker processes (one ``bridge worker`` spread over two cores, or workers on several
+machines) can still both get a 401 at once and both redeem it; a provider that rotates refresh tokens refuses the second, and
 with reuse detection revokes the first one's new tokens too. So on PostgreSQL a refresh runs
 under an advisory lock per connection, and the process that waited for it first reads the
 stored tokens: when the stored refresh token is no longer the one it was about to present,
