@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from crm_process import FakeCrmProcess  # noqa: E402
 
-from bridge.worker_runners import split_concurrency  # noqa: E402
+from bridge.worker_supervisor import split_concurrency  # noqa: E402
 
 
 def free_port() -> int:

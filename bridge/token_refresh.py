@@ -2,12 +2,12 @@
 
 ``crm_adapters.oauth`` makes concurrent deliveries in one process redeem a refresh token once.
 Two worker processes (one ``bridge worker`` spread over two cores, or workers on several
-machines) can still both get a 401 at once and both redeem it; a provider that rotates refresh tokens refuses the second, and
-with reuse detection revokes the first one's new tokens too. So on PostgreSQL a refresh runs
-under an advisory lock per connection, and the process that waited for it first reads the
-stored tokens: when the stored refresh token is no longer the one it was about to present,
-another process has redeemed it and stored the result, which it uses instead. The process that
-redeems stores the new tokens before it lets go of the lock.
+machines) can still both get a 401 at once and both redeem it; a provider that rotates refresh
+tokens refuses the second, and with reuse detection revokes the first one's new tokens too. So
+on PostgreSQL a refresh runs under an advisory lock per connection, and the process that waited
+for it first reads the stored tokens: when the stored refresh token is no longer the one it was
+about to present, another process has redeemed it and stored the result, which it uses instead.
+The process that redeems stores the new tokens before it lets go of the lock.
 
 On SQLite this is not done: writing the tokens from inside a webhook's transaction would wait on
 SQLite's single write lock held by that same transaction, and one process (the embedded

@@ -1,6 +1,7 @@
 """The delivery worker: claims due outbox rows, runs their job handlers, records every attempt.
 
-Two ways to run it (CONTRACT.md §1; the runners are in ``bridge.worker_runners``):
+Two ways to run it (CONTRACT.md §1; ``bridge.worker_runners`` runs it inline,
+``bridge.worker_supervisor`` as the command's processes):
 
 - ``BRIDGE_WORKER=inline``: a daemon thread inside the web process (the embedded default). It
   starts with ``bridge serve`` or on the first request, never for other CLI commands and never

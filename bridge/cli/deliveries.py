@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,7 +108,7 @@ def replay_command(status: str, since: str | None, as_json: bool) -> None:
 @json_option
 def worker_command(concurrency: int, processes: int | None, once: bool, as_json: bool) -> None:
     """Run delivery workers until SIGTERM/SIGINT (running deliveries are finished first)."""
-    from bridge.worker_runners import run_worker_command, split_concurrency
+    from bridge.worker_supervisor import run_worker_command, split_concurrency
 
     require_schema()
     try:
@@ -118,8 +119,20 @@ def worker_command(concurrency: int, processes: int | None, once: bool, as_json:
     workers = run_worker_command(app, threads=threads, once=once)
     total = sum(w["processed"] for w in workers)
     summary: dict[str, Any] = {"success": True, "workers": workers, "processed": total}
+    died = [w for w in workers if w.get("exit_code")]
+    if died:
+        summary["success"] = False
     if len(workers) == 1:
         summary["worker"] = workers[0]["worker"]
         emit(summary, as_json, lambda d: f"Worker {d['worker']} finished {total} deliveries.")
     else:
-        emit(summary, as_json, lambda d: f"{len(workers)} workers finished {total} deliveries.")
+        emit(
+            summary,
+            as_json,
+            lambda d: (
+                f"{len(workers) - len(died)} workers finished {total} deliveries"
+                + (f"; {len(died)} worker processes died (see the log)." if died else ".")
+            ),
+        )
+    if died:
+        sys.exit(1)

@@ -208,22 +208,74 @@ def process_gone(pid: int, timeout: float) -> bool:
     return False
 
 
+def children_of(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def test_forked_workers_stop_when_the_command_is_killed(app, make_connection, spawn_worker):
-    """``kill -9`` on the command leaves no orphan worker running: the forked process sees its
-    parent gone, finishes the delivery it is running, records it and exits."""
+    """``kill -9`` on the command leaves no orphan worker running: each forked worker sees its
+    supervisor gone, finishes the delivery it is running, records it and exits."""
     with FakeFluentCrm() as fake:
         make_connection("fluent", "fluentcrm", **connection_settings(fake))
-        ids = queue_registrations(app, ["parent@example.com", "child@example.com"])
+        ids = queue_registrations(app, ["first@example.com", "second@example.com"])
         fake.gate = threading.Event()
         command = spawn_worker("--concurrency", "2", "--processes", "2")
         assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
-        [child] = [int(pid) for pid in Path(f"/proc/{command.pid}/task/{command.pid}/children").read_text().split()]
+        workers = children_of(command.pid)
+        assert len(workers) == 2
         command.send_signal(signal.SIGKILL)
         command.wait(10)
         fake.gate.set()
-        assert process_gone(child, timeout=30), "the forked worker kept running without its parent"
+        assert all(process_gone(pid, timeout=30) for pid in workers), "a worker kept running without the command"
 
     with app.app_context():
-        statuses = sorted(db.session.scalars(select(Delivery.status).where(Delivery.id.in_(ids))))
-    # The child recorded its delivery before exiting; the killed parent's row waits for its lease.
-    assert statuses == ["in_flight", "succeeded"]
+        statuses = db.session.scalars(select(Delivery.status).where(Delivery.id.in_(ids))).all()
+    assert statuses == ["succeeded", "succeeded"]  # each recorded its delivery before exiting
+
+
+def test_a_worker_process_that_dies_is_replaced(app, make_connection, spawn_worker):
+    """One of the command's workers killed (an out-of-memory kill, say): the command logs it and
+    starts another in its place; the dead one's row goes out once its lease has expired."""
+    with FakeFluentCrm() as fake:
+        make_connection("fluent", "fluentcrm", **connection_settings(fake))
+        ids = queue_registrations(app, ["victim@example.com", "survivor@example.com"])
+        fake.gate = threading.Event()
+        command = spawn_worker("--concurrency", "2", "--processes", "2")
+        assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
+        victim, survivor = children_of(command.pid)
+        os.kill(victim, signal.SIGKILL)
+        gate, fake.gate = fake.gate, None
+        gate.set()
+        assert wait_for_status(app, ids[0], "succeeded", timeout=30) == "succeeded"
+        assert wait_for_status(app, ids[1], "succeeded", timeout=30) == "succeeded"
+        replacement = set(children_of(command.pid)) - {survivor}
+        assert len(replacement) == 1 and victim not in replacement
+        command.send_signal(signal.SIGTERM)
+        output, _ = command.communicate(timeout=30)
+
+    assert command.returncode == 0, output
+    assert f"worker process {victim} was killed by signal 9 (SIGKILL); starting another" in output
+    with app.app_context():
+        workers = set(db.session.scalars(select(DeliveryAttempt.worker)))
+    assert workers and not any(f":{victim}:" in worker for worker in workers)  # the killed one recorded nothing
+
+
+def test_once_fails_when_a_worker_process_dies(app, make_connection, spawn_worker):
+    """With ``--once`` nothing replaces a dead worker (the command is finishing): it says so and
+    exits 1, since the dead worker's row is left for the next run."""
+    with FakeFluentCrm() as fake:
+        make_connection("fluent", "fluentcrm", **connection_settings(fake))
+        queue_registrations(app, ["victim@example.com", "survivor@example.com"])
+        fake.gate = threading.Event()
+        command = spawn_worker("--concurrency", "2", "--processes", "2", "--once", "--json")
+        assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
+        victim, _survivor = children_of(command.pid)
+        os.kill(victim, signal.SIGKILL)
+        fake.gate.set()
+        output, _ = command.communicate(timeout=60)
+
+    assert command.returncode == 1, output
+    summary = json.loads(output[output.index("\n{") :])
+    assert summary["success"] is False and summary["processed"] == 1
+    assert {"worker": None, "processed": 0, "exit_code": -signal.SIGKILL} in summary["workers"]
+    assert f"worker process {victim} was killed by signal 9 (SIGKILL)" in output

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from bridge import worker_runners
-from bridge.worker_runners import split_concurrency
+from bridge import worker_supervisor
+from bridge.worker_supervisor import split_concurrency
 
 
 @pytest.mark.parametrize(
@@ -45,8 +45,8 @@ def started(monkeypatch):
         plans.append(threads)
         return [{"worker": f"w{n}", "processed": 0} for n, _ in enumerate(threads)]
 
-    monkeypatch.setattr(worker_runners, "run_worker_command", run)
-    monkeypatch.setattr(worker_runners, "usable_cores", lambda: 4)
+    monkeypatch.setattr(worker_supervisor, "run_worker_command", run)
+    monkeypatch.setattr(worker_supervisor, "usable_cores", lambda: 4)
     return plans
 
 
