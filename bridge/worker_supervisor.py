@@ -39,6 +39,8 @@ MIN_THREADS_PER_PROCESS = 8
 QUICK_DEATH_SECONDS = 10.0
 RESTART_PAUSE_MAX = 30.0
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
 
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity mask, so a container's limit counts)."""
@@ -138,7 +140,13 @@ class Supervisor:
     def _start(self, slot: _Slot, number: int) -> None:
         args = (self.app, slot.threads, self.once, self._results, self._alive)
         slot.process = self._context.Process(target=_child_worker, args=args, name=f"bridge-worker-{number}")
-        slot.process.start()
+        # A stop signal arriving during the fork waits until the worker can take it: here until
+        # the process has started (so ``stop`` reaches it), there until its own handler is set.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            slot.process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         slot.started, slot.restart_at = time.monotonic(), None
 
     def _wait(self) -> None:
@@ -192,6 +200,7 @@ def _child_worker(app: Flask, concurrency: int, once: bool, results: Any, superv
     worker = DeliveryWorker(app, concurrency=concurrency)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: worker.stop(timeout=0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor passes Ctrl-C on as SIGTERM
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked since the fork
 
     def stop_when_supervisor_dies() -> None:
         while os.read(reader, 1):

@@ -118,21 +118,14 @@ def worker_command(concurrency: int, processes: int | None, once: bool, as_json:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     workers = run_worker_command(app, threads=threads, once=once)
     total = sum(w["processed"] for w in workers)
-    summary: dict[str, Any] = {"success": True, "workers": workers, "processed": total}
-    died = [w for w in workers if w.get("exit_code")]
-    if died:
-        summary["success"] = False
-    if len(workers) == 1:
+    died = sum(1 for w in workers if w.get("exit_code"))
+    summary: dict[str, Any] = {"success": not died, "workers": workers, "processed": total}
+    if len(workers) == 1:  # one worker runs in this process: it cannot have died
         summary["worker"] = workers[0]["worker"]
-        emit(summary, as_json, lambda d: f"Worker {d['worker']} finished {total} deliveries.")
+        text = f"Worker {summary['worker']} finished {total} deliveries."
     else:
-        emit(
-            summary,
-            as_json,
-            lambda d: (
-                f"{len(workers) - len(died)} workers finished {total} deliveries"
-                + (f"; {len(died)} worker processes died (see the log)." if died else ".")
-            ),
-        )
+        text = f"{len(workers) - died} workers finished {total} deliveries"
+        text += f"; {died} died before finishing (see the log)." if died else "."
+    emit(summary, as_json, lambda _data: text)
     if died:
         sys.exit(1)
