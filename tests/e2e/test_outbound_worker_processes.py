@@ -170,16 +170,24 @@ def test_two_worker_processes_share_the_queue_without_duplicates(app, backend, m
     print(f"two workers delivered {total} in {took:.1f}s ({total / took:.0f}/s); split {sorted(per_worker.values())}")
 
 
+def two_workers_each_holding_a_delivery(app, fake, make_connection, spawn_worker, *args: str):
+    """Two queued registrations and ``bridge worker --concurrency 2 --processes 2 ARGS``, once
+    each worker process is holding one of them at the CRM (whose answers wait for
+    ``fake.gate``). Returns the command and the delivery ids."""
+    make_connection("fluent", "fluentcrm", **connection_settings(fake))
+    ids = queue_registrations(app, ["first@example.com", "second@example.com"])
+    fake.gate = threading.Event()
+    command = spawn_worker("--concurrency", "2", "--processes", "2", *args)
+    assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
+    return command, ids
+
+
 def test_one_command_runs_several_worker_processes(app, make_connection, spawn_worker):
     """``bridge worker --processes 2``: two processes (two worker ids) share the queue. The
     CRM holds its answers until both processes have each claimed a row (concurrency 1 each,
     so one process can hold only one), then both rows are delivered and the command exits."""
     with FakeFluentCrm() as fake:
-        make_connection("fluent", "fluentcrm", **connection_settings(fake))
-        ids = queue_registrations(app, ["one@example.com", "two@example.com"])
-        fake.gate = threading.Event()
-        process = spawn_worker("--concurrency", "2", "--processes", "2", "--once", "--json")
-        assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
+        process, ids = two_workers_each_holding_a_delivery(app, fake, make_connection, spawn_worker, "--once", "--json")
         fake.gate.set()
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
@@ -216,11 +224,7 @@ def test_forked_workers_stop_when_the_command_is_killed(app, make_connection, sp
     """``kill -9`` on the command leaves no orphan worker running: each forked worker sees its
     supervisor gone, finishes the delivery it is running, records it and exits."""
     with FakeFluentCrm() as fake:
-        make_connection("fluent", "fluentcrm", **connection_settings(fake))
-        ids = queue_registrations(app, ["first@example.com", "second@example.com"])
-        fake.gate = threading.Event()
-        command = spawn_worker("--concurrency", "2", "--processes", "2")
-        assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
+        command, ids = two_workers_each_holding_a_delivery(app, fake, make_connection, spawn_worker)
         workers = children_of(command.pid)
         assert len(workers) == 2
         command.send_signal(signal.SIGKILL)
@@ -237,11 +241,7 @@ def test_a_worker_process_that_dies_is_replaced(app, make_connection, spawn_work
     """One of the command's workers killed (an out-of-memory kill, say): the command logs it and
     starts another in its place; the dead one's row goes out once its lease has expired."""
     with FakeFluentCrm() as fake:
-        make_connection("fluent", "fluentcrm", **connection_settings(fake))
-        ids = queue_registrations(app, ["victim@example.com", "survivor@example.com"])
-        fake.gate = threading.Event()
-        command = spawn_worker("--concurrency", "2", "--processes", "2")
-        assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
+        command, ids = two_workers_each_holding_a_delivery(app, fake, make_connection, spawn_worker)
         victim, survivor = children_of(command.pid)
         os.kill(victim, signal.SIGKILL)
         gate, fake.gate = fake.gate, None
@@ -264,11 +264,9 @@ def test_once_fails_when_a_worker_process_dies(app, make_connection, spawn_worke
     """With ``--once`` nothing replaces a dead worker (the command is finishing): it says so and
     exits 1, since the dead worker's row is left for the next run."""
     with FakeFluentCrm() as fake:
-        make_connection("fluent", "fluentcrm", **connection_settings(fake))
-        queue_registrations(app, ["victim@example.com", "survivor@example.com"])
-        fake.gate = threading.Event()
-        command = spawn_worker("--concurrency", "2", "--processes", "2", "--once", "--json")
-        assert fake.wait_for(lambda f: len(f.requests) >= 2, timeout=30), "both processes should call the CRM"
+        command, _ids = two_workers_each_holding_a_delivery(
+            app, fake, make_connection, spawn_worker, "--once", "--json"
+        )
         victim, _survivor = children_of(command.pid)
         os.kill(victim, signal.SIGKILL)
         fake.gate.set()
