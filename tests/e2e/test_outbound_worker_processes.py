@@ -183,7 +183,7 @@ def two_workers_each_holding_a_delivery(app, fake, make_connection, spawn_worker
 
 
 def test_one_command_runs_several_worker_processes(app, make_connection, spawn_worker):
-    """``bridge worker --processes 2``: two processes (two worker ids) share the queue. The
+    """``bridge worker --concurrency 2 --processes 2``: two processes (two worker ids) share the queue. The
     CRM holds its answers until both processes have each claimed a row (concurrency 1 each,
     so one process can hold only one), then both rows are delivered and the command exits."""
     with FakeFluentCrm() as fake:
