@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, select, true, update
+from sqlalchemy import Select, bindparam, exists, func, select, true, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from bridge.extensions import db
@@ -212,17 +212,25 @@ class NewUserChecks:
     username_taken: bool
 
 
+def _new_user_checks_statement(with_role: bool) -> Select[Any]:
+    return select(
+        exists().where(Role.slug == bindparam("role")) if with_role else true(),
+        exists().where(User.email == bindparam("email")),
+        exists().where(func.lower(User.username) == bindparam("username")),
+    )
+
+
+# Built once: constructing the statement cost more than running it on SQLite.
+_NEW_USER_CHECKS = {with_role: _new_user_checks_statement(with_role) for with_role in (False, True)}
+
+
 def new_user_checks(*, email: str, username: str, role: str | None = None) -> NewUserChecks:
     """Whether ``role`` exists (True when not asked), ``email`` (normalised) and ``username``
     are taken; the same conditions as ``role_exists``, ``find_by_email`` and ``username_taken``."""
-    role_exists_now = exists().where(Role.slug == role) if role is not None else true()
-    row = db.session.execute(
-        select(
-            role_exists_now,
-            exists().where(User.email == email),
-            exists().where(func.lower(User.username) == username.lower()),
-        )
-    ).one()
+    params = {"email": email, "username": username.lower()}
+    if role is not None:
+        params["role"] = role
+    row = db.session.execute(_NEW_USER_CHECKS[role is not None], params).one()
     return NewUserChecks(bool(row[0]), bool(row[1]), bool(row[2]))
 
 
