@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -30,12 +31,16 @@ WORKER_STALE_SECONDS = 60
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 
-def last_heartbeat_age() -> float | None:
-    """Seconds since any worker last beat, or None when no worker ever ran."""
-    newest = db.session.scalar(select(func.max(WorkerHeartbeat.last_seen)))
+def worker_liveness() -> tuple[float | None, int]:
+    """(seconds since any worker last beat, or None when no worker ever ran; how many workers
+    beat within ``WORKER_STALE_SECONDS``). One ``bridge worker`` command runs a worker per
+    core, so the count shows one that died and was not replaced."""
+    now = utcnow()
+    recent = WorkerHeartbeat.last_seen >= now - timedelta(seconds=WORKER_STALE_SECONDS)
+    newest, alive = db.session.execute(select(func.max(WorkerHeartbeat.last_seen), func.count(case((recent, 1))))).one()
     if newest is None:
-        return None
-    return round(max(0.0, (utcnow() - newest).total_seconds()), 3)
+        return None, 0
+    return round(max(0.0, (now - newest).total_seconds()), 3), int(alive)
 
 
 def health_report() -> tuple[dict[str, Any], int]:
@@ -44,24 +49,23 @@ def health_report() -> tuple[dict[str, Any], int]:
     try:
         db.session.execute(text("SELECT 1"))
         counts = deliveries.queue_counts()
-        heartbeat = last_heartbeat_age()
+        heartbeat, alive = worker_liveness()
     except Exception as exc:
         db.session.rollback()
         log.warning("health check: database unavailable: %s", exc.__class__.__name__)
         return {
             "status": "degraded",
             "database": "unavailable",
-            "worker": {"last_heartbeat_s": None},
+            "worker": {"last_heartbeat_s": None, "alive": None},
             "queue": {"pending": None, "dead": None},
         }, 503
     waiting = counts["pending"] + counts["failed"] + counts["in_flight"]
-    worker_alive = heartbeat is not None and heartbeat <= WORKER_STALE_SECONDS
-    status = "ok" if worker_alive or waiting == 0 else "degraded"
+    status = "ok" if alive or waiting == 0 else "degraded"
     db.session.commit()
     return {
         "status": status,
         "database": "ok",
-        "worker": {"last_heartbeat_s": heartbeat},
+        "worker": {"last_heartbeat_s": heartbeat, "alive": alive},
         "queue": {"pending": counts["pending"] + counts["failed"], "dead": counts["dead"]},
     }, 200
 
@@ -118,11 +122,16 @@ class DatabaseCollector:
             value=(utcnow() - oldest).total_seconds() if oldest else 0.0,
         )
         yield self._latency()
-        age = last_heartbeat_age()
+        age, alive = worker_liveness()
         yield GaugeMetricFamily(
             "crm_bridge_worker_last_heartbeat_seconds",
             "Seconds since a delivery worker last beat (-1: never).",
             value=age if age is not None else -1.0,
+        )
+        yield GaugeMetricFamily(
+            "crm_bridge_workers_alive",
+            f"Delivery workers (processes, inline threads) that beat in the last {WORKER_STALE_SECONDS} s.",
+            value=alive,
         )
 
     def _latency(self) -> Metric:

@@ -25,9 +25,11 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import delete
 
 from bridge import jobs, leases, wakeup
 from bridge.crypto import SecretUnreadable
@@ -44,6 +46,7 @@ from crm_adapters.errors import AdapterError
 log = logging.getLogger("bridge.worker")
 
 HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_FORGET_AFTER = timedelta(days=1)
 
 # Finished attempts wait at most this long to be recorded together: at a trickle of traffic
 # every delivery used to cost its own write transaction (on SQLite, its own turn at the write
@@ -438,7 +441,9 @@ class DeliveryWorker:
         try:
             with self.app.app_context():
                 row = db.session.get(WorkerHeartbeat, self.worker_id)
-                if row is None:
+                if row is None:  # first beat: forget workers gone for a day (each start is a new id)
+                    gone = WorkerHeartbeat.last_seen < utcnow() - HEARTBEAT_FORGET_AFTER
+                    db.session.execute(delete(WorkerHeartbeat).where(gone))
                     db.session.add(WorkerHeartbeat(worker_id=self.worker_id, last_seen=utcnow(), inline=self.inline))
                 else:
                     row.last_seen = utcnow()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bridge import outbox
 from bridge.extensions import db
@@ -85,7 +85,7 @@ def test_healthz_reports_database_worker_and_queue(app, client, queue):
     assert client.get("/healthz").get_json() == {
         "status": "ok",
         "database": "ok",
-        "worker": {"last_heartbeat_s": None},
+        "worker": {"last_heartbeat_s": None, "alive": 0},
         "queue": {"pending": 0, "dead": 0},
     }
     queue()
@@ -96,10 +96,27 @@ def test_healthz_reports_database_worker_and_queue(app, client, queue):
         db.session.commit()
     alive = client.get("/healthz").get_json()
     assert alive["status"] == "ok" and 2 <= alive["worker"]["last_heartbeat_s"] < 30
+    assert alive["worker"]["alive"] == 1
+    with app.app_context():
+        db.session.add(WorkerHeartbeat(worker_id="w2", last_seen=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    assert client.get("/healthz").get_json()["worker"]["alive"] == 2  # e.g. a worker command's two processes
     with app.app_context():
         db.session.execute(update(WorkerHeartbeat).values(last_seen=utcnow() - timedelta(minutes=5)))
         db.session.commit()
-    assert client.get("/healthz").get_json()["status"] == "degraded"
+    gone = client.get("/healthz").get_json()
+    assert gone["status"] == "degraded" and gone["worker"]["alive"] == 0
+
+
+def test_a_starting_worker_forgets_workers_gone_for_a_day(app, client):
+    with app.app_context():
+        db.session.add(WorkerHeartbeat(worker_id="old", last_seen=utcnow() - timedelta(days=2)))
+        db.session.add(WorkerHeartbeat(worker_id="recent", last_seen=utcnow() - timedelta(hours=2)))
+        db.session.commit()
+    worker = DeliveryWorker(app)
+    worker.run(once=True)
+    with app.app_context():
+        assert set(db.session.scalars(select(WorkerHeartbeat.worker_id))) == {"recent", worker.worker_id}
 
 
 def test_a_worker_run_leaves_a_heartbeat(app, client, queue, behaviour):
@@ -126,3 +143,4 @@ def test_metrics_read_the_database(app, client, queue, behaviour):
     assert "crm_bridge_queue_depth 1.0" in text
     assert 'crm_bridge_delivery_latency_seconds_bucket{le="+Inf"} 1.0' in text
     assert "crm_bridge_delivery_latency_seconds_count 1.0" in text
+    assert "crm_bridge_workers_alive 1.0" in text  # the worker that ran in finish()
