@@ -34,7 +34,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 def worker_liveness() -> tuple[float | None, int]:
     """(seconds since any worker last beat, or None when no worker ever ran; how many workers
     beat within ``WORKER_STALE_SECONDS``). One ``bridge worker`` command runs a worker per
-    core, so the count shows one that died and was not replaced."""
+    core, so the count tells whether all of them are beating; the newest beat alone cannot."""
     now = utcnow()
     recent = WorkerHeartbeat.last_seen >= now - timedelta(seconds=WORKER_STALE_SECONDS)
     newest, alive = db.session.execute(select(func.max(WorkerHeartbeat.last_seen), func.count(case((recent, 1))))).one()
