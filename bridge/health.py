@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -18,29 +17,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import case, func, select, text
 
-from bridge import deliveries
+from bridge import deliveries, heartbeats
 from bridge.database import is_sqlite
 from bridge.extensions import db
-from bridge.models import Delivery, WebhookEvent, WorkerHeartbeat, utcnow
+from bridge.models import Delivery, WebhookEvent, utcnow
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("bridge.health")
 
-# A worker that has not beaten for this long is considered gone.
-WORKER_STALE_SECONDS = 60
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
-
-
-def worker_liveness() -> tuple[float | None, int]:
-    """(seconds since any worker last beat, or None when no worker ever ran; how many workers
-    beat within ``WORKER_STALE_SECONDS``). One ``bridge worker`` command runs a worker per
-    core, so the count tells whether all of them are beating; the newest beat alone cannot."""
-    now = utcnow()
-    recent = WorkerHeartbeat.last_seen >= now - timedelta(seconds=WORKER_STALE_SECONDS)
-    newest, alive = db.session.execute(select(func.max(WorkerHeartbeat.last_seen), func.count(case((recent, 1))))).one()
-    if newest is None:
-        return None, 0
-    return round(max(0.0, (now - newest).total_seconds()), 3), int(alive)
 
 
 def health_report() -> tuple[dict[str, Any], int]:
@@ -49,7 +34,7 @@ def health_report() -> tuple[dict[str, Any], int]:
     try:
         db.session.execute(text("SELECT 1"))
         counts = deliveries.queue_counts()
-        heartbeat, alive = worker_liveness()
+        heartbeat, alive = heartbeats.liveness()
     except Exception as exc:
         db.session.rollback()
         log.warning("health check: database unavailable: %s", exc.__class__.__name__)
@@ -122,7 +107,7 @@ class DatabaseCollector:
             value=(utcnow() - oldest).total_seconds() if oldest else 0.0,
         )
         yield self._latency()
-        age, alive = worker_liveness()
+        age, alive = heartbeats.liveness()
         yield GaugeMetricFamily(
             "crm_bridge_worker_last_heartbeat_seconds",
             "Seconds since a delivery worker last beat (-1: never).",
@@ -130,7 +115,7 @@ class DatabaseCollector:
         )
         yield GaugeMetricFamily(
             "crm_bridge_workers_alive",
-            f"Delivery workers (processes, inline threads) that beat in the last {WORKER_STALE_SECONDS} s.",
+            f"Delivery workers (processes, inline threads) that beat in the last {heartbeats.WORKER_STALE_SECONDS} s.",
             value=alive,
         )
 

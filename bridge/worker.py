@@ -25,19 +25,17 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete
 
-from bridge import jobs, leases, wakeup
+from bridge import heartbeats, jobs, leases, wakeup
 from bridge.crypto import SecretUnreadable
 from bridge.deliveries import DeliveryAbandoned
 from bridge.extensions import db
 from bridge.http import OutboundPolicy
 from bridge.leases import AttemptRecord, ClaimedDelivery, Finished
-from bridge.models import Delivery, User, WorkerHeartbeat, utcnow
+from bridge.models import Delivery, User, utcnow
 from bridge.outbound_clients import OutboundClients
 from bridge.redaction import scrub_text
 from bridge.settings_cache import cached_secret_values
@@ -46,7 +44,6 @@ from crm_adapters.errors import AdapterError
 log = logging.getLogger("bridge.worker")
 
 HEARTBEAT_SECONDS = 5.0
-HEARTBEAT_FORGET_AFTER = timedelta(days=1)
 
 # Finished attempts wait at most this long to be recorded together: at a trickle of traffic
 # every delivery used to cost its own write transaction (on SQLite, its own turn at the write
@@ -440,13 +437,7 @@ class DeliveryWorker:
             active = list(self._active)
         try:
             with self.app.app_context():
-                row = db.session.get(WorkerHeartbeat, self.worker_id)
-                if row is None:  # first beat: forget workers gone for a day (each start is a new id)
-                    gone = WorkerHeartbeat.last_seen < utcnow() - HEARTBEAT_FORGET_AFTER
-                    db.session.execute(delete(WorkerHeartbeat).where(gone))
-                    db.session.add(WorkerHeartbeat(worker_id=self.worker_id, last_seen=utcnow(), inline=self.inline))
-                else:
-                    row.last_seen = utcnow()
+                heartbeats.beat(self.worker_id, inline=self.inline)
                 db.session.commit()
                 leases.extend_leases(self.worker_id, active, self.lease_seconds)
                 db.session.remove()
