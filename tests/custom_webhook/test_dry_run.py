@@ -70,7 +70,7 @@ def test_dry_run_can_really_send(app, client, auth_headers, hook: str, receiver:
         {
             "status": 202,
             "response_headers": result["responses"][0]["response_headers"],
-            "response_body": '{"queued": true}',
+            "response_body": '{"queued":true}',  # as the receiver wrote it
         }
     ]
     (seen,) = receiver.requests

@@ -52,3 +52,34 @@ def test_password_keys_are_masked_at_any_depth_and_answers_stay_right_when_cache
             "note": REDACTED,
         }
     assert is_password_key("client_secret") and not is_password_key("email")
+
+
+def test_json_with_nothing_password_like_is_kept_as_written_with_secrets_scrubbed() -> None:
+    """The fast path: no password-like word and no escapes, so the text is scrubbed as it is
+    (spacing and key order kept) rather than decoded, walked and encoded again."""
+    body = '{"contact":  {"email": "a@example.com", "note": "' + SECRET + '", "url": "https://x/?access_key=k1"}}'
+    redacted = redact_body(body, "application/json", [SECRET])
+    assert redacted == body.replace(SECRET, REDACTED).replace("access_key=k1", f"access_key={REDACTED}")
+    assert json.loads(redacted)["contact"]["note"] == REDACTED
+
+
+@pytest.mark.parametrize(
+    ("body", "secret", "leak"),
+    [
+        # an escaped key the text search cannot see: decoded, it is a password key
+        ('{"p\\u0061ssword": "hunter2-x"}', SECRET, "hunter2-x"),
+        # PHP writes every "/" as "\/": a secret holding a "/" is not in the text as it decodes
+        ('{"url": "https:\\/\\/crm.example\\/h\\/ab\\/cd-xyz789"}', "ab/cd-xyz789", "cd-xyz789"),
+        # a quote inside a string is escaped, and so is the secret holding one
+        ('{"note": "say \\"q\\"uoted-xyz789"}', '"q"uoted-xyz789', "uoted-xyz789"),
+    ],
+)
+def test_json_whose_text_differs_from_its_values_is_decoded_before_redaction(body: str, secret: str, leak: str) -> None:
+    redacted = redact_body(body, "application/json", [secret])
+    assert leak not in redacted
+    assert MASKED in redacted or REDACTED in redacted
+
+
+def test_json_written_by_php_is_scrubbed_as_written_when_no_secret_holds_a_slash() -> None:
+    body = '{"photo": "http:\\/\\/crm.example\\/a.png", "note": "' + SECRET + '"}'
+    assert redact_body(body, "application/json", [SECRET]) == body.replace(SECRET, REDACTED)
