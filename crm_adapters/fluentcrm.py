@@ -8,7 +8,8 @@ API: https://rest-api.fluentcrm.com/ . Quirks seen in the recorded exchanges und
 ``shared/fixtures/fluentcrm/api`` (FluentCRM 2.9.84):
 
 - a missing contact is a 422 ``{"message":"Subscriber not found"}``, not a 404;
-- ``POST subscribers`` for an existing email is a 422 unless ``"__force_update": "yes"``;
+- ``POST subscribers`` for an existing email is a 422 ``{"email": {"unique": …}}`` unless
+  ``"__force_update": "yes"`` (which would also overwrite the contact's ``status``);
 - ``sync-segments`` finds tags by slug unless told ``"find_by": "id"``, and an empty ``attach``
   list attaches *every* tag, so we never send one;
 - tags are ``{id, title, slug}``: the slug is the tag's name in crm-bridge.
@@ -20,6 +21,7 @@ flat or wrapped in ``subscriber``; custom fields arrive under ``custom_field`` (
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -72,6 +74,17 @@ def _tag_name(tag: Any) -> str | None:
         value = tag.get("slug") or tag.get("title")
         return str(value) if value else None
     return (str(tag).strip() or None) if tag is not None else None
+
+
+def _email_taken(exc: CrmRejected) -> bool:
+    """FluentCRM's refusal of a second contact with one email: 422 ``{"email": {"unique": …}}``."""
+    if exc.status != 422:
+        return False
+    try:
+        body = json.loads(exc.body or "")
+    except ValueError:
+        return False
+    return isinstance(body, Mapping) and isinstance(body.get("email"), Mapping) and "unique" in body["email"]
 
 
 def slugify(title: str) -> str:
@@ -159,26 +172,39 @@ class FluentCrmAdapter(Adapter):
         return self.load_contact(contact_id).tags or []
 
     def upsert_contact(self, contact: OutboundContact) -> str | None:
-        """Update the contact with this email, else create it.
+        """Create the contact, or update the one that has this email: never a duplicate.
 
-        The lookup comes first so an existing contact's ``status`` is never touched (pushing a
-        profile must not re-subscribe someone who unsubscribed); the create still carries
-        ``__force_update`` so a contact created meanwhile is updated, never duplicated.
+        The create comes first: a push is most often a new registration, and this makes it one
+        call instead of a look-up and a create (each a WordPress request). FluentCRM refuses a
+        second contact with the same email (422 ``{"email": {"unique": …}}``, recorded), and
+        without ``__force_update`` that create cannot touch an existing contact. An existing
+        contact is then looked up and its fields updated in place, its ``status`` left alone
+        (pushing a profile must not re-subscribe someone who unsubscribed): three calls instead
+        of two for a contact the CRM already had.
         """
         fields = self.with_native_names(contact.fields)
-        existing = self.find_contact_id(contact.email)
-        if existing:
-            self.update_fields(existing, fields)
-            return existing
+        try:
+            return self._create(contact.email, fields)
+        except DuplicateContact:
+            existing = self.find_contact_id(contact.email)
+            if existing is None:  # deleted since, or not found by its email: create or update
+                return self._create(contact.email, fields, force_update=True)
+        self.update_fields(existing, fields)
+        return existing
+
+    def _create(self, email: str, fields: Mapping[str, Any], *, force_update: bool = False) -> str:
+        """``POST subscribers``; an email FluentCRM already has is ``DuplicateContact`` (with
+        ``force_update``, only from a FluentCRM too old to honour it)."""
         standard, custom = self._split_fields(fields)
-        body: dict[str, Any] = {**standard, "email": contact.email, "status": "subscribed", "__force_update": "yes"}
+        body: dict[str, Any] = {**standard, "email": email, "status": "subscribed"}
         if custom:
             body["custom_values"] = custom
+        if force_update:
+            body["__force_update"] = "yes"
         try:
             data = self._request("POST", "/subscribers", json=body) or {}
         except CrmRejected as exc:
-            # 422 {"email": {"unique": …}}: a FluentCRM that ignores __force_update (older versions)
-            if exc.status == 422 and "unique" in (exc.body or ""):
+            if _email_taken(exc):
                 raise DuplicateContact(exc.message, status=exc.status, body=exc.body) from exc
             raise
         contact_id = stringify_id((data.get("contact") or {}).get("id"))

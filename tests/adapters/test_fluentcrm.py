@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import responses
 from support import FIXTURES
 
 from adapters.contract import AdapterCase, AdapterContract, Exchange, Operation, Sample, basic, inbound, includes
 from crm_adapters.base import OutboundContact
-from crm_adapters.errors import ContactNotFound, DuplicateContact
+from crm_adapters.errors import ContactNotFound, CrmRejected, DuplicateContact
 
 API = "https://crm.example.com/wp-json/fluent-crm/v2"
 
@@ -69,6 +70,7 @@ SUBSCRIBER_WITH_TAGS = {
     }
 }
 NEW = OutboundContact(email="capture-4fe81a@example.com", fields={"first_name": "Cap", "last_name": "Ture"})
+FIRST_CREATE = {"email": NEW.email, "first_name": "Cap", "last_name": "Ture", "status": "subscribed"}
 
 
 def _loaded(contact: Any) -> None:
@@ -112,30 +114,23 @@ class TestFluentCrm(AdapterContract):
                 [Exchange("GET", "/subscribers/11", json=SUBSCRIBER_WITH_TAGS)],
                 returns=["vip-4fe81a"],
             ),
-            # New contact: lookup misses, then one create that would update rather than duplicate.
+            # New contact: one create, without __force_update (it cannot touch an existing one).
             "upsert_new": Operation(
                 "upsert_contact",
                 (NEW,),
                 [
-                    recorded("get_by_email_missing", params={"get_by_email": NEW.email}),
-                    recorded(
-                        "create_subscriber",
-                        sends={
-                            "email": NEW.email,
-                            "first_name": "Cap",
-                            "status": "subscribed",
-                            "__force_update": "yes",
-                        },
-                    ),
+                    recorded("create_subscriber", sends=FIRST_CREATE),
                 ],
                 returns="11",
             ),
-            # Existing contact: updated in place; no create, and its status is left alone.
+            # Existing contact: the create is refused as a duplicate, then the contact is looked up
+            # and updated in place; its status is left alone.
             "upsert_existing": Operation(
                 "upsert_contact",
                 (NEW,),
                 [
-                    recorded("get_by_email"),
+                    recorded("create_duplicate_422", sends=FIRST_CREATE),
+                    recorded("get_by_email", params={"get_by_email": NEW.email}),
                     recorded("update_fields", sends={"subscriber": {"first_name": "Cap", "last_name": "Ture"}}),
                 ],
                 returns="11",
@@ -186,13 +181,74 @@ class TestFluentCrm(AdapterContract):
     )
 
 
-def test_a_create_refused_as_duplicate_is_a_duplicate_contact_error() -> None:
-    """Recorded: a FluentCRM that does not honour __force_update answers 422 "unique"."""
+def test_an_existing_contact_is_never_overwritten_by_the_create_nor_resubscribed() -> None:
+    """The contract suite matches bodies as subsets; this checks what must be absent: the first
+    create carries no ``__force_update`` (else it would overwrite the existing contact and its
+    status) and the update that follows sends no ``status``."""
+    api = TestFluentCrm.case.api
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        for exchange in (
+            recorded("create_duplicate_422"),
+            recorded("get_by_email", params={"get_by_email": NEW.email}),
+            recorded("update_fields"),
+        ):
+            rsps.add(exchange.method, api + exchange.path, status=exchange.status, json=exchange.json)
+        assert TestFluentCrm().adapter().upsert_contact(NEW) == "11"
+        create, _lookup, update = rsps.calls
+    assert json.loads(create.request.body) == FIRST_CREATE
+    assert "status" not in json.loads(update.request.body)["subscriber"]
+
+
+def test_a_contact_refused_as_duplicate_but_not_found_is_created_with_force_update() -> None:
+    """The create is refused (the email is taken) but the look-up misses (the contact was
+    deleted in between): the last create carries __force_update, which creates or updates."""
     operation = Operation(
         "upsert_contact",
         (NEW,),
-        [recorded("get_by_email_missing", params={"get_by_email": NEW.email}), recorded("create_duplicate_422")],
+        [
+            recorded("create_duplicate_422", sends=FIRST_CREATE),
+            recorded("get_by_email_missing", params={"get_by_email": NEW.email}),
+            recorded("create_force_update", sends={**FIRST_CREATE, "__force_update": "yes"}),
+        ],
+        returns="11",
+    )
+    TestFluentCrm().run(operation)
+
+
+def test_a_fluentcrm_that_ignores_force_update_gives_a_duplicate_contact_error() -> None:
+    """Recorded: a FluentCRM that does not honour __force_update answers 422 "unique" to every
+    create; after the look-up misses too, that is a final error, not a loop."""
+    refused = recorded("create_duplicate_422", sends=FIRST_CREATE)
+    operation = Operation(
+        "upsert_contact",
+        (NEW,),
+        [
+            refused,
+            recorded("get_by_email_missing", params={"get_by_email": NEW.email}),
+            recorded("create_duplicate_422", sends={**FIRST_CREATE, "__force_update": "yes"}),
+        ],
         raises=DuplicateContact,
     )
     error = TestFluentCrm().run(operation)
     assert error.status == 422 and not error.retryable
+
+
+def test_a_422_that_is_not_a_taken_email_is_not_taken_for_a_duplicate() -> None:
+    """A create refused for another reason (a required field) is the CRM's refusal, not an
+    existing contact: no look-up, no update."""
+    operation = Operation(
+        "upsert_contact",
+        (NEW,),
+        [
+            Exchange(
+                "POST",
+                "/subscribers",
+                status=422,
+                json={"email": {"required": "Email is required"}},
+                sends=FIRST_CREATE,
+            )
+        ],
+        raises=CrmRejected,
+    )
+    error = TestFluentCrm().run(operation)
+    assert error.status == 422

@@ -86,6 +86,15 @@ class FakeFluentCrm:
         with self.lock:
             self.scripted.extend(answers)
 
+    def seed_contact(self, email: str, **fields: Any) -> dict[str, Any]:
+        """A contact the CRM had before the test (a newsletter subscriber, say)."""
+        with self.lock:
+            contact = {"id": self._next_id, "email": email.lower(), "tag_slugs": [], **fields}
+            self._next_id += 1
+            self.contacts[contact["id"]] = contact
+            self._by_email[contact["email"]] = contact
+            return contact
+
     def contacts_by_email(self, email: str) -> list[dict[str, Any]]:
         with self.lock:
             return [c for c in self.contacts.values() if c["email"] == email.lower()]

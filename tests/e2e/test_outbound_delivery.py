@@ -60,6 +60,26 @@ def test_a_registration_reaches_the_crm(app, client, auth_headers, make_connecti
     assert shown["crm_links"][0]["contact_id"] == str(contact["id"])
 
 
+def test_a_registration_updates_a_contact_the_crm_already_had_and_leaves_its_status(
+    app, client, auth_headers, make_connection, fake_crm, start_worker
+):
+    """Someone who unsubscribed from the newsletter registers on the site: their one contact
+    gets the new name and is linked; it is not duplicated, and not re-subscribed."""
+    existing = fake_crm.seed_contact("grace@example.com", first_name="G", status="unsubscribed")
+    make_connection("fluent", "fluentcrm", **connection_settings(fake_crm))
+    worker = start_worker()
+    user, _ = register(client, auth_headers, "grace@example.com", first_name="Grace", last_name="Hopper")
+    assert worker.wait_until_processed(1)
+
+    [contact] = fake_crm.contacts_by_email("grace@example.com")
+    assert contact["id"] == existing["id"]
+    assert (contact["first_name"], contact["last_name"], contact["status"]) == ("Grace", "Hopper", "unsubscribed")
+    [delivery] = deliveries_of(app, user["id"])
+    assert delivery.status == "succeeded" and delivery.result["contact_id"] == str(existing["id"])
+    [attempt] = delivery.attempt_log
+    assert [e["status"] for e in attempt.exchanges] == [422, 200, 200]  # refused create, look-up, update
+
+
 def test_a_hanging_or_down_crm_neither_slows_registration_nor_loses_the_push(
     app, client, auth_headers, make_connection, fake_crm, start_worker
 ):
