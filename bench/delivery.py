@@ -4,10 +4,11 @@
                                        [--worker 1 --worker 32x1 --worker 32 --worker 64]
                                        [--crm-delay 0.01] [--web-workers 4] [--web-threads 1]
 
-First a baseline: the same two CRM calls per contact from 32 plain ``requests`` threads with no
-database (``bare_http_per_s``). Then for each worker shape (CONCURRENCY, the command's default
-spread over the usable cores, or CONCURRENCYxPROCESSES; ``32x1`` is 32 deliveries in flight in
-one process, ``32`` is the same 32 spread over two processes on a two-core machine):
+First a baseline: the CRM call a push of a new contact makes (one create) from 32 plain
+``requests`` threads with no database (``bare_http_per_s``). Then for each worker shape
+(CONCURRENCY, the command's default spread over the usable cores, or CONCURRENCYxPROCESSES;
+``32x1`` is 32 deliveries in flight in one process, ``32`` is the same 32 spread over two
+processes on a two-core machine):
 a fresh database, the web app under gunicorn (``--web-workers`` sync workers, 4 as in the
 README's production command, or ``--web-threads`` threads each; no inline worker), one
 ``bridge worker --concurrency N [--processes P]`` command, and a fake FluentCRM on loopback
@@ -24,9 +25,9 @@ the baseline). Prints one line per shape:
     delivery backend=sqlite concurrency=32 processes=2 reg_p99_ms=… reg_served_p99_ms=…
     e2e_p50_ms=… e2e_p99_ms=… drain_per_s=… drain_steady_per_s=… drain_ratio=…
 
-With one worker thread and two CRM calls of ``--crm-delay`` each per registration, the worker
-cannot keep up with ``--rate`` 100 (it needs at least 20 ms per push): end-to-end figures at
-concurrency 1 measure the backlog, by design.
+With one worker thread, a push takes the CRM's ``--crm-delay`` (10 ms) plus its own work, so
+one thread cannot quite keep up with ``--rate`` 100: end-to-end figures at concurrency 1
+measure a growing backlog, by design.
 """
 
 from __future__ import annotations
@@ -153,9 +154,10 @@ def wait_for_pushes(crm: FakeCrmProcess, total: int, timeout: float) -> None:
 
 
 def bare_http_rate(crm_delay: float, count: int, threads: int) -> float:
-    """The baseline: the same two CRM calls per contact (look-up, create) from ``threads``
-    plain ``requests`` sessions in one process, with no database and no bookkeeping: what a
-    worker process could reach if pushing cost nothing but its HTTP."""
+    """The baseline: the CRM call a push of a new contact makes (one create: the FluentCRM
+    adapter creates first and looks up only when the email is taken) from ``threads`` plain
+    ``requests`` sessions in one process, with no database and no bookkeeping: what a worker
+    process could reach if pushing cost nothing but its HTTP."""
     with FakeCrmProcess(delay=crm_delay) as crm:
         settings = crm.settings
         api = settings["base_url"].rstrip("/") + "/wp-json/fluent-crm/v2"
@@ -165,7 +167,6 @@ def bare_http_rate(crm_delay: float, count: int, threads: int) -> float:
         def push(email: str) -> None:
             session = getattr(local, "session", None) or requests.Session()
             local.session = session
-            session.get(f"{api}/subscribers/0", params={"get_by_email": email}, auth=auth, timeout=30)
             session.post(f"{api}/subscribers", json={"email": email, "status": "subscribed"}, auth=auth, timeout=30)
 
         started = time.monotonic()
@@ -273,7 +274,7 @@ def main() -> None:
     parser.add_argument("--web-threads", type=int, default=1, help="threads per gunicorn worker (1: sync workers)")
     args = parser.parse_args()
     baseline = bare_http_rate(args.crm_delay, args.count, 32)
-    print(f"# baseline bare_http_per_s={baseline:.0f} (32 threads, two CRM calls per contact, no database)", flush=True)
+    print(f"# baseline bare_http_per_s={baseline:.0f} (32 threads, one CRM call per contact, no database)", flush=True)
     for shape in args.worker or ["1", "32x1", "32", "64"]:
         concurrency, _, processes = shape.partition("x")
         line = run(
