@@ -45,6 +45,14 @@ class Scripted:
     path_suffix: str | None = None
 
 
+class _CrmServer(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5. A worker process starting 16 pool threads at once
+    # overflowed it: a dropped SYN cost a second, and now and then the connection failed and
+    # the push waited for its retry (benches saw two-process drains at half speed). Web
+    # servers in front of real CRMs accept hundreds.
+    request_queue_size = 512
+
+
 class FakeFluentCrm:
     """State and behaviour of the fake; ``url`` is the WordPress site's base URL."""
 
@@ -62,7 +70,7 @@ class FakeFluentCrm:
         self._next_id = 1
         for name in tags:
             self._create_tag(name)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.server = _CrmServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
