@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge import registration, usernames, users
 from bridge.extensions import db
-from bridge.models import User, UserTag, utcnow
+from bridge.models import User, UserTag, iso, utcnow
 
 PAGE_SIZE = 50
 MIN_PASSWORD_LENGTH = users.MIN_PASSWORD_LENGTH
@@ -110,7 +110,7 @@ def register(data: RegistrationInput, *, allow_role: bool = True) -> User:
 
 
 def register_json(data: RegistrationInput, *, allow_role: bool = True) -> dict[str, Any]:
-    """``register``, answering with the new user's JSON (``users.user_to_json``'s shape).
+    """``register``, answering with the new user's JSON (``user_json.user_to_json``'s shape).
 
     A brand-new user has no CRM links, no activity and only the local tags just written, so
     the JSON is built from what this transaction wrote, before the commit: reading it back
@@ -130,8 +130,8 @@ def new_user_json(registered: registration.Registered) -> dict[str, Any]:
         "last_name": user.last_name,
         "role": user.role,
         "meta": dict(user.meta or {}),
-        "created_at": users.iso(user.created_at),
-        "updated_at": users.iso(user.updated_at),
+        "created_at": iso(user.created_at),
+        "updated_at": iso(user.updated_at),
         "tags": {"": list(registered.local_tags)} if registered.local_tags else {},
         "crm_links": [],
         "crm_activity": [],
