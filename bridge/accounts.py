@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bridge import registration, usernames, users
+from bridge import registration, user_json, usernames, users
 from bridge.extensions import db
-from bridge.models import User, UserTag, iso, utcnow
+from bridge.models import User, UserTag, utcnow
 
 PAGE_SIZE = 50
 MIN_PASSWORD_LENGTH = users.MIN_PASSWORD_LENGTH
@@ -123,15 +123,7 @@ def new_user_json(registered: registration.Registered) -> dict[str, Any]:
     """The JSON of a user registered in this transaction (no links, activity or CRM tags)."""
     user = registered.user
     return {
-        "id": user.id,
-        "email": user.email,
-        "username": user.username,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "role": user.role,
-        "meta": dict(user.meta or {}),
-        "created_at": iso(user.created_at),
-        "updated_at": iso(user.updated_at),
+        **user_json.profile_json(user),
         "tags": {"": list(registered.local_tags)} if registered.local_tags else {},
         "crm_links": [],
         "crm_activity": [],

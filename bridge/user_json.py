@@ -47,6 +47,21 @@ def activity_json(user: User, limit: int = 100) -> list[dict[str, Any]]:
     ]
 
 
+def profile_json(user: User) -> dict[str, Any]:
+    """The user's own columns: what every user JSON starts with."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "role": user.role,
+        "meta": dict(user.meta or {}),
+        "created_at": iso(user.created_at),
+        "updated_at": iso(user.updated_at),
+    }
+
+
 def user_to_json(user: User, *, with_activity: bool = True) -> dict[str, Any]:
     links = db.session.execute(
         select(Connection.name, ContactLink.contact_id, ContactLink.linked_at)
@@ -55,15 +70,7 @@ def user_to_json(user: User, *, with_activity: bool = True) -> dict[str, Any]:
         .order_by(ContactLink.id)
     )
     data: dict[str, Any] = {
-        "id": user.id,
-        "email": user.email,
-        "username": user.username,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "role": user.role,
-        "meta": user.meta or {},
-        "created_at": iso(user.created_at),
-        "updated_at": iso(user.updated_at),
+        **profile_json(user),
         "tags": tags_by_scope(user),
         "crm_links": [
             {"connection": name, "contact_id": contact_id, "linked_at": iso(linked_at)}
