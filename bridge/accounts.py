@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bridge import registration, usernames, users
+from bridge import registration, user_json, usernames, users
 from bridge.extensions import db
 from bridge.models import User, UserTag, utcnow
 
@@ -110,7 +110,7 @@ def register(data: RegistrationInput, *, allow_role: bool = True) -> User:
 
 
 def register_json(data: RegistrationInput, *, allow_role: bool = True) -> dict[str, Any]:
-    """``register``, answering with the new user's JSON (``users.user_to_json``'s shape).
+    """``register``, answering with the new user's JSON (``user_json.user_to_json``'s shape).
 
     A brand-new user has no CRM links, no activity and only the local tags just written, so
     the JSON is built from what this transaction wrote, before the commit: reading it back
@@ -123,15 +123,7 @@ def new_user_json(registered: registration.Registered) -> dict[str, Any]:
     """The JSON of a user registered in this transaction (no links, activity or CRM tags)."""
     user = registered.user
     return {
-        "id": user.id,
-        "email": user.email,
-        "username": user.username,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "role": user.role,
-        "meta": dict(user.meta or {}),
-        "created_at": users.iso(user.created_at),
-        "updated_at": users.iso(user.updated_at),
+        **user_json.profile_json(user),
         "tags": {"": list(registered.local_tags)} if registered.local_tags else {},
         "crm_links": [],
         "crm_activity": [],

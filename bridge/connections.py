@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app, has_app_context
@@ -29,7 +29,7 @@ from bridge.connection_settings import (
 )
 from bridge.extensions import db
 from bridge.http import OutboundClient, outbound_client
-from bridge.models import AccessKey, Connection, utcnow
+from bridge.models import AccessKey, Connection, iso, utcnow
 from bridge.token_refresh import guard_for
 from crm_adapters.base import Adapter, HttpClient
 
@@ -176,16 +176,12 @@ def connection_to_json(connection: Connection) -> dict[str, Any]:
         "missing_settings": missing_among(connection.type, settings, unreadable),
         "unreadable_settings": unreadable,
         "access_keys": [
-            {"hint": "…" + key.hint, "created_at": _iso(key.created_at), "expires_at": _iso(key.expires_at)}
+            {"hint": "…" + key.hint, "created_at": iso(key.created_at), "expires_at": iso(key.expires_at)}
             for key in active_access_keys(connection)
         ],
-        "created_at": _iso(connection.created_at),
-        "updated_at": _iso(connection.updated_at),
+        "created_at": iso(connection.created_at),
+        "updated_at": iso(connection.updated_at),
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
 def remove_connection(connection: Connection) -> None:

@@ -15,29 +15,30 @@ from sqlalchemy import func, select, update
 from bridge import outbox
 from bridge.extensions import db
 from bridge.leases import (
-    BACKOFF_SECONDS,
-    GIVE_UP_AFTER,
-    JITTER,
-    RETRY_AFTER_CAP_SECONDS,
     SENSITIVE_PAYLOAD_KEYS,
-    STEADY_BACKOFF_SECONDS,
     AttemptRecord,
     ClaimedDelivery,
     Finished,
     Outcome,
-    backoff_seconds,
     claim_and_load,
     claim_due,
     claimable_ids_query,
     extend_leases,
-    next_attempt_at,
     record_and_claim,
     record_outcome,
     record_outcomes,
+)
+from bridge.models import Connection, Delivery, DeliveryAttempt, iso, utcnow
+from bridge.retry_schedule import (
+    BACKOFF_SECONDS,
+    GIVE_UP_AFTER,
+    JITTER,
+    RETRY_AFTER_CAP_SECONDS,
+    STEADY_BACKOFF_SECONDS,
+    backoff_seconds,
+    next_attempt_at,
     retry_delay,
 )
-from bridge.models import Connection, Delivery, DeliveryAttempt, utcnow
-from bridge.users import iso
 from bridge.wakeup import WAKE_FLAG
 
 __all__ = [

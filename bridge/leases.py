@@ -1,11 +1,7 @@
-"""Leases and outcomes: the retry schedule, claiming due rows with a lease, and recording
-attempts. The worker's bookkeeping (``bridge.worker`` is the only caller); everything here runs
-without a request. Operator actions on deliveries live in ``bridge.deliveries``.
-
-Retry rules (CONTRACT.md §5): an error whose ``retryable`` is true is tried again after an
-exponential backoff with ±20% jitter (about 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h,
-8 h, then every 12 h) until three days after the row was created; a ``Retry-After`` replaces the
-delay, capped at one hour. Anything else is final: the row is ``dead`` until replayed.
+"""Leases and outcomes: claiming due rows with a lease, and recording attempts. The worker's
+bookkeeping (``bridge.worker`` is the only caller); everything here runs without a request.
+When a failed row is tried again is ``bridge.retry_schedule``; operator actions on deliveries
+live in ``bridge.deliveries``.
 """
 
 from __future__ import annotations
@@ -24,43 +20,11 @@ from bridge import outbox
 from bridge.database import is_sqlite
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, DeliveryAttempt, User, utcnow
+from bridge.retry_schedule import next_attempt_at
 
-BACKOFF_SECONDS: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800)
-STEADY_BACKOFF_SECONDS = 12 * 3600
-JITTER = 0.2
-RETRY_AFTER_CAP_SECONDS = 3600
-GIVE_UP_AFTER = timedelta(days=3)
 # Payload keys holding something secret (an encrypted password waiting to be returned): wiped
 # as soon as the row is finished either way, so it does not sit in the database.
 SENSITIVE_PAYLOAD_KEYS = ("password",)
-
-
-# -- schedule ---------------------------------------------------------------------------------
-
-
-def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
-    """The delay after failed attempt number ``attempt`` (1-based), jittered by ±20% so a CRM
-    that comes back is not hit by every queued row in the same second."""
-    base = BACKOFF_SECONDS[attempt - 1] if 1 <= attempt <= len(BACKOFF_SECONDS) else STEADY_BACKOFF_SECONDS
-    spread = (rng or random).uniform(1 - JITTER, 1 + JITTER)
-    return base * spread
-
-
-def retry_delay(attempt: int, retry_after: float | None, rng: random.Random | None = None) -> float:
-    """The CRM's ``Retry-After`` (capped at an hour) when it sent one, else the backoff."""
-    if retry_after is not None:
-        return min(max(0.0, float(retry_after)), RETRY_AFTER_CAP_SECONDS)
-    return backoff_seconds(attempt, rng)
-
-
-def next_attempt_at(
-    *, attempt: int, created_at: datetime, now: datetime, retry_after: float | None, rng: random.Random | None = None
-) -> datetime | None:
-    """When to try again, or None when that would be past the three-day limit (→ ``dead``)."""
-    when = now + timedelta(seconds=retry_delay(attempt, retry_after, rng))
-    if when > created_at + GIVE_UP_AFTER:
-        return None
-    return when
 
 
 # -- claiming ---------------------------------------------------------------------------------

@@ -30,6 +30,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A stored (naive UTC) timestamp as the API shows it: ISO 8601, seconds, ``Z``."""
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
 JsonDict = dict[str, Any]
 
 

@@ -25,7 +25,7 @@ from bridge.connections import adapter_for
 from bridge.deliveries import DeliveryAbandoned
 from bridge.extensions import db
 from bridge.jobs import JobContext, job_handler
-from bridge.models import Connection, ContactLink, User, utcnow
+from bridge.models import Connection, ContactLink, User, iso, utcnow
 from bridge.settings_cache import cached_flag, cached_settings
 from crm_adapters.base import Adapter, OutboundContact, OutboundEvent
 
@@ -42,7 +42,7 @@ def _require(ctx: JobContext) -> tuple[Connection, User]:
 
 def _event(ctx: JobContext, event_type: str) -> OutboundEvent:
     """The delivery id is the event id: stable across retries, so receivers can dedupe."""
-    return OutboundEvent(id=str(ctx.delivery.id), type=event_type, occurred_at=users.iso(ctx.delivery.created_at) or "")
+    return OutboundEvent(id=str(ctx.delivery.id), type=event_type, occurred_at=iso(ctx.delivery.created_at) or "")
 
 
 def local_fields(user: User) -> dict[str, Any]:

@@ -13,14 +13,13 @@ import secrets
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, exists, func, select, true, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from bridge.extensions import db
-from bridge.models import Connection, ContactLink, CrmActivity, Role, User, UserTag, utcnow
+from bridge.models import Connection, ContactLink, Role, User, utcnow
 from bridge.user_tags import (  # noqa: F401  (re-exported: callers use users.replace_tags & co.)
     change_local_tags,
     replace_tags,
@@ -353,73 +352,3 @@ def apply_fields(user: User | UserRow, fields: Mapping[str, Any]) -> list[str]:
     values, changed = field_changes(user, fields)
     save_columns(user, values)
     return changed
-
-
-# -- JSON -------------------------------------------------------------------------------------
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value else None
-
-
-def tags_by_scope(user: User) -> dict[str, list[str]]:
-    """``{"fluent": ["vip"], "": ["local"]}``: per connection name, local tags under ``""``."""
-    rows = db.session.execute(
-        select(Connection.name, UserTag.name)
-        .select_from(UserTag)
-        .outerjoin(Connection, Connection.id == UserTag.connection_id)
-        .where(UserTag.user_id == user.id)
-        .order_by(UserTag.id)
-    )
-    result: dict[str, list[str]] = {}
-    for connection_name, tag in rows:
-        result.setdefault(connection_name or "", []).append(tag)
-    return result
-
-
-def activity_json(user: User, limit: int = 100) -> list[dict[str, Any]]:
-    rows = db.session.scalars(
-        select(CrmActivity)
-        .where(CrmActivity.user_id == user.id)
-        .order_by(CrmActivity.received_at.desc(), CrmActivity.id.desc())
-        .limit(limit)
-    )
-    return [
-        {
-            "id": row.id,
-            "event_type": row.event_type,
-            "contact_id": row.contact_id,
-            "payload": row.payload,
-            "received_at": iso(row.received_at),
-            "source": row.source,
-        }
-        for row in rows
-    ]
-
-
-def user_to_json(user: User, *, with_activity: bool = True) -> dict[str, Any]:
-    links = db.session.execute(
-        select(Connection.name, ContactLink.contact_id, ContactLink.linked_at)
-        .join(Connection, Connection.id == ContactLink.connection_id)
-        .where(ContactLink.user_id == user.id, ContactLink.unlinked_at.is_(None))
-        .order_by(ContactLink.id)
-    )
-    data: dict[str, Any] = {
-        "id": user.id,
-        "email": user.email,
-        "username": user.username,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "role": user.role,
-        "meta": user.meta or {},
-        "created_at": iso(user.created_at),
-        "updated_at": iso(user.updated_at),
-        "tags": tags_by_scope(user),
-        "crm_links": [
-            {"connection": name, "contact_id": contact_id, "linked_at": iso(linked_at)}
-            for name, contact_id, linked_at in links
-        ],
-    }
-    if with_activity:
-        data["crm_activity"] = activity_json(user)
-    return data

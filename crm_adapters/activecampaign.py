@@ -21,18 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import (
-    Adapter,
-    Contact,
-    InboundRequest,
-    OutboundContact,
-    Setting,
-    normalise_email,
-    request_payload,
-    split_tags,
-    stringify_id,
-)
+from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import CrmRejected, InvalidPayload, MissingContactId
+from crm_adapters.parsing import normalise_email, request_payload, split_tags, stringify_id
 
 PAGE_SIZE = 100
 # contact/sync and PUT contacts/{id} take these as top-level contact properties.

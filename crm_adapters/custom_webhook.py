@@ -42,17 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from crm_adapters import webhook_templates as templates
-from crm_adapters.base import (
-    Adapter,
-    Contact,
-    HttpResponse,
-    InboundRequest,
-    OutboundContact,
-    Setting,
-    normalise_email,
-    split_tags,
-    stringify_id,
-)
+from crm_adapters.base import Adapter, Contact, HttpResponse, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import (
     AuthRefused,
     ContactNotFound,
@@ -61,6 +51,7 @@ from crm_adapters.errors import (
     MissingContactId,
     PayloadTooLarge,
 )
+from crm_adapters.parsing import normalise_email, split_tags, stringify_id
 from crm_adapters.standard_webhooks import secret_key, signing_secrets, standard_webhook_signature
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

@@ -26,17 +26,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import (
-    Adapter,
-    Contact,
-    InboundRequest,
-    OutboundContact,
-    Setting,
-    normalise_email,
-    request_payload,
-    stringify_id,
-)
+from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import ContactNotFound, CrmRejected, DuplicateContact, InvalidPayload, MissingContactId
+from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
 API_PATH = "/wp-json/fluent-crm/v2"
 NOT_FOUND = (404, 422)

@@ -31,18 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from crm_adapters.base import (
-    Adapter,
-    Contact,
-    HttpResponse,
-    InboundRequest,
-    OutboundContact,
-    Setting,
-    normalise_email,
-    parse_retry_after,
-    request_payload,
-    stringify_id,
-)
+from crm_adapters.base import Adapter, Contact, HttpResponse, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import (
     ContactNotFound,
     CrmRejected,
@@ -51,6 +40,7 @@ from crm_adapters.errors import (
     InvalidSignature,
     MissingContactId,
 )
+from crm_adapters.parsing import normalise_email, parse_retry_after, request_payload, stringify_id
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 CONTACTS = "/crm/v3/objects/contacts"

@@ -21,17 +21,9 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import (
-    Adapter,
-    Contact,
-    InboundRequest,
-    OutboundContact,
-    Setting,
-    normalise_email,
-    request_payload,
-    stringify_id,
-)
+from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import ContactNotFound, InvalidPayload, MissingContactId
+from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
 PAGE_SIZE = 1000  # the API's maximum ``count``
 CONTACT_DATA_PARAMS = ("contact_id", "type", "data", "email")

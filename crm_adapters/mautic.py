@@ -25,17 +25,9 @@ import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import (
-    Adapter,
-    Contact,
-    InboundRequest,
-    OutboundContact,
-    Setting,
-    normalise_email,
-    request_payload,
-    stringify_id,
-)
+from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import InvalidPayload, InvalidSignature, MissingContactId
+from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
 PAGE_SIZE = 100
 CONTACT_KEYS = ("contact", "lead")

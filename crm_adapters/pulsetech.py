@@ -36,18 +36,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import (
-    Adapter,
-    Contact,
-    HttpClient,
-    InboundRequest,
-    OutboundContact,
-    Setting,
-    normalise_email,
-    request_payload,
-    stringify_id,
-)
+from crm_adapters.base import Adapter, Contact, HttpClient, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import AuthRefused, InvalidPayload, MissingContactId
+from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
 PAGE_SIZE = 100
 CONTACT_COLUMNS = frozenset({"first_name", "last_name", "email", "phone", "company", "title", "status"})

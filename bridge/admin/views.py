@@ -17,7 +17,7 @@ from bridge.extensions import db
 from bridge.models import Connection, Delivery, User, WebhookEvent
 from bridge.outbox import STATUSES
 from bridge.redaction import scrub_text
-from bridge.users import tags_by_scope
+from bridge.user_json import tags_by_scope
 from crm_adapters.errors import AdapterError
 
 KEY_PLACEHOLDER = "YOUR_ACCESS_KEY"

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from bridge import accounts, users
+from bridge import accounts, user_json, users
 from bridge.api import bp
 from bridge.api.auth import token_required
 from bridge.errors import ApiError
@@ -62,13 +62,15 @@ def create_user() -> tuple[Response, int]:
 def list_users() -> Response:
     page = page_argument()
     rows, total = accounts.find_users(email=request.args.get("email"), tag=request.args.get("tag"), page=page)
-    return jsonify({"items": [users.user_to_json(u, with_activity=False) for u in rows], "total": total, "page": page})
+    return jsonify(
+        {"items": [user_json.user_to_json(u, with_activity=False) for u in rows], "total": total, "page": page}
+    )
 
 
 @bp.get("/users/<int:user_id>")
 @token_required
 def show_user(user_id: int) -> Response:
-    return jsonify(users.user_to_json(user_or_404(user_id)))
+    return jsonify(user_json.user_to_json(user_or_404(user_id)))
 
 
 @bp.patch("/users/<int:user_id>")
@@ -80,7 +82,7 @@ def update_user(user_id: int) -> Response:
         changed = accounts.update_profile(user, change)
     except users.UserRuleError as exc:
         raise rule_error(exc) from None
-    return jsonify({**users.user_to_json(user), "changed": changed})
+    return jsonify({**user_json.user_to_json(user), "changed": changed})
 
 
 @bp.post("/users/<int:user_id>/tags")
@@ -89,4 +91,4 @@ def change_user_tags(user_id: int) -> Response:
     user = user_or_404(user_id)
     change = validated(accounts.TagChange)
     added, removed = accounts.change_tags(user, change)
-    return jsonify({**users.user_to_json(user), "tags_added": added, "tags_removed": removed})
+    return jsonify({**user_json.user_to_json(user), "tags_added": added, "tags_removed": removed})

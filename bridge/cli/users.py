@@ -15,7 +15,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from bridge import registration, users
+from bridge import registration, user_json, users
 from bridge.api.auth import create_token
 from bridge.cli import bridge_group, emit, fail, json_option
 from bridge.extensions import db
@@ -174,7 +174,7 @@ def user_create_command(
         )
     ]
     db.session.commit()
-    data = users.user_to_json(user, with_activity=False)
+    data = user_json.user_to_json(user, with_activity=False)
     data["queued_deliveries"] = queued
 
     def render(d: dict[str, Any]) -> str:
@@ -195,7 +195,7 @@ def user_list_command(email: str | None, page: int, as_json: bool) -> None:
         query = query.where(User.email == (users.normalise_email(email) or ""))
     total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = db.session.scalars(query.order_by(User.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE))
-    items = [users.user_to_json(user, with_activity=False) for user in rows]
+    items = [user_json.user_to_json(user, with_activity=False) for user in rows]
 
     def render(d: dict[str, Any]) -> str:
         if not d["items"]:

@@ -17,9 +17,8 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from bridge.extensions import db
-from bridge.models import WebhookEvent, utcnow
+from bridge.models import WebhookEvent, iso, utcnow
 from bridge.redaction import redact_body, redact_url, scrub_text
-from bridge.users import iso
 
 PAYLOAD_CHARS = 65_536
 MESSAGE_CHARS = 2_000

@@ -1,4 +1,4 @@
-"""``crm_activity`` in the user JSON (``bridge.users.user_to_json``): newest first."""
+"""``crm_activity`` in the user JSON (``bridge.user_json.user_to_json``): newest first."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 from bridge.activity import LeadActivity, parse_activity, record_activity
 from bridge.extensions import db
 from bridge.models import CrmActivity, User, utcnow
-from bridge.users import user_to_json
+from bridge.user_json import user_to_json
 
 
 def test_user_json_lists_activity_newest_first_with_the_contract_fields(app, make_lead):

@@ -13,7 +13,7 @@ import responses
 from sqlalchemy import insert, select
 from support import load_fixture
 
-from bridge import users
+from bridge import user_json, users
 from bridge.extensions import db
 from bridge.models import Role, User
 
@@ -92,7 +92,7 @@ def test_crm_failure_is_502_with_nothing_written(app, hook, fluent_key, table_co
     with app.app_context():
         user = db.session.get(User, ok.get_json()["user_id"])
         assert user.first_name == "Jane" and users.tag_names(user, None) == []
-        assert users.tags_by_scope(user) == {"fluent": ["vip"]}
+        assert user_json.tags_by_scope(user) == {"fluent": ["vip"]}
 
 
 @responses.activate

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import select
 
-from bridge import crypto, outbox, users
+from bridge import crypto, outbox, user_json, users
 from bridge.extensions import db
 from bridge.models import ContactLink, Delivery, Role, User, UserTag
 from crm_adapters.base import Contact, InboundRequest
@@ -113,7 +113,7 @@ def test_tags_replace_only_this_connections_tags(app, hook, fluent_key, make_con
     with app.app_context():
         user = db.session.get(User, body["user_id"])
         assert user.first_name == "Jane"
-        assert users.tags_by_scope(user) == {"other": ["elsewhere"], "fluent": ["vip", "gold"]}
+        assert user_json.tags_by_scope(user) == {"other": ["elsewhere"], "fluent": ["vip", "gold"]}
 
 
 def test_update_without_tags_in_payload_keeps_tags_when_crm_is_not_configured(app, hook, make_connection):
