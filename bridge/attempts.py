@@ -106,10 +106,9 @@ def run(claimed: ClaimedDelivery, clients: OutboundClients, worker_id: str) -> t
         log.exception("delivery %s (%s): handler error", delivery.id, delivery.kind)
         record = internal_error(AttemptRecord(started_at, 0.0, []), exc, secret_list)
     record.duration_ms = (time.perf_counter() - started) * 1000
-    if ctx is not None:
-        jobs.store_changed_settings(ctx, joined=in_session and record.succeeded)
     writes: list[Any] = []
     if ctx is not None:
+        jobs.store_changed_settings(ctx, joined=in_session and record.succeeded)
         record.exchanges = list(ctx.http.exchanges)
         if record.succeeded and not in_session:
             writes = ctx.after_success

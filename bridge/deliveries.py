@@ -1,8 +1,8 @@
 """Deliveries: the operator actions (list, retry, replay) and the JSON shared by the API, the
 CLI and the admin console.
 
-Claiming, recording and the retry schedule are the worker's (``bridge.leases``); their names are
-re-exported here, where callers have always found them.
+Claiming and recording are the worker's (``bridge.leases``); their names are re-exported here,
+where callers have always found them. The retry schedule is ``bridge.retry_schedule``.
 """
 
 from __future__ import annotations
@@ -29,26 +29,11 @@ from bridge.leases import (
     record_outcomes,
 )
 from bridge.models import Connection, Delivery, DeliveryAttempt, iso, utcnow
-from bridge.retry_schedule import (
-    BACKOFF_SECONDS,
-    GIVE_UP_AFTER,
-    JITTER,
-    RETRY_AFTER_CAP_SECONDS,
-    STEADY_BACKOFF_SECONDS,
-    backoff_seconds,
-    next_attempt_at,
-    retry_delay,
-)
 from bridge.wakeup import WAKE_FLAG
 
 __all__ = [
-    "BACKOFF_SECONDS",
-    "GIVE_UP_AFTER",
-    "JITTER",
     "PAGE_SIZE",
-    "RETRY_AFTER_CAP_SECONDS",
     "SENSITIVE_PAYLOAD_KEYS",
-    "STEADY_BACKOFF_SECONDS",
     "WAKE_FLAG",
     "AttemptRecord",
     "ClaimedDelivery",
@@ -58,7 +43,6 @@ __all__ = [
     "Finished",
     "Outcome",
     "attempt_to_json",
-    "backoff_seconds",
     "claim_and_load",
     "claim_due",
     "claimable_ids_query",
@@ -66,14 +50,12 @@ __all__ = [
     "extend_leases",
     "get_delivery",
     "list_deliveries",
-    "next_attempt_at",
     "public_payload",
     "queue_counts",
     "record_and_claim",
     "record_outcome",
     "record_outcomes",
     "replay",
-    "retry_delay",
     "retry_delivery",
 ]
 
