@@ -19,6 +19,7 @@ serve: install
 	BRIDGE_WORKER=inline $(VENV)/bin/crm-bridge serve --host $(HOST) --port $(PORT)
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 bench: install
@@ -26,6 +27,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check .
 
 fmt: install

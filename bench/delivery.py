@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from crm_process import FakeCrmProcess  # noqa: E402
 
-from bridge.worker_supervisor import split_concurrency  # noqa: E402
+from bridge.delivery.supervisor import split_concurrency  # noqa: E402
 
 
 def free_port() -> int:
@@ -72,10 +72,10 @@ def prepare(env: dict[str, str], crm_settings: dict) -> str:
     """Fresh schema, a connection to the fake CRM and an API token; returns the token."""
     os.environ.update(env)
     from bridge import create_app
+    from bridge.accounts.users import ensure_default_roles
     from bridge.api.auth import create_token
-    from bridge.connections import create_connection
+    from bridge.connections.service import create_connection
     from bridge.extensions import db
-    from bridge.users import ensure_default_roles
 
     app = create_app()
     with app.app_context():

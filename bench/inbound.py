@@ -89,10 +89,10 @@ def prepare_database(database_url: str, instance: Path) -> str:
     from sqlalchemy import insert
 
     from bridge import create_app
-    from bridge.connections import create_connection
+    from bridge.accounts.users import ensure_default_roles
+    from bridge.connections.service import create_connection
     from bridge.extensions import db
     from bridge.models import ContactLink, User, utcnow
-    from bridge.users import ensure_default_roles
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": SECRET_KEY})
     with app.app_context():

@@ -44,10 +44,11 @@ TAG_SETS = (["vip"], ["newsletter"], ["vip", "newsletter"], [], ["trial"])
 def prepare(env: dict[str, str], contacts: int) -> str:
     """Fresh schema and ``contacts`` users linked to contact ids 1..N; returns the access key."""
     os.environ.update(env)
-    from bridge import create_app, users
-    from bridge.connections import create_connection
+    from bridge import create_app
+    from bridge.accounts import users
+    from bridge.accounts.users import ensure_default_roles
+    from bridge.connections.service import create_connection
     from bridge.extensions import db
-    from bridge.users import ensure_default_roles
 
     app = create_app()
     with app.app_context():
@@ -285,7 +286,8 @@ def main() -> None:
         os.environ.update(env)
         from sqlalchemy import func, select
 
-        from bridge import create_app, users
+        from bridge import create_app
+        from bridge.accounts import users
         from bridge.extensions import db
         from bridge.models import Connection, Delivery, DeliveryAttempt, User
 

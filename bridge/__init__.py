@@ -38,7 +38,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     _register_blueprints(app)
 
-    from bridge import cli, worker_runners
+    from bridge import cli
+    from bridge.delivery import inline_worker as worker_runners
 
     cli.init_app(app)
     worker_runners.init_app(app)
@@ -46,7 +47,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from bridge import health, login_links, signup
+    from bridge import health
+    from bridge.accounts import login_links, signup
     from bridge.admin import bp as admin_bp
     from bridge.api import bp as api_bp
     from bridge.extensions import csrf

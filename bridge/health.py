@@ -17,8 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import case, func, select, text
 
-from bridge import deliveries, heartbeats
 from bridge.database import is_sqlite
+from bridge.delivery import deliveries, heartbeats
 from bridge.extensions import db
 from bridge.models import Delivery, WebhookEvent, utcnow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from bridge.redaction import scrub_text
+from bridge.outbound.redaction import scrub_text
 
 
 class ScrubSecretsFilter(logging.Filter):

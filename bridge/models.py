@@ -205,7 +205,7 @@ class CrmActivity(db.Model):
 
 
 # Unfinished rows with a dedupe key: the predicate of ``uq_delivery_queued_dedupe``, which an
-# ``ON CONFLICT`` on that partial index must repeat (``bridge.outbox``).
+# ``ON CONFLICT`` on that partial index must repeat (``bridge.delivery.outbox``).
 OPEN_DEDUPE_PREDICATE = "dedupe_key IS NOT NULL AND status IN ('pending', 'in_flight', 'failed')"
 
 

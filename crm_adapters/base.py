@@ -21,6 +21,7 @@ from crm_adapters.errors import (
     CrmUnavailable,
     RateLimited,
 )
+from crm_adapters.inbound_request import InboundRequest
 from crm_adapters.oauth import REFRESH_GRANTS, RefreshGuard
 from crm_adapters.parsing import parse_retry_after
 
@@ -81,7 +82,7 @@ class HttpResponse:
 
 
 class HttpClient(Protocol):
-    """What an adapter may call. Implemented by ``bridge.http.OutboundClient``.
+    """What an adapter may call. Implemented by ``bridge.outbound.client.OutboundClient``.
 
     Raises ``TransportError``/``TransportTimeout``/``OutboundDenied``/``ResponseTooLarge``;
     never raises for an HTTP status: status handling is the adapter base class's job.
@@ -102,34 +103,6 @@ class HttpClient(Protocol):
 
 
 # -- inbound ----------------------------------------------------------------------------------
-
-
-@dataclass
-class InboundRequest:
-    """An inbound webhook as plain data: what ``parse`` and ``verify`` read.
-
-    ``query`` has ``access_key`` removed; ``headers`` keys are lower-cased; ``form`` is the
-    form body parsed into nested dicts (PHP bracket keys, ``contact[tags]=a`` →
-    ``{"contact": {"tags": "a"}}``); ``json`` is the parsed JSON body or None.
-    """
-
-    method: str
-    query: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    content_type: str = ""
-    json: Any = None
-    form: Mapping[str, Any] = field(default_factory=dict)
-    # The full URL the CRM called (scheme, host, path, query as received). Only signature
-    # schemes that sign the URI need it (HubSpot v3); empty when the caller does not know it.
-    url: str = ""
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-    @property
-    def has_body(self) -> bool:
-        return bool(self.body.strip())
 
 
 @dataclass

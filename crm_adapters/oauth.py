@@ -12,7 +12,7 @@ than the others'). A failed redemption is shared as a failure (None):
 retrying it at once with the same refresh token is what this module exists to prevent.
 
 Across processes the host coordinates: an adapter's ``refresh_guard`` (a :data:`RefreshGuard`)
-wraps the grant; crm-bridge's (``bridge.token_refresh``) takes a database lock and uses the
+wraps the grant; crm-bridge's (``bridge.connections.token_refresh``) takes a database lock and uses the
 tokens another process stored instead of redeeming the same refresh token again.
 """
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from crm_adapters.errors import InvalidPayload
 
 if TYPE_CHECKING:
-    from crm_adapters.base import InboundRequest
+    from crm_adapters.inbound_request import InboundRequest
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -92,7 +92,7 @@ def app(app_config: dict[str, Any], backend: str, tmp_path: Path, monkeypatch: p
     with application.app_context():
         if backend == "sqlite":
             db.create_all()
-        from bridge.users import ensure_default_roles
+        from bridge.accounts.users import ensure_default_roles
 
         ensure_default_roles()
         db.session.commit()
@@ -124,7 +124,7 @@ def make_connection(app):
     """``make_connection(name, type, **settings) -> access key`` (committed)."""
 
     def factory(name: str = "fluent", type_slug: str = "fluentcrm", **settings: Any) -> str:
-        from bridge.connections import create_connection
+        from bridge.connections.service import create_connection
 
         with app.app_context():
             _, key = create_connection(name, type_slug, settings)
@@ -192,7 +192,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def start_worker(app):
     """``start_worker(concurrency=1)``: a delivery worker thread, stopped after the test."""
-    from bridge.worker import DeliveryWorker
+    from bridge.delivery.worker import DeliveryWorker
 
     started: list[DeliveryWorker] = []
 

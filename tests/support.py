@@ -160,7 +160,7 @@ def encrypt_with_other_key(app: Any, connection_name: str, *names: str) -> dict[
     """Store the connection's secret settings ``names`` encrypted with another SECRET_KEY, as
     they are after SECRET_KEY changed. Returns what is now stored for each (the ciphertext)."""
     from bridge import crypto
-    from bridge.connections import get_connection
+    from bridge.connections.service import get_connection
     from bridge.extensions import db
 
     with app.app_context():

@@ -1,4 +1,4 @@
-"""OAuth refreshes coordinated between processes (bridge.token_refresh): on PostgreSQL a refresh
+"""OAuth refreshes coordinated between processes (bridge.connections.token_refresh): on PostgreSQL a refresh
 token another process already redeemed is never presented again (its stored result is used),
 and a redemption stores the new tokens at once, under the lock."""
 
@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import responses
 
-from bridge import connections
-from bridge.connection_settings import apply_settings, effective_settings
+from bridge.connections import service as connections
+from bridge.connections.settings import apply_settings, effective_settings
 from bridge.extensions import db
-from bridge.http import OutboundClient, OutboundPolicy
+from bridge.outbound.client import OutboundClient, OutboundPolicy
 
 BASE = "https://app.pulse.example"
 API = BASE + "/api/v1/"

@@ -5,15 +5,7 @@ holds the read-side helpers the pages share, ``views`` renders them. Every form 
 token (Flask-WTF's ``CSRFProtect`` is global and not exempted here).
 """
 
-from flask import Blueprint
+from bridge.admin import auth, views  # noqa: F401  (routes register on import)
+from bridge.admin.blueprint import bp
 
-bp = Blueprint(
-    "admin",
-    __name__,
-    url_prefix="/admin",
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
-)
-
-from bridge.admin import auth, views  # noqa: E402, F401  (routes register on import)
+__all__ = ["bp"]

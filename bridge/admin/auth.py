@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 from flask import g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from bridge.admin import bp
+from bridge.accounts.users import ADMIN_ROLE, check_password, find_by_email
+from bridge.admin.blueprint import bp
 from bridge.extensions import db
 from bridge.models import User
 from bridge.ratelimit import failed_key_limiter
-from bridge.users import ADMIN_ROLE, check_password, find_by_email
 
 SESSION_USER = "admin_user_id"
 SESSION_FINGERPRINT = "admin_fingerprint"

@@ -12,8 +12,9 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select
 
-from bridge import connection_settings as settings_service
-from bridge import connections as connection_service
+from bridge.connections import service as connection_service
+from bridge.connections import settings as settings_service
+from bridge.delivery.outbox import OPEN_STATUSES, STATUSES
 from bridge.extensions import db
 from bridge.models import (
     AccessKey,
@@ -26,8 +27,7 @@ from bridge.models import (
     WorkerHeartbeat,
     utcnow,
 )
-from bridge.outbox import OPEN_STATUSES, STATUSES
-from bridge.redaction import redact_body, redact_data
+from bridge.outbound.redaction import redact_body, redact_data
 
 T = TypeVar("T")
 PER_PAGE = 25

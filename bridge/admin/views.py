@@ -6,18 +6,19 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bridge import connection_settings as settings_service
-from bridge import connections as connection_service
-from bridge.admin import bp, queries
+from bridge.accounts.user_json import tags_by_scope
+from bridge.admin import queries
 from bridge.admin.auth import safe_next
+from bridge.admin.blueprint import bp
 from bridge.admin.configuration import effective_configuration
+from bridge.connections import service as connection_service
+from bridge.connections import settings as settings_service
 from bridge.crypto import SecretUnreadable
+from bridge.delivery.outbox import STATUSES
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, User, WebhookEvent
-from bridge.outbox import STATUSES
-from bridge.redaction import scrub_text
-from bridge.user_json import tags_by_scope
+from bridge.outbound.redaction import scrub_text
 from crm_adapters.errors import AdapterError
 
 KEY_PLACEHOLDER = "YOUR_ACCESS_KEY"
@@ -193,7 +194,7 @@ def delivery_detail(delivery_id: int) -> str:
 
 @bp.post("/deliveries/<int:delivery_id>/retry")
 def delivery_retry(delivery_id: int) -> Response:
-    from bridge.deliveries import retry_delivery  # written in parallel (issue 5): imported when used
+    from bridge.delivery.deliveries import retry_delivery  # written in parallel (issue 5): imported when used
 
     try:
         retry_delivery(delivery_id)
@@ -208,7 +209,7 @@ def delivery_retry(delivery_id: int) -> Response:
 
 @bp.post("/deliveries/replay")
 def deliveries_replay() -> Response:
-    from bridge.deliveries import replay  # written in parallel (issue 5): imported when used
+    from bridge.delivery.deliveries import replay  # written in parallel (issue 5): imported when used
 
     replayed = replay(status="dead", since=None)
     db.session.commit()
@@ -221,7 +222,7 @@ def deliveries_replay() -> Response:
 
 @bp.get("/settings")
 def settings() -> str:
-    from bridge.adapters import adapter_types
+    from bridge.connections.adapter_registry import adapter_types
 
     return render_template(
         "admin/settings.html",

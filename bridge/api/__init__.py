@@ -1,7 +1,6 @@
 """The JSON API (``/api``), one module per resource; every route needs a Bearer API token."""
 
-from flask import Blueprint
+from bridge.api import connections, deliveries, dry_run, events, users  # noqa: F401  (routes register on import)
+from bridge.api.blueprint import bp
 
-bp = Blueprint("api", __name__, url_prefix="/api")
-
-from bridge.api import connections, deliveries, dry_run, events, users  # noqa: E402, F401
+__all__ = ["bp"]

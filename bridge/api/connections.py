@@ -1,4 +1,4 @@
-"""API: connections (CONTRACT.md §4). Thin views over ``bridge.connections``.
+"""API: connections (CONTRACT.md §4). Thin views over ``bridge.connections.service``.
 
 The access key is in the body of two answers only: the 201 of ``POST /api/connections`` and the
 200 of ``rotate-key``. Every other answer carries ``connection_to_json`` (secrets masked, key
@@ -14,10 +14,11 @@ from flask import request
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bridge import connection_settings, connections
-from bridge.adapters import UnknownAdapterType
-from bridge.api import bp
 from bridge.api.auth import token_required
+from bridge.api.blueprint import bp
+from bridge.connections import service as connections
+from bridge.connections import settings as connection_settings
+from bridge.connections.adapter_registry import UnknownAdapterType
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.models import Connection

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from flask import Response, jsonify, request
 
-from bridge import deliveries, outbox
-from bridge.api import bp
 from bridge.api.auth import token_required
+from bridge.api.blueprint import bp
+from bridge.delivery import deliveries, outbox
 from bridge.errors import ApiError
 from bridge.extensions import db
 

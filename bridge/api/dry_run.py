@@ -6,12 +6,12 @@ from typing import Any
 
 from flask import jsonify, request
 
-from bridge.api import bp
 from bridge.api.auth import token_required
+from bridge.api.blueprint import bp
 from bridge.api.connections import unreadable_error
-from bridge.connection_settings import UnreadableSecrets
-from bridge.connections import get_connection
-from bridge.dry_run import DryRunUserNotFound, UnknownPreset, dry_run
+from bridge.connections.dry_run import DryRunUserNotFound, UnknownPreset, dry_run
+from bridge.connections.service import get_connection
+from bridge.connections.settings import UnreadableSecrets
 from bridge.errors import ApiError
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import jsonify, request
 
-from bridge.api import bp
 from bridge.api.auth import token_required
+from bridge.api.blueprint import bp
 from bridge.errors import ApiError
 from bridge.inbound.log import event_to_json, list_events
 

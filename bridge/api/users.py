@@ -1,4 +1,4 @@
-"""API: users (CONTRACT.md §4). Thin: parse, call ``bridge.accounts``, render user JSON."""
+"""API: users (CONTRACT.md §4). Thin: parse, call ``bridge.accounts.local_edits``, render user JSON."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from bridge import accounts, user_json, users
-from bridge.api import bp
+from bridge.accounts import local_edits as accounts
+from bridge.accounts import user_json, users
 from bridge.api.auth import token_required
+from bridge.api.blueprint import bp
 from bridge.errors import ApiError
 from bridge.models import User
 

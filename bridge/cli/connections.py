@@ -13,9 +13,10 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from bridge import connection_settings, connections
-from bridge.adapters import UnknownAdapterType, adapter_types
-from bridge.cli import bridge_group, emit, fail, json_option
+from bridge.cli.group import bridge_group, emit, fail, json_option
+from bridge.connections import service as connections
+from bridge.connections import settings as connection_settings
+from bridge.connections.adapter_registry import UnknownAdapterType, adapter_types
 from bridge.extensions import db
 from bridge.models import Connection
 from crm_adapters.errors import AdapterError
@@ -228,7 +229,7 @@ def report_check_failure(connection: Connection, error: AdapterError, as_json: b
 
 def run_dry(connection: Connection, as_json: bool) -> None:
     try:
-        from bridge.dry_run import dry_run  # written alongside; imported lazily
+        from bridge.connections.dry_run import dry_run  # written alongside; imported lazily
     except ImportError:
         fail("dry runs are not available in this build", as_json, "not_supported")
     try:

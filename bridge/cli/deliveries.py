@@ -9,7 +9,7 @@ from typing import Any
 import click
 from flask import current_app
 
-from bridge.cli import bridge_group, emit, fail, json_option, require_schema
+from bridge.cli.group import bridge_group, emit, fail, json_option, require_schema
 
 
 @bridge_group.group("deliveries")
@@ -38,7 +38,7 @@ def _render_rows(data: dict[str, Any]) -> str:
 @json_option
 def list_command(status: str | None, connection: str | None, user_id: int | None, page: int, as_json: bool) -> None:
     """List deliveries, newest first."""
-    from bridge import deliveries
+    from bridge.delivery import deliveries
 
     rows, total = deliveries.list_deliveries(status=status, connection=connection, user_id=user_id, page=page)
     data = {"items": [deliveries.delivery_to_json(d) for d in rows], "total": total, "page": page}
@@ -50,7 +50,7 @@ def list_command(status: str | None, connection: str | None, user_id: int | None
 @json_option
 def retry_command(delivery_id: int, as_json: bool) -> None:
     """Queue a dead or failed delivery to be tried now."""
-    from bridge import deliveries
+    from bridge.delivery import deliveries
     from bridge.extensions import db
 
     try:
@@ -82,7 +82,7 @@ def _parse_since(value: str | None) -> datetime | None:
 @json_option
 def replay_command(status: str, since: str | None, as_json: bool) -> None:
     """Queue every dead (or failed) delivery to be tried now."""
-    from bridge import deliveries
+    from bridge.delivery import deliveries
     from bridge.extensions import db
 
     count = deliveries.replay(status=status, since=_parse_since(since))
@@ -108,7 +108,7 @@ def replay_command(status: str, since: str | None, as_json: bool) -> None:
 @json_option
 def worker_command(concurrency: int, processes: int | None, once: bool, as_json: bool) -> None:
     """Run delivery workers until SIGTERM/SIGINT (running deliveries are finished first)."""
-    from bridge.worker_supervisor import run_worker_command, split_concurrency
+    from bridge.delivery.supervisor import run_worker_command, split_concurrency
 
     require_schema()
     try:

@@ -11,7 +11,7 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
-from bridge.cli import bridge_group
+from bridge.cli.group import bridge_group
 
 
 @bridge_group.command("serve")
@@ -19,11 +19,11 @@ from bridge.cli import bridge_group
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve_command(host: str, port: int) -> None:
     """Initialise and run the service on the embedded default."""
-    from bridge import connections
+    from bridge.accounts.users import ADMIN_ROLE, create_user, ensure_default_roles, generate_password
+    from bridge.connections import service as connections
     from bridge.database import upgrade_schema
     from bridge.extensions import db
     from bridge.models import User
-    from bridge.users import ADMIN_ROLE, create_user, ensure_default_roles, generate_password
 
     upgrade_schema()
     ensure_default_roles()
@@ -50,7 +50,7 @@ def serve_command(host: str, port: int) -> None:
     db.session.commit()
     click.echo("\n".join(lines))
     if str(current_app.config.get("BRIDGE_WORKER", "off")).lower() == "inline":
-        from bridge.worker_runners import start_inline
+        from bridge.delivery.inline_worker import start_inline
 
         start_inline(current_app._get_current_object())  # type: ignore[attr-defined]
     current_app.run(host=host, port=port, threaded=True, use_reloader=False)

@@ -15,9 +15,9 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from bridge import registration, user_json, users
+from bridge.accounts import registration, user_json, users
 from bridge.api.auth import create_token
-from bridge.cli import bridge_group, emit, fail, json_option
+from bridge.cli.group import bridge_group, emit, fail, json_option
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, Role, User, utcnow
 

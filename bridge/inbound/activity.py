@@ -1,6 +1,6 @@
 """``POST /webhooks/crm/lead``: CRM activity onto the user's timeline (CONTRACT.md §6).
 
-Thin: authenticate, parse, record, answer. The rules are in :mod:`bridge.activity`. Answers
+Thin: authenticate, parse, record, answer. The rules are in :mod:`bridge.accounts.crm_activity`. Answers
 use the activity webhook's own shape (``{"ok": …}``), not the WP Fusion endpoint's.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from bridge import activity
+from bridge.accounts import crm_activity as activity
 
 bp = Blueprint("activity", __name__, url_prefix="/webhooks/crm")
 

@@ -12,7 +12,10 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm.util import identity_key
 
-from bridge import crypto, mail, outbox, usernames, users
+from bridge import crypto
+from bridge.accounts import usernames, users
+from bridge.accounts import welcome_mail as mail
+from bridge.delivery import outbox
 from bridge.extensions import db
 from bridge.inbound.request import InboundOptions
 from bridge.inbound.runtime import (

@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
 from bridge import crypto
-from bridge.connection_settings import missing_from, read_settings, secret_values_from
+from bridge.connections.settings import missing_from, read_settings, secret_values_from
 from bridge.extensions import db
 from bridge.models import AccessKey, Connection, utcnow
 
@@ -132,7 +132,7 @@ def key_cache() -> AccessKeyCache:
 def resolve_access_key(key: str | None) -> KeyedConnection | None:
     """What ``key`` opens now, or None (unknown, expired, or too long to be a key).
 
-    Same answer as :func:`bridge.connections.find_by_access_key`, without a query or any
+    Same answer as :func:`bridge.connections.service.find_by_access_key`, without a query or any
     decryption while the snapshot is fresh. A miss reads inside the session's transaction.
     """
     if not key or len(key) > MAX_KEY_LENGTH:

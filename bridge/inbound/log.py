@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select
 
 from bridge.extensions import db
 from bridge.models import WebhookEvent, iso, utcnow
-from bridge.redaction import redact_body, redact_url, scrub_text
+from bridge.outbound.redaction import redact_body, redact_url, scrub_text
 
 PAYLOAD_CHARS = 65_536
 MESSAGE_CHARS = 2_000

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.connection_settings import UnreadableSecrets, effective_settings, settings_for_type
-from bridge.connections import adapter_for
+from bridge.connections.service import adapter_for
+from bridge.connections.settings import UnreadableSecrets, effective_settings, settings_for_type
 from bridge.errors import ApiError
 from bridge.extensions import db
-from bridge.http import OutboundClient, outbound_client
 from bridge.inbound.keys import KeyedConnection
 from bridge.models import Connection
+from bridge.outbound.client import OutboundClient, outbound_client
 from crm_adapters.base import Adapter, Contact, HttpResponse
 from crm_adapters.errors import AdapterError
 

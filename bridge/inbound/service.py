@@ -27,7 +27,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bridge import connections, outbox, users
+from bridge.accounts import users
+from bridge.connections import service as connections
+from bridge.delivery import outbox
+from bridge.delivery.jobs import JobContext, job_handler
 from bridge.extensions import db
 from bridge.inbound import log
 from bridge.inbound.changes import apply_contact, make_credentials, match_user
@@ -40,7 +43,6 @@ from bridge.inbound.runtime import (
     InboundOutcome,
     InboundRejected,
 )
-from bridge.jobs import JobContext, job_handler
 from bridge.models import Connection, Delivery
 from crm_adapters.base import Adapter, Contact, InboundRequest
 from crm_adapters.errors import AdapterError, CrmError

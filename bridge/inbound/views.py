@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from bridge import connections
+from bridge.connections import service as connections
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.inbound import log

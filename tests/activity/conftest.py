@@ -21,8 +21,8 @@ def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
 def make_lead(app, make_connection) -> Callable[..., int]:
     """``make_lead(email, *contact_ids, connection="fluent") -> user id``: a user linked to each
     contact id in turn (so all but the last are earlier links), committed."""
-    from bridge.connections import get_connection
-    from bridge.users import create_user, link_contact
+    from bridge.accounts.users import create_user, link_contact
+    from bridge.connections.service import get_connection
 
     created: set[str] = set()
 

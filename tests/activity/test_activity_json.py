@@ -1,14 +1,14 @@
-"""``crm_activity`` in the user JSON (``bridge.user_json.user_to_json``): newest first."""
+"""``crm_activity`` in the user JSON (``bridge.accounts.user_json.user_to_json``): newest first."""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
 
-from bridge.activity import LeadActivity, parse_activity, record_activity
+from bridge.accounts.crm_activity import LeadActivity, parse_activity, record_activity
+from bridge.accounts.user_json import user_to_json
 from bridge.extensions import db
 from bridge.models import CrmActivity, User, utcnow
-from bridge.user_json import user_to_json
 
 
 def test_user_json_lists_activity_newest_first_with_the_contract_fields(app, make_lead):

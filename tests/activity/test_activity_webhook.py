@@ -59,7 +59,7 @@ def test_x_api_key_header_is_accepted_and_event_type_defaults_to_updated(app, cl
 
 def test_unknown_contact_is_answered_200_logged_and_not_stored(app, client, make_lead, caplog):
     make_lead("lead@example.com", "42")
-    caplog.set_level(logging.INFO, logger="bridge.activity")
+    caplog.set_level(logging.INFO, logger="bridge.accounts.crm_activity")
 
     response = post(client, {"crm_lead_id": "999"}, BEARER)
 

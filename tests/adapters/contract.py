@@ -23,8 +23,8 @@ from responses import matchers
 from responses.registries import OrderedRegistry
 from support import FIXTURES
 
-from bridge.adapters import adapter_class
-from bridge.http import OutboundClient, OutboundPolicy
+from bridge.connections.adapter_registry import adapter_class
+from bridge.outbound.client import OutboundClient, OutboundPolicy
 from crm_adapters.base import Adapter, Contact, InboundRequest
 from crm_adapters.errors import (
     AuthRefused,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import responses
 
-from bridge.http import OutboundClient, OutboundPolicy
+from bridge.outbound.client import OutboundClient, OutboundPolicy
 from crm_adapters import oauth
 from crm_adapters.oauth import RefreshGrants
 from crm_adapters.pulsetech import PulseTechAdapter

@@ -160,7 +160,7 @@ def test_refused_token_is_refreshed_once_and_the_call_retried() -> None:
     """With refresh credentials, a 401 trades the refresh token for a new access token."""
     import responses
 
-    from bridge.http import OutboundClient, OutboundPolicy
+    from bridge.outbound.client import OutboundClient, OutboundPolicy
     from crm_adapters.pulsetech import PulseTechAdapter
 
     config = {

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters.contract import AdapterContract
-from bridge.adapters import adapter_types
+from bridge.connections.adapter_registry import adapter_types
 from bridge.extensions import db
 from bridge.models import Connection
 
@@ -98,8 +98,8 @@ def plugin_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def test_an_adapter_from_a_separate_package_is_found_and_usable(plugin_distribution: Path, ctx: None) -> None:
-    from bridge.connection_settings import effective_settings
-    from bridge.connections import build_adapter, create_connection
+    from bridge.connections.service import build_adapter, create_connection
+    from bridge.connections.settings import effective_settings
 
     assert "acme" in adapter_types()
     assert "fluentcrm" in adapter_types()  # the built-in ones are still there

@@ -47,7 +47,7 @@ def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def admin_user(app) -> int:
-    from bridge.users import ADMIN_ROLE, create_user
+    from bridge.accounts.users import ADMIN_ROLE, create_user
 
     with app.app_context():
         user = create_user(
@@ -82,10 +82,10 @@ class Site:
 @pytest.fixture
 def site(app, make_connection) -> Site:
     """Some of everything, committed. Times are spread so "newest first" is checkable."""
-    from bridge import outbox
-    from bridge.connections import get_connection
+    from bridge.accounts.users import create_user, link_contact, replace_tags
+    from bridge.connections.service import get_connection
+    from bridge.delivery import outbox
     from bridge.models import CrmActivity, DeliveryAttempt, WebhookEvent, WorkerHeartbeat, utcnow
-    from bridge.users import create_user, link_contact, replace_tags
 
     access_key = make_connection(
         "fluent", "fluentcrm", base_url="https://crm.example.com", username="api", app_password=APP_PASSWORD

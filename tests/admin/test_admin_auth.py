@@ -62,7 +62,7 @@ def test_wrong_credentials_are_refused(client, admin_user, email, password):
 
 
 def test_a_subscriber_with_the_right_password_is_refused(app, client):
-    from bridge.users import create_user
+    from bridge.accounts.users import create_user
 
     with app.app_context():
         create_user(email="member@example.com", password_hash=quick_hash("members-password-1"), role="subscriber")

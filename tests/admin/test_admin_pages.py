@@ -9,7 +9,7 @@ import pytest
 import responses
 from sqlalchemy import select
 
-from bridge.connections import find_by_access_key
+from bridge.connections.service import find_by_access_key
 from bridge.extensions import db
 from bridge.models import User
 from tests.admin.conftest import APP_PASSWORD, CRM_SECRET, MAIL_PASSWORD, csrf_from
@@ -148,7 +148,7 @@ def test_rotating_with_a_nonsense_grace_is_refused(app, admin_client, site):
 
 
 def test_user_search_and_paging(app, admin_client, site):
-    from bridge.users import create_user
+    from bridge.accounts.users import create_user
 
     with app.app_context():
         for number in range(30):
@@ -206,12 +206,12 @@ def test_deliveries_filter_by_status(admin_client, site):
 
 @pytest.fixture
 def fake_deliveries(monkeypatch):
-    """Stands in for ``bridge.deliveries`` (issue 5, written in parallel): records the calls."""
+    """Stands in for ``bridge.delivery.deliveries`` (issue 5, written in parallel): records the calls."""
     calls: list[tuple] = []
-    module = types.ModuleType("bridge.deliveries")
+    module = types.ModuleType("bridge.delivery.deliveries")
     module.retry_delivery = lambda delivery_id: calls.append(("retry", delivery_id))
     module.replay = lambda status="dead", since=None: calls.append(("replay", status, since)) or 4
-    monkeypatch.setitem(sys.modules, "bridge.deliveries", module)
+    monkeypatch.setitem(sys.modules, "bridge.delivery.deliveries", module)
     return calls
 
 
@@ -269,9 +269,9 @@ def test_a_retry_the_service_refuses_is_reported(admin_client, site, monkeypatch
     def refuse(delivery_id: int) -> None:
         raise LookupError(f"delivery {delivery_id} is succeeded; only failed or dead deliveries are retried")
 
-    module = types.ModuleType("bridge.deliveries")
+    module = types.ModuleType("bridge.delivery.deliveries")
     module.retry_delivery = refuse
-    monkeypatch.setitem(sys.modules, "bridge.deliveries", module)
+    monkeypatch.setitem(sys.modules, "bridge.delivery.deliveries", module)
     page = text(admin_client.get("/admin/deliveries"))
 
     response = admin_client.post(
@@ -286,7 +286,7 @@ def test_a_retry_the_service_refuses_is_reported(admin_client, site, monkeypatch
 
 def test_test_connection_button_names_missing_settings_without_calling_the_crm(app, admin_client, site):
     with app.app_context():
-        from bridge.connections import create_connection
+        from bridge.connections.service import create_connection
 
         create_connection("bare", "fluentcrm", {})
         db.session.commit()
@@ -300,8 +300,8 @@ def test_test_connection_button_names_missing_settings_without_calling_the_crm(a
 @responses.activate
 def test_a_connection_test_stores_what_the_crm_changed(app, admin_client, site, monkeypatch):
     """A token refreshed during the test call is kept, like one refreshed during a delivery."""
-    from bridge.connection_settings import effective_settings
-    from bridge.connections import get_connection
+    from bridge.connections.service import get_connection
+    from bridge.connections.settings import effective_settings
     from crm_adapters.fluentcrm import FluentCrmAdapter
 
     monkeypatch.setattr(FluentCrmAdapter, "settings_to_store", lambda self: {"app_password": "rotated-pass-2468"})

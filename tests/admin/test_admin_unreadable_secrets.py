@@ -10,7 +10,8 @@ import pytest
 import responses
 from support import encrypt_with_other_key
 
-from bridge import connection_settings, connections
+from bridge.connections import service as connections
+from bridge.connections import settings as connection_settings
 
 HINT = (
     "encrypted with another SECRET_KEY: restore that key, or set it again with `bridge connection set fluent KEY=VALUE`"

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 import responses
 
-from bridge import connection_settings, connections
+from bridge.connections import service as connections
+from bridge.connections import settings as connection_settings
 from bridge.models import utcnow
 
 PASSWORD = "wp-app-pass-Sup3rSecretValue"

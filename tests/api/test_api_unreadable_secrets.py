@@ -8,7 +8,8 @@ import pytest
 import responses
 from support import encrypt_with_other_key
 
-from bridge import connection_settings, connections
+from bridge.connections import service as connections
+from bridge.connections import settings as connection_settings
 
 PASSWORD = "wp-app-pass-Sup3rSecretValue"
 FLUENT = {"base_url": "https://crm.example.com", "username": "api", "app_password": PASSWORD}

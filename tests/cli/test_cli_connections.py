@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import responses
 
-from bridge import connections
+from bridge.connections import service as connections
 from bridge.extensions import db
 from bridge.models import Connection, utcnow
 
@@ -249,7 +249,7 @@ def test_test_dry_run_prints_the_rendered_requests(make_connection, cli, cli_jso
         calls.append((connection.name, preset, send))
         return {"requests": [{"method": "POST", "url": f"{BASE}/x", "headers": {"A": "b"}, "body": {"email": "e"}}]}
 
-    monkeypatch.setitem(sys.modules, "bridge.dry_run", types.SimpleNamespace(dry_run=fake_dry_run))
+    monkeypatch.setitem(sys.modules, "bridge.connections.dry_run", types.SimpleNamespace(dry_run=fake_dry_run))
     result = cli("connection", "test", "fluent", "--dry-run")
     assert result.exit_code == 0
     assert f"POST {BASE}/x" in result.stdout and "A: b" in result.stdout and '"email": "e"' in result.stdout

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from bridge import create_app
-from bridge.cli import missing_schema_message
+from bridge.cli.group import missing_schema_message
 from bridge.extensions import db
 
 PG_URL = os.environ.get("BRIDGE_TEST_DATABASE_URL")
@@ -134,7 +134,7 @@ def test_init_then_works_and_a_later_missing_table_says_migrate(bare_app, bare_u
 
 
 def test_other_database_errors_still_surface(bare_app, monkeypatch):
-    from bridge import connections
+    from bridge.connections import service as connections
 
     def broken() -> list:
         raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error"))

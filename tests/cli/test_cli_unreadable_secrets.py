@@ -7,7 +7,8 @@ from __future__ import annotations
 import responses
 from support import encrypt_with_other_key
 
-from bridge import connection_settings, connections
+from bridge.connections import service as connections
+from bridge.connections import settings as connection_settings
 
 PASSWORD = "wp-app-pass-Sup3rSecretValue"
 BASE = "https://crm.example.com"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bridge import users
+from bridge.accounts import users
 from bridge.extensions import db
 from bridge.models import Delivery, Role, User
 

@@ -20,7 +20,7 @@ import responses
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from bridge.http import OutboundClient, OutboundPolicy
+from bridge.outbound.client import OutboundClient, OutboundPolicy
 from crm_adapters.base import InboundRequest, OutboundContact, OutboundEvent
 from crm_adapters.custom_webhook import CustomWebhookAdapter
 from crm_adapters.errors import ContactNotFound

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bridge.connection_settings import InvalidConnection, effective_settings, public_settings, secret_values
-from bridge.connections import create_connection
+from bridge.connections.service import create_connection
+from bridge.connections.settings import InvalidConnection, effective_settings, public_settings, secret_values
 from bridge.extensions import db
 from crm_adapters.custom_webhook import CustomWebhookAdapter
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from bridge.http import OutboundClient, OutboundPolicy
+from bridge.outbound.client import OutboundClient, OutboundPolicy
 from crm_adapters.base import OutboundContact, OutboundEvent
 from crm_adapters.custom_webhook import CustomWebhookAdapter, WebhookConfigError
 from crm_adapters.errors import AuthRefused, CrmRejected, OutboundDenied, PayloadTooLarge

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bridge.http import OutboundClient
+from bridge.outbound.client import OutboundClient
 from crm_adapters.base import InboundRequest
 from crm_adapters.custom_webhook import CustomWebhookAdapter
 from crm_adapters.errors import ContactNotFound, InvalidPayload, MissingContactId

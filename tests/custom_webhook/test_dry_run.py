@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bridge.connections import get_connection
-from bridge.dry_run import dry_run
+from bridge.connections.dry_run import dry_run
+from bridge.connections.service import get_connection
 from bridge.extensions import db
 from bridge.models import ContactLink, Delivery, DeliveryAttempt, User, WebhookEvent
 
@@ -89,7 +89,7 @@ def test_a_failing_target_is_reported_not_raised(client, auth_headers, hook: str
 
 
 def test_dry_run_for_an_existing_user(app, client, auth_headers, hook: str) -> None:
-    from bridge.users import create_user
+    from bridge.accounts.users import create_user
 
     with app.app_context():
         user = create_user(email="grace@example.com", first_name="Grace", meta={"signup_country": "UK", "tier": "pro"})

@@ -19,7 +19,8 @@ import pytest
 from fakecrm import FakeFluentCrm, connection_settings
 from sqlalchemy import func, insert, select
 
-from bridge import outbox, registration
+from bridge.accounts import registration
+from bridge.delivery import outbox
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, DeliveryAttempt, User, utcnow
 

@@ -109,7 +109,7 @@ def fixture_url(access_key: str, **changes: str) -> str:
 
 def test_fake_crm_serves_the_adapter(app, fake_crm: FakePulseTech, make_connection) -> None:
     """The adapter, built for a stored connection, loads the contact and tag names over HTTP."""
-    from bridge.connections import build_adapter, get_connection
+    from bridge.connections.service import build_adapter, get_connection
 
     make_connection("pulse", "pulsetech", base_url=fake_crm.url, access_token=TOKEN)
     make_connection("pulse-bad", "pulsetech", base_url=fake_crm.url, access_token="expired")
@@ -136,8 +136,8 @@ def test_webhook_naming_only_the_contact_creates_the_user_from_the_crm(
     assert body["contact_id"] == "1234"
     assert sorted(body["tags"]) == ["Course Two", "Customers"]
     with app.app_context():
-        from bridge.connections import get_connection
-        from bridge.users import tag_names
+        from bridge.accounts.users import tag_names
+        from bridge.connections.service import get_connection
 
         user = db.session.scalar(select(User).where(User.email == "maria.rossi@example.it"))
         assert user is not None and user.id == body["user_id"]

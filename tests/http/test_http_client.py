@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.http import OutboundClient, OutboundPolicy, PinnedAdapter, outbound_client
+from bridge.outbound.client import OutboundClient, OutboundPolicy, PinnedAdapter, outbound_client
 from crm_adapters.errors import OutboundDenied, ResponseTooLarge, TransportTimeout
 
 LENIENT = OutboundPolicy(allow_private=True)

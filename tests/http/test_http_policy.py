@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from bridge.outbound_policy import (
+from bridge.outbound.policy import (
     OutboundPolicy,
     address_is_public,
     check_target,

@@ -1,4 +1,4 @@
-"""``bridge.http.with_query`` encodes params itself (``requests``' own check is slow): the URL
+"""``bridge.outbound.client.with_query`` encodes params itself (``requests``' own check is slow): the URL
 it builds must be the one ``requests`` would have built."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from bridge.http import with_query
+from bridge.outbound.client import with_query
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Redaction of what is logged and stored (``bridge.redaction``), including the fast paths taken
+"""Redaction of what is logged and stored (``bridge.outbound.redaction``), including the fast paths taken
 when a string or URL has nothing a rule looks for: each case here takes one of them and must
 still come out clean."""
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bridge.redaction import MASKED, REDACTED, is_password_key, redact_body, redact_url, scrub_text
+from bridge.outbound.redaction import MASKED, REDACTED, is_password_key, redact_body, redact_url, scrub_text
 
 SECRET = "s3cr3t-value-1234"
 

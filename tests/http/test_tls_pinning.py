@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bridge.http import OutboundClient
-from bridge.outbound_policy import OutboundPolicy
+from bridge.outbound.client import OutboundClient
+from bridge.outbound.policy import OutboundPolicy
 from crm_adapters.errors import TransportError
 
 NAME = "crm.pinned.test"

@@ -75,7 +75,7 @@ def fast_password_hashing(monkeypatch):
     their cost, so they use a cheap werkzeug method (check_password still verifies it)."""
     from werkzeug.security import generate_password_hash
 
-    from bridge import users
+    from bridge.accounts import users
 
     monkeypatch.setattr(users, "hash_password", lambda password: generate_password_hash(password, "pbkdf2:sha256:1"))
 
@@ -83,7 +83,7 @@ def fast_password_hashing(monkeypatch):
 @pytest.fixture
 def register_adapter(monkeypatch):
     """``register_adapter(cls)``: make a test adapter class a connection type for this test."""
-    from bridge import adapters
+    from bridge.connections import adapter_registry as adapters
 
     registry = dict(adapters.adapter_types())
     monkeypatch.setattr(adapters, "adapter_types", lambda: registry)

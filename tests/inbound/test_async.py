@@ -7,11 +7,11 @@ import pytest
 import responses
 from sqlalchemy import select, update
 
+from bridge.delivery.jobs import JobContext, handler_for
 from bridge.extensions import db
-from bridge.http import outbound_client
 from bridge.inbound.service import InboundJobRejected, run_queued_webhook
-from bridge.jobs import JobContext, handler_for
 from bridge.models import Connection, Delivery, User, WebhookEvent
+from bridge.outbound.client import outbound_client
 from crm_adapters.errors import CrmUnavailable
 
 from .conftest import FLUENT_SETTINGS
@@ -52,7 +52,7 @@ def test_an_identical_job_finishing_between_insert_and_look_up_still_queues_this
 ):
     """The insert met an open identical job, which finished before the look-up found it: the
     webhook is queued again rather than answered with no job, and logged once."""
-    from bridge import outbox
+    from bridge.delivery import outbox
 
     first = queue(hook, fluent_key, subscriber())
     real_commit_job = outbox.commit_job
@@ -136,7 +136,7 @@ def test_handler_is_registered_for_the_kind():
 def test_queued_updates_of_one_contact_run_in_the_order_they_arrived(app, hook, fluent_key):
     """Two updates of one contact share a lane (the second waits for the first, so the last
     one wins as it would synchronously); another contact's update does not wait."""
-    from bridge import deliveries
+    from bridge.delivery import deliveries
 
     first = queue(hook, fluent_key, subscriber(first_name="One"))
     second = queue(hook, fluent_key, subscriber(first_name="Two"))

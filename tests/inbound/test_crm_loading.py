@@ -13,7 +13,7 @@ import responses
 from sqlalchemy import insert, select
 from support import load_fixture
 
-from bridge import user_json, users
+from bridge.accounts import user_json, users
 from bridge.extensions import db
 from bridge.models import Role, User
 
@@ -121,8 +121,8 @@ def test_settings_the_crm_changed_while_loading_are_stored_even_when_the_webhook
 ):
     """A refreshed token (here: a rotated app password) is stored before any rule runs, so a
     failed webhook does not lose it."""
-    from bridge.connection_settings import effective_settings
-    from bridge.connections import get_connection
+    from bridge.connections.service import get_connection
+    from bridge.connections.settings import effective_settings
     from crm_adapters.fluentcrm import FluentCrmAdapter
 
     rotated = "rotated-app-password-5678"

@@ -8,7 +8,9 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import select
 
-from bridge import crypto, outbox, user_json, users
+from bridge import crypto
+from bridge.accounts import user_json, users
+from bridge.delivery import outbox
 from bridge.extensions import db
 from bridge.models import ContactLink, Delivery, Role, User, UserTag
 from crm_adapters.base import Contact, InboundRequest

@@ -10,9 +10,9 @@ import responses
 from sqlalchemy import select
 from support import encrypt_with_other_key, load_delivery
 
+from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from bridge.models import WebhookEvent
-from bridge.worker import DeliveryWorker
 
 from .payloads import subscriber
 

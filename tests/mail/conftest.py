@@ -25,10 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from werkzeug.security import generate_password_hash
 
-from bridge import jobs, outbox, users
+from bridge.accounts import users
+from bridge.delivery import jobs, outbox
 from bridge.extensions import db
-from bridge.http import OutboundClient
 from bridge.models import Delivery, User
+from bridge.outbound.client import OutboundClient
 
 SITE_NAME = "Acme Members"
 CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -79,7 +80,7 @@ def make_user(app) -> Callable[..., NewUser]:
 @pytest.fixture
 def queue_mail(app) -> Callable[..., int]:
     """Queue the welcome mail for a user (committed) and return the delivery id."""
-    from bridge.mail import queue_welcome
+    from bridge.accounts.welcome_mail import queue_welcome
 
     def factory(user_id: int, base_url: str | None = None) -> int:
         with app.app_context():
@@ -265,6 +266,6 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 @pytest.fixture
 def trust_test_cert(tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> TlsFiles:
-    """Make ``ssl.create_default_context()`` (what bridge.mail uses) trust the test certificate."""
+    """Make ``ssl.create_default_context()`` (what bridge.accounts.welcome_mail uses) trust the test certificate."""
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.cert))
     return tls_files

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge import login_links, users
+from bridge.accounts import login_links, users
 from bridge.extensions import db
 from bridge.models import User
 

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from bridge import users
+from bridge.accounts import users
+from bridge.accounts.welcome_mail import queue_welcome
 from bridge.extensions import db
-from bridge.mail import queue_welcome
 from bridge.models import Delivery, User
 
 CHOSEN = "a long and private passphrase"

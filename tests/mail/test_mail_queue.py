@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from bridge import outbox, users
+from bridge.accounts import users
+from bridge.accounts.welcome_mail import queue_welcome
+from bridge.delivery import outbox
 from bridge.extensions import db
-from bridge.mail import queue_welcome
 from bridge.models import Delivery
 
 

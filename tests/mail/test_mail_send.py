@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from bridge import mail
-from bridge.mail import parse_mail_url
+from bridge.accounts import welcome_mail as mail
+from bridge.accounts.welcome_mail import parse_mail_url
 from crm_adapters.errors import AuthRefused, CrmRejected, TransportError
 
 SITE_NAME = "Acme Members"  # set by this folder's app_config

@@ -8,10 +8,10 @@ import json
 
 from sqlalchemy import select
 
-from bridge import deliveries, outbox
+from bridge.delivery import deliveries, outbox
+from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from bridge.models import Delivery, User
-from bridge.worker import DeliveryWorker
 
 
 def run_worker_once(app) -> None:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 from support import ECHO_CRM as CRM
 
-from bridge import jobs, outbox
+from bridge.delivery import jobs, outbox
 from bridge.extensions import db
 from crm_adapters.base import Adapter, OutboundContact, Setting
 
@@ -49,7 +49,7 @@ def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def echo_adapter(monkeypatch: pytest.MonkeyPatch) -> type[EchoCrmAdapter]:
-    from bridge.adapters import adapter_types
+    from bridge.connections.adapter_registry import adapter_types
 
     monkeypatch.setitem(adapter_types(), "echocrm", EchoCrmAdapter)
     return EchoCrmAdapter

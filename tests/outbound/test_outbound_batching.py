@@ -9,15 +9,17 @@ from typing import Any
 from sqlalchemy import func, select
 from support import load_delivery
 
-from bridge import deliveries, outbox, settings_cache, users
-from bridge.connection_settings import apply_settings
-from bridge.connections import get_connection
-from bridge.deliveries import AttemptRecord, Finished
+from bridge.accounts import users
+from bridge.accounts.crm_push import LinkContact, link_contacts
+from bridge.accounts.users import create_user
+from bridge.connections import settings_cache
+from bridge.connections.service import get_connection
+from bridge.connections.settings import apply_settings
+from bridge.delivery import deliveries, outbox
+from bridge.delivery.deliveries import AttemptRecord, Finished
+from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from bridge.models import ContactLink, Delivery, DeliveryAttempt, utcnow
-from bridge.push import LinkContact, link_contacts
-from bridge.users import create_user
-from bridge.worker import DeliveryWorker
 
 
 def test_the_registration_answer_is_the_user_as_read_back(app, client, auth_headers, echo_connection):
@@ -163,7 +165,7 @@ def test_finished_attempts_wait_briefly_to_be_recorded_together(app):
     """At a trickle of traffic each delivery used to cost its own write transaction (on SQLite
     its own turn at the lock registrations wait on): finished attempts are recorded once a
     quarter of the pool has finished or the oldest has waited RECORD_DELAY_SECONDS."""
-    from bridge.worker import RECORD_DELAY_SECONDS
+    from bridge.delivery.worker import RECORD_DELAY_SECONDS
 
     worker = DeliveryWorker(app, concurrency=32)
     quarter = worker.capacity // 4

@@ -1,4 +1,4 @@
-"""Claiming with leases, ordering lanes, outcomes, and the operator actions (bridge.deliveries)."""
+"""Claiming with leases, ordering lanes, outcomes, and the operator actions (bridge.delivery.deliveries)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from bridge import deliveries, outbox
-from bridge.deliveries import AttemptRecord
+from bridge.delivery import deliveries, outbox
+from bridge.delivery.deliveries import AttemptRecord
 from bridge.extensions import db
 from bridge.models import Delivery, DeliveryAttempt, utcnow
 

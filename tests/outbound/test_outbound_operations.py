@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from bridge import outbox
+from bridge.delivery import outbox
+from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from bridge.models import Delivery, WebhookEvent, WorkerHeartbeat, utcnow
-from bridge.worker import DeliveryWorker
 
 
 def finish(app, behaviour, *, fail: bool) -> None:

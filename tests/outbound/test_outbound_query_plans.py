@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Select, select, text
 
-from bridge import deliveries, outbox
+from bridge.delivery import deliveries, outbox
 from bridge.extensions import db
 from bridge.models import Delivery, utcnow
 

@@ -1,4 +1,4 @@
-"""The retry schedule (``bridge.retry_schedule``, CONTRACT.md §5): backoff steps, ±20% jitter,
+"""The retry schedule (``bridge.delivery.retry_schedule``, CONTRACT.md §5): backoff steps, ±20% jitter,
 Retry-After, three days."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bridge import retry_schedule
+from bridge.delivery import retry_schedule
 
 STEPS = [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800]
 

@@ -7,9 +7,9 @@ import re
 import pytest
 from sqlalchemy import select
 
+from bridge.accounts.users import check_password
 from bridge.extensions import db
 from bridge.models import Delivery, User
-from bridge.users import check_password
 
 
 def csrf_token(client) -> str:

@@ -12,10 +12,14 @@ from sqlalchemy import select, update
 from support import ECHO_CRM as CRM
 from support import OTHER_SECRET_KEY, encrypt_with_other_key, load_delivery
 
-from bridge import connection_settings, connections, crypto, outbox, registration
+from bridge import crypto
+from bridge.accounts import registration
+from bridge.connections import service as connections
+from bridge.connections import settings as connection_settings
+from bridge.delivery import outbox
+from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from bridge.models import Delivery, utcnow
-from bridge.worker import DeliveryWorker
 
 HINT = (
     "encrypted with another SECRET_KEY: restore that key, or set it again with `bridge connection set echo KEY=VALUE`"

@@ -157,7 +157,7 @@ def test_a_taken_username_gets_the_next_free_suffix(app, client, auth_headers):
 
 
 def test_a_taken_preferred_username_falls_back_to_the_format_with_the_names(app):
-    from bridge import users
+    from bridge.accounts import users
 
     with app.app_context():
         users.create_user(email="first@example.com", username="ada")

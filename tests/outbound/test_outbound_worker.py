@@ -13,11 +13,13 @@ from sqlalchemy import select
 from support import ECHO_CRM as CRM
 from support import load_delivery
 
-from bridge import crypto, outbox, registration, users
+from bridge import crypto
+from bridge.accounts import registration, users
+from bridge.delivery import outbox
+from bridge.delivery.inline_worker import EXTENSION_KEY
+from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, User
-from bridge.worker import DeliveryWorker
-from bridge.worker_runners import EXTENSION_KEY
 
 SECRET = "echo-secret-key-123"
 
@@ -232,7 +234,7 @@ ROTATED = "echo-rotated-key-789"
 @pytest.fixture
 def rotating_connection(app, echo_adapter, echo_connection, monkeypatch) -> str:
     """An echo CRM whose key is replaced during every use (as an OAuth refresh replaces a token)."""
-    from bridge.adapters import adapter_types
+    from bridge.connections.adapter_registry import adapter_types
 
     class RotatingEchoAdapter(echo_adapter):
         def upsert_contact(self, contact):
@@ -247,8 +249,8 @@ def rotating_connection(app, echo_adapter, echo_connection, monkeypatch) -> str:
 
 
 def stored_key(app, name: str) -> str:
-    from bridge.connection_settings import effective_settings
-    from bridge.connections import get_connection
+    from bridge.connections.service import get_connection
+    from bridge.connections.settings import effective_settings
 
     with app.app_context():
         return effective_settings(get_connection(name))["api_key"]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from bridge import worker_supervisor
-from bridge.worker_supervisor import split_concurrency
+from bridge.delivery import supervisor as worker_supervisor
+from bridge.delivery.supervisor import split_concurrency
 
 
 @pytest.mark.parametrize(
