@@ -24,6 +24,7 @@ from crm_adapters.errors import (
 from crm_adapters.inbound_request import InboundRequest
 from crm_adapters.oauth import REFRESH_GRANTS, RefreshGuard
 from crm_adapters.parsing import parse_retry_after
+from crm_adapters.tag_catalogue import TagGuard
 
 DEFAULT_FIELD_MAP: dict[str, str] = {
     "first_name": "first_name",
@@ -179,6 +180,9 @@ class Adapter:
         # Set by the host to coordinate an OAuth refresh with its other processes
         # (``crm_adapters.oauth.RefreshGuard``); None: the adapter redeems on its own.
         self.refresh_guard: RefreshGuard | None = None
+        # Set by the host to serialise the creation of a missing tag across its processes
+        # (``crm_adapters.tag_catalogue``); None: this process's threads only.
+        self.tag_guard: TagGuard | None = None
 
     # -- configuration helpers --
 

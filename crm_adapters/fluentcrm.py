@@ -4,12 +4,24 @@ Settings: ``base_url`` (the WordPress site, e.g. ``https://crm.example.com``; th
 ``/wp-json/fluent-crm/v2``), ``username`` and ``app_password`` (a WordPress application
 password; HTTP Basic auth).
 
-API: https://rest-api.fluentcrm.com/ . Quirks seen in the recorded exchanges under
-``shared/fixtures/fluentcrm/api`` (FluentCRM 2.9.84):
+References for every call: FluentCRM's REST docs (https://rest-api.fluentcrm.com/, "Contacts"
+and "Tags") and WP Fusion's client of the same API (wp-fusion-lite
+``includes/crms/fluentcrm-rest/class-fluentcrm-rest.php``: ``load_contact``, ``get_tags``,
+``add_tag``, ``apply_tags``, ``add_contact``, ``update_contact``), checked against a real
+FluentCRM 2.9.84 (the exchanges under ``shared/fixtures/fluentcrm/api`` and
+``tests/fixtures/fluentcrm/api``). Quirks seen there:
 
-- a missing contact is a 422 ``{"message":"Subscriber not found"}``, not a 404;
+- ``GET subscribers/{id}`` gives the contact and, with ``with[]=tags``, its tags; custom field
+  values only with ``with[]=subscriber.custom_values`` (both in one read:
+  ``get_with_tags_and_custom_values``; WP Fusion's ``load_contact`` asks for the latter);
+- a missing contact is a 422 ``{"message":"Subscriber not found"}`` on ``GET`` (a 404 on
+  ``PUT``), but a 422 is also a validation error, keyed by field
+  (``{"email": {"email": …}}``): only the former is "not found";
 - ``POST subscribers`` for an existing email is a 422 ``{"email": {"unique": …}}`` unless
   ``"__force_update": "yes"`` (which would also overwrite the contact's ``status``);
+- ``POST tags`` checks the slug and inserts in two steps: racing creates can both pass (two tags,
+  one slug); a create that loses answers 422 ``{"slug": {"unique": …}}``. Missing tags are
+  therefore created once, under locks (``crm_adapters.tag_catalogue``);
 - ``sync-segments`` finds tags by slug unless told ``"find_by": "id"``, and an empty ``attach``
   list attaches *every* tag, so we never send one;
 - tags are ``{id, title, slug}``: the slug is the tag's name in crm-bridge.
@@ -29,9 +41,12 @@ from typing import Any, ClassVar
 from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import ContactNotFound, CrmRejected, DuplicateContact, InvalidPayload, MissingContactId
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
+from crm_adapters.tag_catalogue import CATALOGUE
 
 API_PATH = "/wp-json/fluent-crm/v2"
-NOT_FOUND = (404, 422)
+# One read gives the contact, its tags and its custom field values (recorded:
+# tests/fixtures/fluentcrm/api/get_with_tags_and_custom_values.json).
+CONTACT_WITH = (("with[]", "tags"), ("with[]", "subscriber.custom_values"))
 PAGE_SIZE = 100
 # Columns of FluentCRM's subscribers table: anything else is a custom field (custom_values).
 STANDARD_COLUMNS = frozenset(
@@ -68,15 +83,36 @@ def _tag_name(tag: Any) -> str | None:
     return (str(tag).strip() or None) if tag is not None else None
 
 
-def _email_taken(exc: CrmRejected) -> bool:
-    """FluentCRM's refusal of a second contact with one email: 422 ``{"email": {"unique": …}}``."""
-    if exc.status != 422:
-        return False
+def _body_of(exc: CrmRejected) -> Mapping[str, Any]:
     try:
         body = json.loads(exc.body or "")
     except ValueError:
+        return {}
+    return body if isinstance(body, Mapping) else {}
+
+
+def _taken(exc: CrmRejected, field: str) -> bool:
+    """FluentCRM's unique-rule refusal on ``field``: 422 ``{field: {"unique": …}}`` (a second
+    contact with one email, recorded in create_duplicate_422; a second tag with one slug,
+    create_tag_slug_taken_422)."""
+    detail = _body_of(exc).get(field) if exc.status == 422 else None
+    return isinstance(detail, Mapping) and "unique" in detail
+
+
+def _email_taken(exc: CrmRejected) -> bool:
+    return _taken(exc, "email")
+
+
+def _contact_missing(exc: CrmRejected) -> bool:
+    """A 422 that means "no such contact" (``{"message": "Subscriber not found"}``, recorded in
+    get_missing_id), as opposed to a validation error, whose body is keyed by field
+    (create_duplicate_422, create_invalid_email_422)."""
+    if exc.status != 422:
         return False
-    return isinstance(body, Mapping) and isinstance(body.get("email"), Mapping) and "unique" in body["email"]
+    body = _body_of(exc)
+    message = body.get("message")
+    fields_refused = any(isinstance(value, Mapping) for value in body.values())
+    return isinstance(message, str) and "not found" in message.lower() and not fields_refused
 
 
 def slugify(title: str) -> str:
@@ -140,6 +176,16 @@ class FluentCrmAdapter(Adapter):
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.call(method, self.api_base + path, auth=self.auth, **kwargs).json()
 
+    def _contact_request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A request about one contact: a 404, or a 422 that says the contact is missing, is
+        ``ContactNotFound``; any other 422 (a validation error) stays ``CrmRejected``."""
+        try:
+            return self._request(method, path, **kwargs)
+        except CrmRejected as exc:
+            if _contact_missing(exc):
+                raise ContactNotFound(exc.message, status=exc.status, body=exc.body) from exc
+            raise
+
     # -- API --
 
     def check(self) -> None:
@@ -147,14 +193,15 @@ class FluentCrmAdapter(Adapter):
 
     def find_contact_id(self, email: str) -> str | None:
         try:
-            data = self._request("GET", "/subscribers/0", params={"get_by_email": email}, not_found_statuses=NOT_FOUND)
+            data = self._contact_request("GET", "/subscribers/0", params={"get_by_email": email})
         except ContactNotFound:
             return None
         subscriber = (data or {}).get("subscriber") or {}
         return stringify_id(subscriber.get("id"))
 
     def load_contact(self, contact_id: str) -> Contact:
-        data = self._request("GET", f"/subscribers/{contact_id}", not_found_statuses=NOT_FOUND) or {}
+        """The contact, its tags and its custom field values in one read (``CONTACT_WITH``)."""
+        data = self._contact_request("GET", f"/subscribers/{contact_id}", params=CONTACT_WITH) or {}
         subscriber = data.get("subscriber")
         if not isinstance(subscriber, Mapping):
             raise InvalidPayload("FluentCRM answered without a subscriber object")
@@ -210,9 +257,7 @@ class FluentCrmAdapter(Adapter):
         if custom:
             subscriber["custom_values"] = custom
         if subscriber:
-            self._request(
-                "PUT", f"/subscribers/{contact_id}", json={"subscriber": subscriber}, not_found_statuses=NOT_FOUND
-            )
+            self._contact_request("PUT", f"/subscribers/{contact_id}", json={"subscriber": subscriber})
 
     @staticmethod
     def _split_fields(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -233,22 +278,63 @@ class FluentCrmAdapter(Adapter):
                 return tags
             page += 1
 
-    def _tag_ids(self, names: Sequence[str], *, create_missing: bool) -> list[int]:
-        by_key: dict[str, int] = {}
-        for tag in self._all_tags():
+    @property
+    def _account(self) -> str:
+        """The key of this CRM account in the process-wide tag catalogue."""
+        return f"fluentcrm {self.api_base} {self.setting('username', '')}"
+
+    def _read_tags(self) -> dict[str, int]:
+        """Every tag's id by slug and title (lower case), stored in the catalogue. With two tags
+        of one slug (left by an earlier race) the oldest wins, always the same one."""
+        tags = sorted(self._all_tags(), key=lambda t: int(t.get("id") or 0))
+        ids: dict[str, int] = {}
+        for tag in tags:
             for key in (tag.get("slug"), tag.get("title")):
-                if key:
-                    by_key.setdefault(str(key).lower(), int(tag["id"]))
+                if key and tag.get("id") is not None:
+                    ids.setdefault(str(key).lower(), int(tag["id"]))
+        CATALOGUE.replace(self._account, ids)
+        return ids
+
+    @staticmethod
+    def _missing(names: Sequence[str], known: Mapping[str, int]) -> list[str]:
+        return [n for n in names if n.lower() not in known and slugify(n) not in known]
+
+    def _tag_ids(self, names: Sequence[str], *, create_missing: bool) -> list[int]:
+        """Ids for tag names: from the catalogue, read again on a miss; a tag still missing is
+        created (``create_missing``) under the catalogue's lock and the host's ``tag_guard``,
+        after one more listing (another thread or process may just have made it)."""
+        known = CATALOGUE.known(self._account)
+        if self._missing(names, known):
+            known = self._read_tags()
+        missing = self._missing(names, known)
+        if missing and create_missing:
+            with CATALOGUE.creation_lock(self._account):
+                guard = self.tag_guard or (lambda create: create())
+                guard(lambda: self._create_tags(missing))
+            known = CATALOGUE.known(self._account)
         ids: list[int] = []
         for name in names:
-            tag_id = by_key.get(name.lower()) or by_key.get(slugify(name))
-            if tag_id is None and create_missing:
-                created = self._request("POST", "/tags", json={"title": name}) or {}
-                item = created.get("item") or created.get("lists") or {}
-                tag_id = int(item["id"]) if item.get("id") is not None else None
+            tag_id = known.get(name.lower()) or known.get(slugify(name))
             if tag_id is not None and tag_id not in ids:
                 ids.append(tag_id)
         return ids
+
+    def _create_tags(self, names: Sequence[str]) -> None:
+        """Create the tags still missing from a fresh listing. A 422 "slug taken" means someone
+        else created it meanwhile: read the listing again instead of failing."""
+        known = self._read_tags()
+        for name in self._missing(names, known):
+            try:
+                created = self._request("POST", "/tags", json={"title": name}) or {}
+            except CrmRejected as exc:
+                if not _taken(exc, "slug"):
+                    raise
+                self._read_tags()
+                continue
+            item = created.get("item") or created.get("lists") or {}
+            if item.get("id") is not None:
+                keys = [str(k) for k in (item.get("slug"), item.get("title"), name) if k]
+                CATALOGUE.add(self._account, keys, int(item["id"]))
 
     def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
         if not tags:
@@ -271,7 +357,7 @@ class FluentCrmAdapter(Adapter):
             return
         ids = self._tag_ids(tags, create_missing=False)
         if ids:
-            self._request("PUT", f"/subscribers/{contact_id}", json={"detach_tags": ids}, not_found_statuses=NOT_FOUND)
+            self._contact_request("PUT", f"/subscribers/{contact_id}", json={"detach_tags": ids})
 
     def list_tags(self) -> list[str]:
         return [name for name in (_tag_name(t) for t in self._all_tags()) if name]

@@ -16,6 +16,7 @@ from support import FIXTURES, LiveServer, QuietServer, Receiver, load_fixture, r
 from bridge import create_app
 from bridge.extensions import db
 from crm_adapters.oauth import REFRESH_GRANTS
+from crm_adapters.tag_catalogue import CATALOGUE
 
 PG_URL = os.environ.get("BRIDGE_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -61,6 +62,13 @@ def _forget_refresh_grants() -> Iterator[None]:
     """Refresh tokens redeemed by one test are not shared with the next (crm_adapters.oauth)."""
     yield
     REFRESH_GRANTS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _forget_crm_tags() -> Iterator[None]:
+    """A CRM's tags listed in one test are not known to the next (crm_adapters.tag_catalogue)."""
+    yield
+    CATALOGUE.clear()
 
 
 @pytest.fixture(params=BACKENDS)

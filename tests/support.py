@@ -34,8 +34,13 @@ def shared_dir() -> Path:
 FIXTURES = shared_dir() / "fixtures"
 
 
+LOCAL_FIXTURES = REPO_ROOT / "tests" / "fixtures"  # recorded by this project (each with a "note")
+
+
 def load_fixture(relative: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / relative).read_text())
+    """A fixture from shared/fixtures, or from tests/fixtures when only that one has it."""
+    path = FIXTURES / relative
+    return json.loads((path if path.exists() else LOCAL_FIXTURES / relative).read_text())
 
 
 class LiveServer:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import joinedload
 
 from bridge import crypto
 from bridge.connections.adapter_registry import adapter_class
+from bridge.connections.crm_locks import tag_guard_for
 from bridge.connections.settings import (
     IncompleteConnection,
     InvalidConnection,
@@ -122,10 +123,12 @@ def any_connection_exists() -> bool:
 
 
 def adapter_for(type_slug: str, settings: Mapping[str, Any], http: HttpClient, *, connection_id: int) -> Adapter:
-    """A connection's adapter with crm-bridge's cross-process OAuth refresh guard
-    (``bridge.connections.token_refresh``): every adapter crm-bridge builds for a connection comes from here."""
+    """A connection's adapter with crm-bridge's cross-process guards for OAuth refreshes
+    (``bridge.connections.token_refresh``) and tag creation (``bridge.connections.crm_locks``):
+    every adapter crm-bridge builds for a connection comes from here."""
     adapter = adapter_class(type_slug)(settings, http)
     adapter.refresh_guard = guard_for(connection_id)
+    adapter.tag_guard = tag_guard_for(connection_id)
     return adapter
 
 

@@ -148,11 +148,13 @@ class TestFluentCrm(AdapterContract):
                 ],
                 returns=None,
             ),
-            # Known tag attached by id (all pages read); unknown one created first.
+            # Known tag attached by id (all pages read); unknown one created first, after a
+            # second listing under the creation lock (another worker may just have made it).
             "apply_tags": Operation(
                 "apply_tags",
                 ("11", ["smoke-97", "New Tag"]),
                 [
+                    *ALL_TAGS,
                     *ALL_TAGS,
                     Exchange(
                         "POST",

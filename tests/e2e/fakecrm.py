@@ -1,7 +1,10 @@
 """A fake FluentCRM REST API on loopback, shaped after the recorded exchanges in
-``shared/fixtures/fluentcrm/api/`` (paths, Basic auth, ``__force_update``, 422 for a missing
-subscriber or a duplicate email, ``sync-segments`` by slug), plus knobs to make it fail, hang
-or answer slowly. Used by the end-to-end tests and by ``bench/delivery.py``.
+``shared/fixtures/fluentcrm/api/`` and ``tests/fixtures/fluentcrm/api/`` (paths, Basic auth,
+``__force_update``, 422 for a missing subscriber or a duplicate email, 404 for a ``PUT`` to a
+missing one, ``sync-segments`` by slug, custom values only with
+``with[]=subscriber.custom_values``, tag creation that checks the slug and inserts in two steps,
+so racing creates can make two tags of one slug, and a 422 "slug taken" otherwise), plus knobs
+to make it fail, hang or answer slowly. Used by the end-to-end tests and by ``bench/delivery.py``.
 """
 
 from __future__ import annotations
@@ -61,7 +64,12 @@ class FakeFluentCrm:
         self.lock = threading.Condition()
         self.contacts: dict[int, dict[str, Any]] = {}
         self._by_email: dict[str, dict[str, Any]] = {}  # a real CRM indexes emails too: no scans
-        self.tags: dict[str, dict[str, Any]] = {}
+        self.tags: dict[str, dict[str, Any]] = {}  # by slug: the first tag of each slug
+        self.tag_rows: list[dict[str, Any]] = []  # every tag, duplicates of a slug included
+        # How long a tag create that passed the slug check waits for a racing one before it
+        # inserts (FluentCRM's check and insert are two steps; 0: no window at all).
+        self.tag_race_window = 0.0
+        self._tag_creates_checked = 0
         self.requests: list[Recorded] = []
         self.scripted: list[Scripted] = []
         self.reject_writes_with: int | None = None
@@ -127,14 +135,36 @@ class FakeFluentCrm:
 
     # -- the API --
 
+    def tags_with_slug(self, slug: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [t for t in self.tag_rows if t["slug"] == slug]
+
     def _create_tag(self, title: str) -> dict[str, Any]:
         slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-        tag = {"id": len(self.tags) + 1, "title": title, "slug": slug, "description": ""}
-        self.tags[slug] = tag
+        tag = {"id": len(self.tag_rows) + 1, "title": title, "slug": slug, "description": ""}
+        self.tag_rows.append(tag)
+        self.tags.setdefault(slug, tag)
         return tag
 
-    def _subscriber(self, contact: dict[str, Any]) -> dict[str, Any]:
-        return {**contact, "tags": [self.tags[s] for s in contact["tag_slugs"]], "lists": []}
+    def _create_tag_racily(self, title: str) -> tuple[int, Any]:
+        """``POST tags`` as FluentCRM does it: the unique-slug check, then the insert, with
+        ``tag_race_window`` between them for a racing create to pass the same check (called
+        with ``self.lock`` held; waiting releases it)."""
+        slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+        if slug in self.tags:
+            return 422, {"slug": {"unique": "The slug attribute is already taken and must be unique."}}
+        self._tag_creates_checked += 1
+        self.lock.notify_all()
+        deadline = time.monotonic() + self.tag_race_window
+        while self._tag_creates_checked < 2 and (remaining := deadline - time.monotonic()) > 0:
+            self.lock.wait(remaining)
+        tag = self._create_tag(title)
+        self._tag_creates_checked -= 1
+        return 200, {"lists": tag, "item": tag, "message": "Successfully saved the tag."}
+
+    def _subscriber(self, contact: dict[str, Any], withs: Sequence[str] = ()) -> dict[str, Any]:
+        shown = {k: v for k, v in contact.items() if k != "custom_values" or "subscriber.custom_values" in withs}
+        return {**shown, "tags": [self.tags[s] for s in contact["tag_slugs"]], "lists": []}
 
     def answer(self, method: str, path: str, query: Mapping[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
         """One API call against the in-memory state (called with ``self.lock`` held)."""
@@ -145,11 +175,11 @@ class FakeFluentCrm:
         if self.reject_writes_with and method in ("POST", "PUT"):
             return self.reject_writes_with, {"message": "rejected by the fake CRM"}, {}
         if method == "GET" and route == "/tags":
-            data = list(self.tags.values())
+            data = list(self.tag_rows)
             return 200, {"tags": {"total": len(data), "current_page": 1, "last_page": 1, "data": data}}, {}
         if method == "POST" and route == "/tags":
-            tag = self._create_tag(str(body.get("title", "")))
-            return 200, {"lists": tag, "item": tag, "message": "Successfully saved the tag."}, {}
+            status, answer = self._create_tag_racily(str(body.get("title", "")))
+            return status, answer, {}
         if method == "GET" and route == "/subscribers/0" and "get_by_email" in query:
             found = self._find_by_email(query["get_by_email"])
             return (200, {"subscriber": self._subscriber(found)}, {}) if found else missing
@@ -160,11 +190,12 @@ class FakeFluentCrm:
         match = re.fullmatch(r"/subscribers/(\d+)", route)
         if match and method == "GET":
             contact = self.contacts.get(int(match.group(1)))
-            return (200, {"subscriber": self._subscriber(contact)}, {}) if contact else missing
+            withs = query.get("with[]", "").split(",")
+            return (200, {"subscriber": self._subscriber(contact, withs)}, {}) if contact else missing
         if match and method == "PUT":
             contact = self.contacts.get(int(match.group(1)))
-            if contact is None:
-                return missing
+            if contact is None:  # recorded: update_missing_404
+                return 404, {"message": "No query results for model [FluentCrm\\App\\Models\\Subscriber]."}, {}
             fields = body.get("subscriber", body) if isinstance(body, dict) else {}
             self._apply(contact, fields)
             for tag_id in body.get("detach_tags", []) if isinstance(body, dict) else []:
@@ -193,7 +224,7 @@ class FakeFluentCrm:
                 if contact is None:
                     continue
                 for ref in body.get("attach", []):
-                    slug = next((s for s, t in self.tags.items() if t["id"] == ref), None) if by_id else ref
+                    slug = next((t["slug"] for t in self.tag_rows if t["id"] == ref), None) if by_id else ref
                     if slug in self.tags and slug not in contact["tag_slugs"]:
                         contact["tag_slugs"].append(slug)
             return 200, {"message": "Successfully updated the subscriber."}, {}
@@ -203,6 +234,8 @@ class FakeFluentCrm:
         for key, value in fields.items():
             if key in ("id", "tags", "tag_slugs", "__force_update", "attach_tags", "detach_tags", "subscriber"):
                 continue
+            if key == "custom_values" and isinstance(value, Mapping):  # merged, as FluentCRM does
+                value = {**contact.get("custom_values", {}), **value}
             if key == "email" and isinstance(value, str):
                 value = value.lower()
                 if self._by_email.get(contact["email"]) is contact:
@@ -237,7 +270,10 @@ class FakeFluentCrm:
                 except ValueError:
                     body = {}
                 parts = urlsplit(self.path)
-                query = dict(parse_qsl(parts.query))
+                pairs = parse_qsl(parts.query)
+                query = dict(pairs)
+                if any(k == "with[]" for k, _ in pairs):  # repeated: all of them, comma-joined
+                    query["with[]"] = ",".join(v for k, v in pairs if k == "with[]")
                 with fake.lock:
                     fake.requests.append(
                         Recorded(self.command, parts.path, query, dict(self.headers.items()), body, time.monotonic())
