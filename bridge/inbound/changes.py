@@ -254,6 +254,13 @@ def _add_body(
     }
 
 
+def check_role_parameter(runtime: ConnectionRuntime, options: InboundOptions) -> None:
+    """The ``role`` parameter must name a role a webhook may give, whether or not this contact
+    ends up using it: checked before any CRM call (CONTRACT.md §3)."""
+    if options.role:
+        _resolve_role(options.role, runtime)
+
+
 def _resolve_role(requested: str | None, runtime: ConnectionRuntime) -> str:
     default = text_value(runtime.settings.get("default_role")) or "subscriber"
     try:

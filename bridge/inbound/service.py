@@ -3,9 +3,11 @@
 Callable without a request: the view, the async job (``webhook.inbound``) and any CLI share
 :func:`process_contacts`. The order is the promise:
 
-1. every CRM call (loading a contact or its tags) happens first, with no database transaction
-   held open (on SQLite every transaction takes the write lock), and any CRM failure is a 502
-   with nothing written;
+1. the parameters are checked (``role``: 400 ``unknown_role``/``forbidden_role``), then every
+   CRM call (loading a contact and its tags) happens, with no database transaction held open
+   (on SQLite every transaction takes the write lock). A contact the CRM does not have is a
+   404 ``contact_not_found`` (a retry cannot help), unless the payload carries the email: then
+   the payload stands. Any other CRM failure is a 502. Either refusal writes nothing;
 2. then one transaction makes all changes. Concurrent identical ``add`` requests are settled by
    the unique constraints (user email and username, one current link per contact): the loser's
    transaction fails, is rolled back and the whole unit runs again, now matching the winner's
@@ -33,7 +35,7 @@ from bridge.delivery import outbox
 from bridge.delivery.jobs import JobContext, job_handler
 from bridge.extensions import db
 from bridge.inbound import log
-from bridge.inbound.changes import apply_contact, make_credentials, match_user
+from bridge.inbound.changes import apply_contact, check_role_parameter, make_credentials, match_user
 from bridge.inbound.request import InboundOptions, build_call
 from bridge.inbound.runtime import (
     ConnectionRuntime,
@@ -45,7 +47,7 @@ from bridge.inbound.runtime import (
 )
 from bridge.models import Connection, Delivery
 from crm_adapters.base import Adapter, Contact, InboundRequest
-from crm_adapters.errors import AdapterError, CrmError
+from crm_adapters.errors import AdapterError, ContactNotFound, CrmError
 
 __all__ = [
     "ConnectionRuntime",
@@ -96,7 +98,7 @@ def process_contacts(
     if action == "test":
         return InboundOutcome({"success": True, "connection": runtime.name}, "tested")
     try:
-        plans = prepare_contacts(runtime, action, contacts, release_lock=commit)
+        plans = prepare_contacts(runtime, action, contacts, options, release_lock=commit)
     finally:
         if commit:  # nothing is written yet; the async job's worker stores them itself
             connections.store_changed_settings(runtime.connection_id, runtime.adapter)
@@ -160,23 +162,30 @@ def _is_race(exc: Exception) -> bool:
 
 
 def prepare_contacts(
-    runtime: ConnectionRuntime, action: str, contacts: list[Contact], *, release_lock: bool = True
+    runtime: ConnectionRuntime,
+    action: str,
+    contacts: list[Contact],
+    options: InboundOptions,
+    *,
+    release_lock: bool = True,
 ) -> list[ContactPlan]:
     """Everything slow, before anything is written: CRM calls and password hashing.
 
-    ``add`` loads the contact when the payload has no email (or ``always_load_from_crm``);
-    every action loads tags when the payload carries none. ``update``/``update_tags`` for a
-    contact no user matches load nothing (they answer "no matching user"). A connection missing
-    its API settings serves payloads as they are. ``release_lock=False`` (the worker owns the
-    transaction) keeps the caller's transaction open.
+    ``add`` and ``update`` load the contact (fields and tags: one read where the CRM allows)
+    when the payload has no email (or with ``always_load_from_crm``); every action loads tags
+    when the payload carries none. ``update``/``update_tags`` for a contact no user matches
+    load nothing (they answer "no matching user"). A connection missing its API settings serves
+    payloads as they are. ``release_lock=False`` (the worker owns the transaction) keeps the
+    caller's transaction open.
     """
+    check_parameters(runtime, options)
     always_load = bool(runtime.settings.get("always_load_from_crm"))
     plans = [ContactPlan(contact) for contact in contacts]
     loads: list[tuple[ContactPlan, bool, bool]] = []
     creates: list[ContactPlan] = []
     for plan in plans:
         contact = plan.contact
-        load_contact = action != "update_tags" and (always_load or (action == "add" and not contact.email))
+        load_contact = action != "update_tags" and (always_load or not contact.email)
         load_tags = contact.tags is None
         wants_crm = runtime.can_call_crm and bool(contact.contact_id) and (load_contact or load_tags)
         if not wants_crm and action != "add":
@@ -192,6 +201,10 @@ def prepare_contacts(
     for plan, load_contact, load_tags in loads:
         try:
             plan.contact = _load(runtime.adapter, plan.contact, load_contact, load_tags)
+        except ContactNotFound as exc:
+            if plan.contact.email:  # the payload's data stands; tags it lacks stay as they are
+                continue
+            raise InboundRejected(404, "contact_not_found", "the CRM has no such contact") from exc
         except AdapterError as exc:
             raise InboundRejected(
                 502, "crm_unavailable", f"the CRM could not be reached or refused the request ({exc.error_class})"
@@ -199,6 +212,13 @@ def prepare_contacts(
     for plan in creates:
         plan.credentials = make_credentials(runtime, plan.contact)
     return plans
+
+
+def check_parameters(runtime: ConnectionRuntime, options: InboundOptions) -> None:
+    """The webhook's parameters, checked before any CRM call or queueing (CONTRACT.md §3):
+    the flags were parsed already (``InboundOptions``); the ``role`` must exist and may not be
+    ``administrator``."""
+    check_role_parameter(runtime, options)
 
 
 def _load(adapter: Adapter, contact: Contact, load_contact: bool, load_tags: bool) -> Contact:

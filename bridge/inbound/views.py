@@ -20,7 +20,13 @@ from bridge.extensions import db
 from bridge.inbound import log
 from bridge.inbound.keys import resolve_access_key
 from bridge.inbound.request import ACTIONS, InvalidParameter, WebhookCall, call_from_flask
-from bridge.inbound.service import ConnectionRuntime, InboundOutcome, process_contacts, queue_webhook
+from bridge.inbound.service import (
+    ConnectionRuntime,
+    InboundOutcome,
+    check_parameters,
+    process_contacts,
+    queue_webhook,
+)
 from bridge.ratelimit import failed_key_limiter
 from crm_adapters.errors import InvalidPayload, InvalidSignature, MissingContactId
 
@@ -171,6 +177,7 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
         raise ApiError(400, "missing_contact_id", exc.message) from None
     entry.contact_id = ",".join(c.contact_id or "" for c in contacts)[:191] or None
     if options.run_async:
+        check_parameters(runtime, options)  # a 400 now, not a dead job later
         contact_id = entry.contact_id
 
         def log_row(outcome: InboundOutcome) -> dict[str, Any]:
