@@ -105,6 +105,9 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Deleted and overwritten content is zeroed, not left in free space: a wiped secret
+        # (a password waiting to be returned) must not stay readable in the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -118,6 +121,25 @@ def _tune_sqlite(engine: Engine) -> None:
             if isinstance(dbapi_connection, SerialisedWriterConnection):
                 dbapi_connection.release_write_lock()
             raise
+
+
+def checkpoint_wal(engine: Engine | None = None) -> bool:
+    """SQLite: copy the WAL into the database and truncate it to zero bytes, so content
+    overwritten since (a wiped secret) is gone from ``<database>-wal`` too, not only from the
+    database (``secure_delete``). Run outside any transaction (a raw connection in autocommit
+    mode); readers still using older pages make it wait (busy timeout). True when the WAL was
+    reset; nothing to do (True) on PostgreSQL."""
+    engine = engine or db.engine
+    if not is_sqlite(engine):
+        return True
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        busy, _frames, _copied = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        cursor.close()
+        return not busy
+    finally:
+        raw.close()
 
 
 PING_AFTER_IDLE_SECONDS = 1.0

@@ -14,6 +14,7 @@ Settings come from the per-process cache (``bridge.connections.settings_cache``)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from bridge.delivery.jobs import JobContext, job_handler
 from bridge.extensions import db
 from bridge.models import Connection, ContactLink, User, iso, utcnow
 from crm_adapters.base import Adapter, OutboundContact, OutboundEvent
+
+logger = logging.getLogger(__name__)
 
 
 def _require(ctx: JobContext) -> tuple[Connection, User]:
@@ -176,20 +179,62 @@ def _link(ctx: JobContext, user: User, connection: Connection, contact_id: str |
     return contact_id
 
 
+@dataclass(frozen=True)
+class RecordTags:
+    """A deferred write: the tags a push applied become the user's tags for the connection."""
+
+    user_id: int
+    connection_id: int
+    tags: tuple[str, ...]
+
+    def __call__(self) -> None:
+        user = db.session.get(User, self.user_id)
+        if user is not None:
+            users.replace_tags_for(user, self.connection_id, self.tags)
+
+
+def registration_tags(user: User, adapter: Adapter) -> list[str]:
+    """What a registration push applies: the user's local tags, then the connection's
+    ``assign_tags`` (CONTRACT.md §5), each once."""
+    assign = [str(t) for t in (adapter.config.get("assign_tags") or []) if t]
+    return list(dict.fromkeys(t.strip() for t in [*users.tag_names(user, None), *assign] if t and t.strip()))
+
+
 @job_handler(outbox.CONTACT_UPSERT)
 def push_registration(ctx: JobContext) -> dict[str, Any]:
     """Registration push: create or update the contact by email (never a duplicate), link it,
-    then apply the connection's ``assign_tags``."""
+    then apply the user's local tags and the connection's ``assign_tags`` and record them as
+    the user's tags for the connection.
+
+    The link is written as soon as the contact exists: when the tag step fails (and the push is
+    retried), the user is already linked to its contact, in a short transaction of its own."""
     connection, user = _require(ctx)
     adapter = build_adapter(connection, ctx)
-    assign_tags = [t for t in (adapter.config.get("assign_tags") or []) if t]
-    contact = outbound_contact(user, adapter, tags=assign_tags, event=_event(ctx, "user.registered"))
+    tags = registration_tags(user, adapter)
+    contact = outbound_contact(user, adapter, tags=tags, event=_event(ctx, "user.registered"))
     _end_reads()
     contact_id = adapter.upsert_contact(contact)
-    if contact_id and assign_tags:
-        adapter.apply_tags(str(contact_id), assign_tags)
+    if contact_id and tags:
+        try:
+            adapter.apply_tags(str(contact_id), tags)
+        except Exception:
+            _link_now(LinkContact(user.id, connection.id, str(contact_id)))
+            raise
     _link(ctx, user, connection, contact_id)
-    return {"contact_id": contact_id, "tags_applied": assign_tags if contact_id else []}
+    if tags:
+        ctx.after_success.append(RecordTags(user.id, connection.id, tuple(tags)))
+    return {"contact_id": contact_id, "tags_applied": tags if contact_id else []}
+
+
+def _link_now(link: LinkContact) -> None:
+    """Write a link at once, in its own transaction (the attempt is about to fail, and deferred
+    writes are made only for successes). Never hides the attempt's own error."""
+    try:
+        link()
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        logger.exception("could not link user %s to contact %s", link.user_id, link.contact_id)
 
 
 @job_handler(outbox.CONTACT_UPDATE)

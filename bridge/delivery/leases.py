@@ -6,6 +6,7 @@ live in ``bridge.delivery.deliveries``.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,11 +17,13 @@ from typing import Any
 from sqlalchemy import Integer, Select, and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import aliased, make_transient_to_detached
 
-from bridge.database import is_sqlite
+from bridge.database import checkpoint_wal, is_sqlite
 from bridge.delivery import outbox
 from bridge.delivery.retry_schedule import next_attempt_at
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, DeliveryAttempt, User, utcnow
+
+logger = logging.getLogger(__name__)
 
 # Payload keys holding something secret (an encrypted password waiting to be returned): wiped
 # as soon as the row is finished either way, so it does not sit in the database.
@@ -369,7 +372,20 @@ def record_outcomes(worker_id: str, finished: Sequence[Finished], *, rng: random
     except BaseException:
         db.session.rollback()
         raise
+    _flush_wiped_secrets(finished, outcomes)
     return outcomes
+
+
+def _flush_wiped_secrets(finished: Sequence[Finished], outcomes: Sequence[Outcome]) -> None:
+    """After a commit that wiped a secret from a payload, make the wipe reach the disk: on
+    SQLite the old page stays in the WAL until a checkpoint (issue 16), so checkpoint now."""
+    wiped = any(
+        outcome.status in ("succeeded", "dead")
+        and any(key in (item.delivery.payload or {}) for key in SENSITIVE_PAYLOAD_KEYS)
+        for item, outcome in zip(finished, outcomes, strict=True)
+    )
+    if wiped and not checkpoint_wal():
+        logger.warning("a wiped password may stay in the SQLite WAL until the next checkpoint: readers were busy")
 
 
 def record_and_claim(
@@ -390,4 +406,5 @@ def record_and_claim(
     except BaseException:
         db.session.rollback()
         raise
+    _flush_wiped_secrets(finished, outcomes)
     return outcomes, claimed
