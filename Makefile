@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install serve test bench lint fmt clean
+.PHONY: install serve test bench lint fmt clean live-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: install
 
 bench: install
 	$(PY) bench/run_all.py
+
+# Against the real FluentCRM of the wp-peer (shared/peer/setup.sh); not part of `make test`.
+live-check: install
+	$(PY) live/check_fluentcrm.py
 
 lint: install
 	$(VENV)/bin/ruff check .

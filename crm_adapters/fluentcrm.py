@@ -38,8 +38,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
-from crm_adapters.errors import ContactNotFound, CrmRejected, DuplicateContact, InvalidPayload, MissingContactId
+from crm_adapters.base import Adapter, Contact, HttpClient, InboundRequest, OutboundContact, Setting
+from crm_adapters.errors import (
+    ContactNotFound,
+    CrmError,
+    CrmRejected,
+    DuplicateContact,
+    InvalidPayload,
+    MissingContactId,
+)
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 from crm_adapters.tag_catalogue import CATALOGUE
 
@@ -129,6 +136,11 @@ class FluentCrmAdapter(Adapter):
         Setting("app_password", "Application password", required=True, secret=True),
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields"})
+
+    def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
+        super().__init__(config, http)
+        # Tag ids each contact this adapter created was created with (one adapter per push).
+        self._attached: dict[str, set[int]] = {}
 
     # -- inbound --
 
@@ -220,10 +232,16 @@ class FluentCrmAdapter(Adapter):
         contact is then looked up and its fields updated in place, its ``status`` left alone
         (pushing a profile must not re-subscribe someone who unsubscribed): three calls instead
         of two for a contact the CRM already had.
+
+        A new contact is created with its tags (``"tags": [ids]``, recorded in create_with_tag),
+        so a registration is one write; ``apply_tags`` then skips what the create attached.
         """
         fields = self.with_native_names(contact.fields)
+        tag_ids = self._tag_ids_for_create(contact.tags)
         try:
-            return self._create(contact.email, fields)
+            contact_id = self._create(contact.email, fields, tag_ids=tag_ids)
+            self._attached[contact_id] = set(tag_ids)
+            return contact_id
         except DuplicateContact:
             existing = self.find_contact_id(contact.email)
             if existing is None:  # deleted since, or not found by its email: create or update
@@ -231,11 +249,26 @@ class FluentCrmAdapter(Adapter):
         self.update_fields(existing, fields)
         return existing
 
-    def _create(self, email: str, fields: Mapping[str, Any], *, force_update: bool = False) -> str:
+    def _tag_ids_for_create(self, tags: Sequence[str]) -> list[int]:
+        """Ids of the tags to create a contact with. A failure here must not keep the contact
+        from being created (and linked): ``apply_tags`` runs the tag step again and fails
+        there, after the contact exists."""
+        if not tags:
+            return []
+        try:
+            return self._tag_ids(tags, create_missing=True)
+        except CrmError:
+            return []
+
+    def _create(
+        self, email: str, fields: Mapping[str, Any], *, force_update: bool = False, tag_ids: Sequence[int] = ()
+    ) -> str:
         """``POST subscribers``; an email FluentCRM already has is ``DuplicateContact`` (with
         ``force_update``, only from a FluentCRM too old to honour it)."""
         standard, custom = self._split_fields(fields)
         body: dict[str, Any] = {**standard, "email": email, "status": "subscribed"}
+        if tag_ids:
+            body["tags"] = list(tag_ids)
         if custom:
             body["custom_values"] = custom
         if force_update:
@@ -339,7 +372,8 @@ class FluentCrmAdapter(Adapter):
     def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
         if not tags:
             return  # an empty attach list makes FluentCRM attach every tag
-        ids = self._tag_ids(tags, create_missing=True)
+        attached = self._attached.get(str(contact_id), set())
+        ids = [i for i in self._tag_ids(tags, create_missing=True) if i not in attached]
         if ids:
             self._request(
                 "POST",

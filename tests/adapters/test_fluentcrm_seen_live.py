@@ -16,6 +16,7 @@ from support import load_fixture
 from bridge.connections.crm_locks import tag_guard_for
 from bridge.outbound.client import OutboundClient
 from bridge.outbound.policy import OutboundPolicy
+from crm_adapters.base import OutboundContact
 from crm_adapters.errors import ContactNotFound, CrmRejected
 from crm_adapters.fluentcrm import FluentCrmAdapter
 
@@ -146,3 +147,20 @@ def test_the_host_tag_guard_lets_one_creator_in_at_a_time(app):
     assert second_in.wait(10)
     holder.join(10)
     waiter.join(10)
+
+
+@responses.activate
+def test_a_new_contact_is_created_with_its_tags_in_one_write():
+    """A registration is one write (recorded: create_with_tag); the tag step then sends nothing."""
+    recorded = fixture("create_with_tag")
+    responses.get(f"{API}/tags", json=tag_listing(PROMO))
+    responses.post(
+        f"{API}/subscribers",
+        json=recorded["response"]["json"],
+        match=[matchers.json_params_matcher({"tags": [12]}, strict_match=False)],
+    )
+    crm = adapter()
+    contact_id = crm.upsert_contact(OutboundContact(email="cap2-5af224@example.com", tags=["promo-5af224"]))
+    crm.apply_tags(str(contact_id), ["promo-5af224"])
+    assert contact_id == "105"
+    assert [c.request.method for c in responses.calls] == ["GET", "POST"]

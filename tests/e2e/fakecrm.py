@@ -215,6 +215,10 @@ class FakeFluentCrm:
                 self.contacts[contact["id"]] = contact
                 self._by_email[email] = contact
             self._apply(contact, body)
+            for tag_id in body.get("tags") or []:  # recorded: create_with_tag
+                slug = next((t["slug"] for t in self.tag_rows if t["id"] == tag_id), None)
+                if slug and slug not in contact["tag_slugs"]:
+                    contact["tag_slugs"].append(slug)
             message = "contact has been successfully updated." if existing else "Successfully added the subscriber."
             return 200, {"message": message, "contact": self._subscriber(contact), "action_type": action}, {}
         if method == "POST" and route == "/subscribers/sync-segments":

@@ -61,7 +61,8 @@ def test_the_link_is_written_when_the_tag_step_fails(
     app, client, auth_headers, make_connection, fake_crm: FakeFluentCrm, start_worker
 ):
     make_connection("fluent", "fluentcrm", **connection_settings(fake_crm, assign_tags=["Brand New"]))
-    fake_crm.script(Scripted(400, {"message": "refused"}, method="POST", path_suffix="/tags"))
+    refused = Scripted(400, {"message": "refused"}, method="POST", path_suffix="/tags")
+    fake_crm.script(refused, refused)  # before the create, then in the tag step
     user = register(client, auth_headers, "linked@example.com")
     worker = start_worker()
     assert worker.wait_until_processed(1)
