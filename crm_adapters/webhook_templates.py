@@ -5,6 +5,8 @@ templates come from configuration, so they run in Jinja's ``SandboxedEnvironment
 attribute walking to Python internals, bounded ``range``, and here also bounded ``*``/``**`` so
 ``{{'a' * 10**9}}`` cannot eat the worker's memory), with ``StrictUndefined``.
 
+What a template may contain (expressions and ``{% if %}``, no loops, macros, calls or globals;
+bounded output) is ``crm_adapters.template_limits``, checked at save and again at compile.
 Variables are checked when the connection is saved (:func:`template_problems`): every variable
 path in every template is read from Jinja's AST and must be one of :data:`ALLOWED`, or anything
 below ``contact.meta`` / ``contact.fields``. ``user.`` is a synonym of ``contact.``. At render
@@ -28,6 +30,8 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.runtime import Undefined
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from crm_adapters import template_limits
 
 CONTACT_KEYS = frozenset({"id", "email", "first_name", "last_name", "username", "tags", "meta", "fields"})
 OPEN_KEYS = frozenset({"meta", "fields"})  # any key below these is allowed
@@ -55,7 +59,7 @@ class _WebhookEnvironment(SandboxedEnvironment):
     """Dict keys before dict methods (``contact.meta.items`` is the meta key ``items``), missing
     keys are null, and string/list repetition and powers are bounded."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping):
@@ -70,6 +74,8 @@ class _WebhookEnvironment(SandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
             raise SecurityError("exponent too large")
+        if operator == "%" and isinstance(left, str):
+            raise SecurityError("string formatting with % is not allowed")
         if operator == "*":
             for seq, count in ((left, right), (right, left)):
                 if isinstance(seq, str | list | tuple) and isinstance(count, int) and count * len(seq) > MAX_REPEAT:
@@ -78,6 +84,12 @@ class _WebhookEnvironment(SandboxedEnvironment):
 
 
 ENVIRONMENT = _WebhookEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
+ENVIRONMENT.globals.clear()  # range, lipsum, namespace, cycler, joiner, dict: none is a variable
+ENVIRONMENT.filters = {
+    **{name: f for name, f in ENVIRONMENT.filters.items() if name in template_limits.ALLOWED_FILTERS},
+    "join": template_limits.bounded_join,
+    "replace": template_limits.bounded_replace,
+}
 
 
 # -- checking ---------------------------------------------------------------------------------
@@ -137,7 +149,8 @@ def variable_paths(source: str) -> list[tuple[str, ...]]:
             visit(child)
 
     tree = ENVIRONMENT.parse(source)
-    unknown_roots = meta.find_undeclared_variables(tree) - set(ROOTS)
+    # Every name, not only undeclared ones: Jinja counts its globals (range, self) as declared.
+    unknown_roots = (meta.find_undeclared_variables(tree) | {n.name for n in tree.find_all(nodes.Name)}) - set(ROOTS)
     found.extend((name,) for name in sorted(unknown_roots))
     visit(tree)
     return found
@@ -167,6 +180,8 @@ def template_problems(value: Any, where: str) -> list[str]:
         except TemplateSyntaxError as exc:
             problems.append(f"{location}: template syntax error: {exc.message}")
             continue
+        refused = template_limits.structure_problems(ENVIRONMENT.parse(source))
+        problems += [f"{location}: {problem}" for problem in refused]
         for path in paths:
             if not path_allowed(path):
                 name = ".".join(path)
@@ -179,14 +194,30 @@ def template_problems(value: Any, where: str) -> list[str]:
 # -- rendering --------------------------------------------------------------------------------
 
 
+def _checked(source: str) -> None:
+    """Refuse what ``template_limits`` refuses before compiling: a template stored before the
+    save-time check existed must not run either."""
+    problems = template_limits.structure_problems(ENVIRONMENT.parse(source))
+    if problems:
+        raise SecurityError("; ".join(problems))
+
+
 @functools.lru_cache(maxsize=512)
 def _compiled_template(source: str) -> Any:
+    _checked(source)
     return ENVIRONMENT.from_string(source)
 
 
 @functools.lru_cache(maxsize=512)
 def _compiled_expression(expression: str) -> Any:
+    _checked("{{" + expression + "}}")
     return ENVIRONMENT.compile_expression(expression, undefined_to_none=False)
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str):
+        template_limits.check_size(len(value), "the rendered template")
+    return value
 
 
 def to_json_value(value: Any) -> Any:
@@ -209,7 +240,7 @@ def render_text(source: str, context: Mapping[str, Any]) -> str:
     if "{" not in source:
         return source
     try:
-        return _compiled_template(source).render(context)
+        return _bounded(_compiled_template(source).render(context))
     except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError) as exc:
         raise TemplateRenderError(f"{exc.__class__.__name__}: {exc}") from exc
 
@@ -220,7 +251,7 @@ def render_typed(source: str, context: Mapping[str, Any]) -> Any:
     if expression is None:
         return render_text(source, context)
     try:
-        return to_json_value(_compiled_expression(expression)(**context))
+        return _bounded(to_json_value(_compiled_expression(expression)(**context)))
     except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError) as exc:
         raise TemplateRenderError(f"{exc.__class__.__name__}: {exc}") from exc
 

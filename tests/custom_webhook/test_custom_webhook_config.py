@@ -49,7 +49,7 @@ def test_allowed_variables_save(ctx: None) -> None:
     body = {
         "a": "{{contact.meta.anything_at_all}}",
         "b": "{{user.first_name}} {{contact.last_name|upper}}",
-        "c": "{% for t in contact.tags %}{{t}},{% endfor %}",
+        "c": "{{contact.tags|join(',')}}{% if contact.meta.vip %} vip{% endif %}",
         "d": "{{contact.meta['odd-key']}} {{event.occurred_at}} {{contact.fields.user_pass}}",
     }
     connection, key = create_connection("hook", "custom_webhook", {"url": URL + "/{{event.type}}", "body": body})
