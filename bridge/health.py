@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -28,30 +29,52 @@ log = logging.getLogger("bridge.health")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 
+# CONTRACT §10: when /healthz says degraded, and the code the body names it by.
+WORKER_SILENT_SECONDS = heartbeats.WORKER_STALE_SECONDS
+DIED_WITHIN = timedelta(hours=1)
+QUEUE_DELAY_SECONDS = 300
+
+
 def health_report() -> tuple[dict[str, Any], int]:
-    """``ok`` when the database answers and queued work has a live worker; ``degraded`` when
-    work is waiting with no worker alive; 503 only when the database is unreachable."""
+    """``ok``, or ``degraded`` with ``reasons`` naming each rule of CONTRACT §10 that holds:
+    ``no_worker`` (no worker beat in 60 s), ``delivery_died`` (a delivery died in the last
+    hour), ``queue_delayed`` (the oldest due delivery has waited over 5 minutes),
+    ``database_unavailable`` (then 503: nothing else can be known)."""
     try:
         db.session.execute(text("SELECT 1"))
         counts = deliveries.queue_counts()
         heartbeat, alive = heartbeats.liveness()
+        died = deliveries.died_since(utcnow() - DIED_WITHIN)
+        waited = deliveries.oldest_due_wait_seconds()
     except Exception as exc:
         db.session.rollback()
         log.warning("health check: database unavailable: %s", exc.__class__.__name__)
         return {
             "status": "degraded",
+            "reasons": ["database_unavailable"],
             "database": "unavailable",
             "worker": {"last_heartbeat_s": None, "alive": None},
             "queue": {"pending": None, "dead": None},
         }, 503
-    waiting = counts["pending"] + counts["failed"] + counts["in_flight"]
-    status = "ok" if alive or waiting == 0 else "degraded"
     db.session.commit()
+    reasons = []
+    if not alive:
+        reasons.append("no_worker")
+    if died:
+        reasons.append("delivery_died")
+    if waited is not None and waited > QUEUE_DELAY_SECONDS:
+        reasons.append("queue_delayed")
     return {
-        "status": status,
+        "status": "degraded" if reasons else "ok",
+        "reasons": reasons,
         "database": "ok",
         "worker": {"last_heartbeat_s": heartbeat, "alive": alive},
-        "queue": {"pending": counts["pending"] + counts["failed"], "dead": counts["dead"]},
+        "queue": {
+            "pending": counts["pending"] + counts["failed"],
+            "dead": counts["dead"],
+            "died_last_hour": died,
+            "oldest_due_wait_s": waited,
+        },
     }, 200
 
 

@@ -18,18 +18,20 @@ from typing import Any
 from sqlalchemy import select
 
 from bridge.accounts import users
-from bridge.connections.settings_cache import cached_flag
+from bridge.connections.settings_cache import cached_flag, cached_is_complete
 from bridge.delivery import outbox
 from bridge.extensions import db
 from bridge.models import Connection, User
 
 
 def connections_with(flag: str) -> list[Connection]:
-    """Enabled connections whose boolean setting ``flag`` is on."""
+    """Enabled, complete connections whose boolean setting ``flag`` is on. An incomplete one
+    (``make serve``'s ``default`` before its credentials are set) gets no push: each would die
+    at once (CONTRACT §2)."""
     return [
         connection
         for connection in db.session.scalars(select(Connection).order_by(Connection.id))
-        if cached_flag(connection, "enabled", True) and cached_flag(connection, flag)
+        if cached_flag(connection, "enabled", True) and cached_flag(connection, flag) and cached_is_complete(connection)
     ]
 
 

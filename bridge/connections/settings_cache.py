@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import current_app
 
-from bridge.connections.settings import UnreadableSecrets, read_settings, secret_values_from
+from bridge.connections.settings import UnreadableSecrets, missing_among, read_settings, secret_values_from
 from bridge.models import Connection
 
 MAX_ENTRIES = 256
@@ -77,6 +77,14 @@ def cached_flag(connection: Connection, name: str, default: Any = None) -> Any:
     Flags are never secret, so a secret that cannot be decrypted does not stop a
     registration from queueing its push (the delivery reports it)."""
     return _entry(connection)[0].get(name, default)
+
+
+def cached_is_complete(connection: Connection) -> bool:
+    """Whether every required setting is given (``missing_settings`` is empty): an incomplete
+    connection is saved and served inbound, but receives no pushes (CONTRACT §2). A stored
+    secret that cannot be decrypted counts as given; the delivery reports it."""
+    settings, _secrets, unreadable = _entry(connection)
+    return not missing_among(connection.type, settings, unreadable)
 
 
 def cached_secret_values(connection: Connection) -> tuple[str, ...]:

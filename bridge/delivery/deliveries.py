@@ -167,6 +167,27 @@ def queue_counts() -> dict[str, int]:
     return counts
 
 
+def died_since(when: datetime) -> int:
+    """Rows that went ``dead`` at or after ``when`` (a dead row's ``updated_at`` is when it died:
+    nothing but a retry or replay changes it again, and those take it out of ``dead``)."""
+    return int(
+        db.session.scalar(select(func.count(Delivery.id)).where(Delivery.status == "dead", Delivery.updated_at >= when))
+        or 0
+    )
+
+
+def oldest_due_wait_seconds(now: datetime | None = None) -> float | None:
+    """How long the longest-waiting due row (pending or failed, its time come) has waited past
+    its time; None when nothing is due. A queue nobody works grows this without bound."""
+    now = now or utcnow()
+    oldest = db.session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.status.in_(("pending", "failed")), Delivery.next_attempt_at <= now
+        )
+    )
+    return None if oldest is None else round(max(0.0, (now - oldest).total_seconds()), 3)
+
+
 # -- JSON -------------------------------------------------------------------------------------
 
 

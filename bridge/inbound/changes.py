@@ -211,7 +211,7 @@ def create_from_contact(
     if notify:
         mail.queue_welcome(user, runtime.connection)
     return_field = text_value(settings.get("return_password_field"))
-    password_queued = bool(generated and return_field)
+    password_queued = bool(generated and return_field and runtime.can_call_crm)  # no push to an incomplete one
     if password_queued:
         outbox.enqueue(
             outbox.PASSWORD_RETURN,

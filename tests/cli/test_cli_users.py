@@ -114,10 +114,12 @@ def test_token_create_gives_a_working_api_token_shown_once(app, client, cli, cli
 
 
 def test_user_create_queues_one_upsert_per_connection_that_pushes_on_register(app, cli, cli_json, make_connection):
-    make_connection("fluent")
-    make_connection("second")
-    make_connection("quiet", push_on_register=False)
-    make_connection("off", enabled=False)
+    complete = {"base_url": "https://crm.example.com", "username": "api", "app_password": "app-pass-1234"}
+    make_connection("fluent", **complete)
+    make_connection("second", **complete)
+    make_connection("quiet", push_on_register=False, **complete)
+    make_connection("off", enabled=False, **complete)
+    make_connection("incomplete")  # no credentials: no push (CONTRACT §2)
     code, data = cli_json("user", "create", "--email", "New@Example.com", "--first-name", "Ada", "--last-name", "L")
     assert code == 0
     assert (data["email"], data["first_name"], data["role"]) == ("new@example.com", "Ada", "subscriber")

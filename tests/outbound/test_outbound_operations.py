@@ -83,10 +83,11 @@ def test_deliveries_cli(app, runner, queue, behaviour):
 
 def test_healthz_reports_database_worker_and_queue(app, client, queue):
     assert client.get("/healthz").get_json() == {
-        "status": "ok",
+        "status": "degraded",  # no worker beat in 60 s (none ever ran)
+        "reasons": ["no_worker"],
         "database": "ok",
         "worker": {"last_heartbeat_s": None, "alive": 0},
-        "queue": {"pending": 0, "dead": 0},
+        "queue": {"pending": 0, "dead": 0, "died_last_hour": 0, "oldest_due_wait_s": None},
     }
     queue()
     waiting = client.get("/healthz").get_json()
