@@ -27,7 +27,7 @@ from bridge.extensions import db
 from bridge.models import Connection, User
 from bridge.outbound.client import describe_request, describe_response, outbound_client, prepare
 from bridge.outbound.policy import OutboundPolicy, check_url
-from bridge.outbound.redaction import scrub_text
+from bridge.outbound.redaction import encoded_forms, scrub_text
 from crm_adapters.base import Adapter, HttpResponse, OutboundContact, OutboundEvent
 from crm_adapters.errors import AdapterError
 
@@ -60,6 +60,10 @@ class RecordingHttpClient:
     policy: OutboundPolicy = field(default_factory=OutboundPolicy)
     secrets: tuple[str, ...] = ()
     exchanges: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def redaction_secrets(self) -> tuple[str, ...]:
+        return encoded_forms(self.secrets)  # nothing is sent, so nothing else can echo back
 
     def request(
         self,
@@ -174,7 +178,8 @@ def dry_run(
             adapter.apply_tags(contact_id, contact.tags)
             log.append(f"apply_tags {contact.tags}")
     except AdapterError as exc:
-        error = {"error_class": exc.error_class, "message": scrub_text(str(exc), secrets), "status": exc.status}
+        message = scrub_text(str(exc), client.redaction_secrets)  # it may quote an echoed credential
+        error = {"error_class": exc.error_class, "message": message, "status": exc.status}
     except NotImplementedError:
         error = {"error_class": "not_supported", "message": f"{connection.type} cannot push contacts", "status": None}
     exchanges = client.exchanges

@@ -83,6 +83,7 @@ def run(claimed: ClaimedDelivery, clients: OutboundClients, worker_id: str) -> t
                 write()
     except AdapterError as exc:
         db.session.rollback()
+        secret_list = _redaction_secrets(ctx, secret_list)  # an error may quote an echoed credential
         record = AttemptRecord(
             started_at,
             0.0,
@@ -113,6 +114,11 @@ def run(claimed: ClaimedDelivery, clients: OutboundClients, worker_id: str) -> t
         if record.succeeded and not in_session:
             writes = ctx.after_success
     return Finished(claimed.delivery, record, writes), in_session and record.succeeded
+
+
+def _redaction_secrets(ctx: jobs.JobContext | None, configured: tuple[str, ...]) -> tuple[str, ...]:
+    """The configured secrets and every credential the attempt's client sent, encoded every way."""
+    return getattr(ctx.http, "redaction_secrets", configured) if ctx is not None else configured
 
 
 def _context(

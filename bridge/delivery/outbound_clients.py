@@ -29,9 +29,7 @@ class OutboundClients:
             clients[connection_id] = client
             with self._lock:
                 self._all.append(client)
-        client.secrets = tuple(s for s in secrets if s)
-        client.exchanges = []
-        client.session.cookies.clear()
+        client.reset(secrets)
         return client
 
     def close_all(self) -> None:

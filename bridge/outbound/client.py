@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from bridge.outbound.policy import IPAddress, OutboundPolicy, Resolver, check_url, pick_address, resolve
-from bridge.outbound.redaction import redact_body, redact_headers, redact_url
+from bridge.outbound.redaction import encoded_forms, redact_body, redact_headers, redact_url, sent_credentials
 from crm_adapters.base import HttpResponse
 from crm_adapters.errors import (
     OutboundDenied,
@@ -146,11 +146,14 @@ def describe_response(response: HttpResponse, secrets: Iterable[str] = ()) -> di
 @dataclass
 class OutboundClient:
     """Implements ``crm_adapters.base.HttpClient``. One per delivery attempt or adapter use;
-    ``exchanges`` collects what was sent and received, redacted. Not shared between threads."""
+    ``exchanges`` collects what was sent and received, redacted: of the configured ``secrets``
+    and of every credential the client sent (``sent``: a runtime OAuth token, Basic's base64),
+    in each encoding it may come back in. Not shared between threads."""
 
     policy: OutboundPolicy = field(default_factory=OutboundPolicy)
     secrets: tuple[str, ...] = ()
     exchanges: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
     session: requests.Session = field(default_factory=requests.Session)
     resolver: Resolver = resolve
 
@@ -160,6 +163,25 @@ class OutboundClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._current: dict[str, Any] | None = None
+
+    @property
+    def redaction_secrets(self) -> tuple[str, ...]:
+        """What to scrub from anything recorded of this client's exchanges (and from errors
+        raised on them): the configured secrets and the credentials sent, encoded every way."""
+        return encoded_forms((*self.secrets, *self.sent))
+
+    def reset(self, secrets: tuple[str, ...]) -> None:
+        """Start a new delivery on a kept client: its secrets, no exchanges, sent credentials
+        or cookies of the previous one."""
+        self.secrets = tuple(s for s in secrets if s)
+        self.exchanges = []
+        self.sent = []
+        self.session.cookies.clear()
+
+    def _learn(self, prepared: requests.PreparedRequest) -> None:
+        for credential in sent_credentials(prepared.headers, prepared.url or ""):
+            if credential not in self.sent:
+                self.sent.append(credential)
 
     def _pin(self, host: str, port: int) -> IPAddress:
         address = pick_address(host, port, self.policy, self.resolver)
@@ -187,7 +209,8 @@ class OutboundClient:
             prepared = prepare(
                 method, url, self.session, params=params, headers=headers, json=json, data=data, auth=auth
             )
-            exchange.update(describe_request(prepared, self.secrets))
+            self._learn(prepared)
+            exchange.update(describe_request(prepared, self.redaction_secrets))
             check_url(prepared.url or url, self.policy)
             limit = timeout or self.policy.default_timeout
             response = self.session.send(prepared, allow_redirects=False, stream=True, timeout=limit)
@@ -206,7 +229,7 @@ class OutboundClient:
         finally:
             self._current = None
         result = HttpResponse(status=response.status_code, headers=dict(response.headers), body=body, url=response.url)
-        exchange.update(describe_response(result, self.secrets))
+        exchange.update(describe_response(result, self.redaction_secrets))
         self._finish(exchange, started)
         return result
 

@@ -5,12 +5,14 @@ One module so the inbound log, delivery attempts and log records all redact the 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
 MASKED = "********"
@@ -50,6 +52,44 @@ def scrub_text(value: str, secrets: Iterable[str] = ()) -> str:
         if secret and len(secret) >= 4:
             value = value.replace(secret, REDACTED)
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def encoded_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """Each secret as a receiver may echo it back: as is, percent-encoded (query strings,
+    forms) and JSON-escaped; longest first, so a secret inside a longer one is not half
+    replaced. Cached: a worker asks it with the same few secrets all day."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if not secret or len(secret) < 4:
+            continue
+        escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+        forms.update((secret, quote(secret, safe=""), quote_plus(secret), escaped, escaped.replace("/", "\\/")))
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def sent_credentials(headers: Mapping[str, str], url: str) -> list[str]:
+    """Every credential a request carries, in each encoding it was sent in: a credential
+    header's value, its token after the scheme (``Bearer T``: ``T``), Basic's base64 and what
+    it decodes to (``user:password``, ``password``), and secret query parameters. The client
+    redacts these from everything it records of the exchange, so a CRM that echoes the request
+    back (headers in a debug body) cannot put a runtime OAuth token or Basic credentials into
+    attempts and admin pages."""
+    found: list[str] = []
+    for name, value in headers.items():
+        if name.lower() not in SECRET_HEADERS or not value:
+            continue
+        value = str(value)
+        scheme, _, token = value.strip().partition(" ")
+        found += [value, token.strip()]
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                continue
+            found += [decoded, decoded.partition(":")[2]]
+    found += [value for name, value in parse_qsl(urlsplit(url).query) if name.lower() in SECRET_PARAMS]
+    return [item for item in found if item]
 
 
 def redact_url(url: str, secrets: Iterable[str] = ()) -> str:

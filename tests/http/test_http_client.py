@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
@@ -145,3 +147,20 @@ def test_outbound_client_takes_the_app_policy(app) -> None:
     assert client.policy.allow_private and client.policy.allowlist == ("*.example.com",)
     assert client.secrets == ("secret-1",)
     assert outbound_client().policy == OutboundPolicy()  # outside an app: the strict default
+
+
+def test_credentials_the_client_sent_are_scrubbed_from_an_echo_in_every_encoding(receiver: Any) -> None:
+    token = "tok/with+odd chars-123"
+    echoed = json.dumps({"auth": f"Bearer {token}", "query": quote(token, safe=""), "form": quote_plus(token)})
+    receiver.routes["/echo"] = lambda r: (
+        200,
+        {"Content-Type": "application/json"},
+        echoed.replace("/", "\\/").encode(),
+    )
+    client = OutboundClient(policy=LENIENT)  # the token is no configured secret: fetched at run time, say
+    client.request("GET", receiver.url + "/echo", headers={"Authorization": f"Bearer {token}"})
+    recorded = json.dumps(client.exchanges)
+    assert receiver.requests[0].headers["Authorization"] == f"Bearer {token}"
+    for form in (token, quote(token, safe=""), quote_plus(token), token.replace("/", "\\\\/")):
+        assert form not in recorded
+    assert token in client.sent and "[redacted]" in client.exchanges[0]["response_body"]
