@@ -142,7 +142,7 @@ def test_user_create_queues_nothing_without_pushing_connections(app, cli_json, m
 
 
 def test_user_create_refuses_administrator_unknown_roles_and_taken_emails(app, cli, cli_json, make_connection):
-    make_connection("fluent")
+    make_connection("fluent", base_url="https://crm.example.com", username="api", app_password="app-pass-1234")
     code, data = cli_json("user", "create", "--email", "x@example.com", "--role", "administrator")
     assert (code, data["error"]) == (1, "forbidden_role")
     result = cli("user", "create", "--email", "x@example.com", "--role", "ghost")
