@@ -8,9 +8,10 @@ What it promises (CONTRACT §9):
 * the connection is made to the address that was checked (pinned): a :class:`PinnedAdapter`
   hands urllib3 the IP while the ``Host`` header, TLS SNI and certificate check keep the name,
   so a DNS answer that changes between check and connect (rebinding) cannot redirect us;
-* redirects are never followed (a 3xx is returned as is), every request times out (also as a
-  whole while reading), the response body is capped, and every exchange, refused ones included,
-  is recorded with secrets redacted.
+* redirects are never followed (a 3xx is returned as is), every request times out as a whole
+  (``bridge.outbound.deadline``: a CRM that trickles its answer a byte at a time is cut off at
+  the timeout, not kept alive by each byte), the response body is capped, and every exchange,
+  refused ones included, is recorded with secrets redacted.
 
 Why not ``requests-hardened``: it pins too, but judges only the first DNS answer, has no
 hostname allowlist, no "allow private but keep the allowlist" mode, no response cap and no
@@ -30,6 +31,7 @@ from flask import current_app, has_app_context
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from bridge.outbound.deadline import POOL_CLASSES, deadline_for_thread
 from bridge.outbound.policy import IPAddress, OutboundPolicy, Resolver, check_url, pick_address, resolve
 from bridge.outbound.redaction import encoded_forms, redact_body, redact_headers, redact_url, sent_credentials
 from crm_adapters.base import HttpResponse
@@ -58,6 +60,11 @@ class PinnedAdapter(HTTPAdapter):
     def __init__(self, pin: Callable[[str, int], IPAddress]) -> None:
         super().__init__(max_retries=0)
         self._pin = pin
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Pools whose connections honour the request's total deadline (``bridge.outbound.deadline``)."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
@@ -213,8 +220,16 @@ class OutboundClient:
             exchange.update(describe_request(prepared, self.redaction_secrets))
             check_url(prepared.url or url, self.policy)
             limit = timeout or self.policy.default_timeout
-            response = self.session.send(prepared, allow_redirects=False, stream=True, timeout=limit)
-            body = self._read_capped(response, deadline=started + limit)
+            with deadline_for_thread(limit) as due:
+                try:
+                    response = self.session.send(prepared, allow_redirects=False, stream=True, timeout=limit)
+                    body = self._read_capped(response, deadline=started + limit)
+                except requests.RequestException as exc:
+                    if due.passed:  # the socket was shut at the deadline: that is a timeout
+                        raise requests.Timeout(exc.__class__.__name__) from exc
+                    raise
+                if due.passed:  # a body read to its end only because the deadline shut it
+                    raise TransportTimeout("the response took longer than the timeout to arrive")
         except (OutboundDenied, TransportError) as exc:
             self._finish(exchange, started, error=exc)
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import threading
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -164,3 +165,55 @@ def test_credentials_the_client_sent_are_scrubbed_from_an_echo_in_every_encoding
     for form in (token, quote(token, safe=""), quote_plus(token), token.replace("/", "\\\\/")):
         assert form not in recorded
     assert token in client.sent and "[redacted]" in client.exchanges[0]["response_body"]
+
+
+class Trickler:
+    """A CRM that answers one byte at a time (status line and headers, or the body), every
+    ``gap`` seconds, for ``total`` bytes: each read gets a byte well within any read timeout."""
+
+    def __init__(self, *, part: str, total: int = 400, gap: float = 0.05) -> None:
+        self.part, self.total, self.gap = part, total, gap
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.cut_off = threading.Event()  # the client closed the connection mid-trickle
+        self.trickled = threading.Event()  # everything was sent: the client waited it out
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        with conn:
+            conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.total
+            if self.part == "body":
+                conn.sendall(head)
+            data = head + b"x" * self.total if self.part == "head" else b"x" * self.total
+            try:
+                for byte in data:
+                    conn.sendall(bytes([byte]))
+                    if self.stop.wait(self.gap):
+                        return
+            except OSError:
+                self.cut_off.set()
+                return
+            self.trickled.set()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_a_trickling_answer_is_cut_off_at_the_timeout(part: str) -> None:
+    trickler = Trickler(part=part)  # 400 bytes at 20 a second: 20 s, against a 1 s timeout
+    try:
+        client = OutboundClient(policy=LENIENT)
+        with pytest.raises(TransportTimeout):
+            client.request("GET", trickler.url + "/slow", timeout=1)
+        assert client.exchanges[0]["error_class"] == "timeout"
+        assert not trickler.trickled.is_set()  # the attempt ended long before the trickle would
+        assert trickler.cut_off.wait(10)  # and its connection was closed, not left open
+    finally:
+        trickler.close()
