@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from bridge.database import checkpoint_wal, is_sqlite
 from bridge.delivery import outbox
+from bridge.delivery.fair_share import ClaimRoom
 from bridge.delivery.retry_schedule import next_attempt_at
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, DeliveryAttempt, User, utcnow
@@ -66,12 +67,18 @@ class ClaimedDelivery:
     user: User | None
 
 
-def claimable_ids_query(now: Any, limit: Any, *, sqlite: bool | None = None) -> Select[tuple[int]]:
+def claimable_ids_query(now: Any, limit: Any, *, sqlite: bool | None = None, fair: bool = False) -> Select[Any]:
     """The ids of up to ``limit`` claimable rows, oldest due first (locked, skipping rows other
-    workers hold, on PostgreSQL). The worker runs it with both values bound (``_statements``)."""
+    workers hold, on PostgreSQL). The worker runs it with both values bound (``_statements``).
+    ``fair``: (id, connection id) rows, leaving out the connections bound to ``full`` (those
+    holding their share of the worker: ``bridge.delivery.fair_share``)."""
+    condition = _claimable_condition(now)
+    if fair:
+        full = Delivery.connection_id.not_in(bindparam("full", expanding=True))
+        condition = and_(condition, or_(Delivery.connection_id.is_(None), full))
     query = (
-        select(Delivery.id)
-        .where(_claimable_condition(now))
+        (select(Delivery.id, Delivery.connection_id) if fair else select(Delivery.id))
+        .where(condition)
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     )
@@ -93,6 +100,9 @@ def _statements(sqlite: bool) -> dict[str, Any]:
     return {
         "held": held,
         "claim": claimable_ids_query(bindparam("now"), bindparam("limit", type_=Integer), sqlite=sqlite),
+        "claim_fair": claimable_ids_query(
+            bindparam("now"), bindparam("limit", type_=Integer), sqlite=sqlite, fair=True
+        ),
         "lease": _TABLE.update()
         .where(_TABLE.c.id.in_(bindparam("ids", expanding=True)))
         .values(
@@ -125,10 +135,16 @@ def _detached(model: type[Any], values: Mapping[str, Any]) -> Any:
     return obj
 
 
-def _claim_ids(worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[int]:
+def _claim_ids(
+    worker_id: str, limit: int, lease_seconds: float, now: datetime, room: ClaimRoom | None = None
+) -> list[int]:
     connection = db.session.connection()
     sql = _sql()
-    ids = list(connection.execute(sql["claim"], {"now": now, "limit": limit}).scalars())
+    if room is None:
+        ids = list(connection.execute(sql["claim"], {"now": now, "limit": limit}).scalars())
+    else:
+        rows = connection.execute(sql["claim_fair"], {"now": now, "limit": limit, "full": room.full})
+        ids = room.trim([(row_id, connection_id) for row_id, connection_id in rows])
     if ids:
         connection.execute(
             sql["lease"],
@@ -149,14 +165,14 @@ def claim_due(worker_id: str, limit: int, lease_seconds: float, *, now: datetime
 
 
 def claim_and_load(
-    worker_id: str, limit: int, lease_seconds: float, *, now: datetime | None = None
+    worker_id: str, limit: int, lease_seconds: float, *, now: datetime | None = None, room: ClaimRoom | None = None
 ) -> list[ClaimedDelivery]:
     """``claim_due``, returning the claimed rows with their connections and users (detached;
     ``db.session.merge(obj, load=False)`` re-attaches them without a query)."""
     if limit <= 0:
         return []
     try:
-        claimed = _claim_and_load(worker_id, limit, lease_seconds, now or utcnow())
+        claimed = _claim_and_load(worker_id, limit, lease_seconds, now or utcnow(), room)
         db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -164,8 +180,10 @@ def claim_and_load(
     return claimed
 
 
-def _claim_and_load(worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[ClaimedDelivery]:
-    ids = _claim_ids(worker_id, limit, lease_seconds, now)
+def _claim_and_load(
+    worker_id: str, limit: int, lease_seconds: float, now: datetime, room: ClaimRoom | None = None
+) -> list[ClaimedDelivery]:
+    ids = _claim_ids(worker_id, limit, lease_seconds, now, room)
     if not ids:
         return []
     connection = db.session.connection()
@@ -395,13 +413,15 @@ def record_and_claim(
     limit: int,
     lease_seconds: float,
     rng: random.Random | None = None,
+    room: ClaimRoom | None = None,
 ) -> tuple[list[Outcome], list[ClaimedDelivery]]:
     """Record finished attempts and lease up to ``limit`` more rows in ONE transaction: the
     worker's whole bookkeeping for a turn of its loop. A recorded row unblocks the next row in
-    its lane, which the claim in the same transaction already sees."""
+    its lane, which the claim in the same transaction already sees. ``room``: the claim keeps to
+    each connection's share of the worker (``bridge.delivery.fair_share``)."""
     try:
         outcomes = _record(worker_id, finished, rng)
-        claimed = _claim_and_load(worker_id, limit, lease_seconds, utcnow()) if limit > 0 else []
+        claimed = _claim_and_load(worker_id, limit, lease_seconds, utcnow(), room) if limit > 0 else []
         db.session.commit()
     except BaseException:
         db.session.rollback()

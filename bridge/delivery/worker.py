@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Flask
 
 from bridge.delivery import attempts, heartbeats, leases, wakeup
+from bridge.delivery.fair_share import FairShare
 from bridge.delivery.leases import AttemptRecord, ClaimedDelivery, Finished
 from bridge.delivery.outbound_clients import OutboundClients
 from bridge.extensions import db
@@ -63,6 +64,10 @@ class DeliveryWorker:
     (the queued inbound webhook) is recorded on its own thread, in that same transaction, as
     before. Each pool thread keeps one outbound HTTP client (a ``requests`` session with
     keep-alive) per connection, reset for every delivery.
+
+    Claimed rows wait in ``bridge.delivery.fair_share`` rather than in the pool's FIFO queue:
+    each connection gets at most its share of the threads and of the rows held, so a CRM that
+    hangs leaves threads to the others. A pool thread runs rows until none may start.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class DeliveryWorker:
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
         self._clients = OutboundClients(OutboundPolicy.from_config(app.config))
+        self._fair = FairShare(self.concurrency, self.capacity)
         wakeup.install_session_hooks()
         wakeup.register(self)
 
@@ -130,9 +136,12 @@ class DeliveryWorker:
                     limit = self._claim_limit(len(finished)) if claim else 0
                     claimed = self._record_and_claim(finished, limit=limit)
                     if claim:
-                        claim_now, last_claim = bool(limit) and len(claimed) == limit, now
-                    for item in claimed:
-                        pool.submit(self._run_one, item)
+                        # Claim again at once when the batch was full, or when a connection's
+                        # share filled up and left the rest of the batch to the others.
+                        more = len(claimed) == limit or self._share_filled(claimed)
+                        claim_now, last_claim = bool(limit) and more, now
+                    for item in self._ready_to_start(claimed):
+                        pool.submit(self._run_ready, item)
                     if claimed or finished:
                         continue
                     with self._lock:
@@ -213,11 +222,14 @@ class DeliveryWorker:
         try:
             with self.app.app_context():
                 try:
+                    with self._lock:
+                        room = self._fair.claim_room()
                     outcomes, claimed = leases.record_and_claim(
                         self.worker_id,
                         [item for item, _ in finished],
                         limit=limit,
                         lease_seconds=self.lease_seconds,
+                        room=room,
                     )
                 finally:
                     db.session.remove()
@@ -256,7 +268,31 @@ class DeliveryWorker:
         except Exception:  # the database is down: the lease expires and the row is tried again
             log.exception("delivery %s: could not record its attempt", item.delivery.id)
 
+    # -- fair shares --
+
+    def _ready_to_start(self, claimed: list[ClaimedDelivery]) -> list[ClaimedDelivery]:
+        """Hand newly claimed rows to the fair share; the rows that may start on free threads."""
+        starting = []
+        with self._lock:
+            for item in claimed:
+                self._fair.add(item)
+            while (item := self._fair.next_to_start()) is not None:
+                starting.append(item)
+        return starting
+
+    def _share_filled(self, claimed: list[ClaimedDelivery]) -> bool:
+        with self._lock:
+            return any(self._fair.held[c.delivery.connection_id] >= self._fair.held_cap for c in claimed)
+
     # -- the pool threads --
+
+    def _run_ready(self, claimed: ClaimedDelivery) -> None:
+        """Run ``claimed``, then every ready row that may start on this thread, until none may."""
+        item: ClaimedDelivery | None = claimed
+        while item is not None:
+            self._run_one(item)
+            with self._lock:
+                item = self._fair.next_to_start()
 
     def _run_one(self, claimed: ClaimedDelivery) -> None:
         delivery_id = claimed.delivery.id
@@ -269,6 +305,8 @@ class DeliveryWorker:
                     db.session.remove()
         except Exception:  # a bug in the worker itself: never let it kill the pool thread
             log.exception("delivery %s: worker error", delivery_id)
+        with self._lock:
+            self._fair.done(claimed)
         if not handed_over:  # recorded here: its lane may be free now, so claim again
             with self._lock:
                 self._active.discard(delivery_id)
