@@ -3,13 +3,25 @@
 Settings: ``base_url`` (the account's API URL, e.g. ``https://ACCOUNT.api-us1.com``; the adapter
 adds ``/api/3/``) and ``api_key`` (sent as the ``Api-Token`` header).
 
-API v3: https://developers.activecampaign.com/reference . What it relies on:
+API v3: https://developers.activecampaign.com/reference . Call by call (the WP Fusion 3.47.11
+method of ``includes/crms/activecampaign/class-activecampaign.php`` doing the same in brackets):
 
-- ``POST contact/sync`` creates or updates by email in one call, so a push never duplicates;
-- custom fields are set as ``fieldValues: [{field: ID, value}]``; a field is named in the field
-  map by its personalisation tag (``PASSWORD``), its title, or its numeric id;
-- tags are objects (``GET tags``, ``POST tags``) linked by ``contactTags`` rows; applying a tag
-  that does not exist creates it first;
+- ``GET contacts?email=`` finds a contact (``get_contact_id``); ``POST contact/sync`` creates or
+  updates by email in one call, so a push never duplicates (``add_contact``);
+  ``PUT contacts/{id}`` updates (``update_contact``);
+- ``GET contacts/{id}`` loads (``load_contact``). A deleted contact still answers 200 with its
+  email turned into ``deleted+N@example.com`` (WP Fusion 3.47.10): it is a ``ContactNotFound``,
+  there and in the answer of ``PUT contacts/{id}``, so the push path finds the contact again;
+- custom fields (``GET fields``, read once per adapter; ``sync_crm_fields``) are set as
+  ``fieldValues: [{field: ID, value}]``, named in the field map by personalisation tag
+  (``PASSWORD``), title or numeric id, and written as their type says (dates
+  ``Y-m-d H:i:s``, several values joined with ``||``: ``format_field_value``);
+- listings are offset-paged, 20 items unless ``limit`` (at most 100) says otherwise
+  (https://developers.activecampaign.com/reference/pagination): every page of ``GET tags``,
+  ``GET tags?search=`` (which matches names *containing* the text) and
+  ``GET contacts/{id}/contactTags`` is read; a tag is created (``POST tags``) only when no page
+  holds its exact name, then linked (``POST contactTags``; WP Fusion uses the v1 API's
+  ``contact_tag_add`` by name instead);
 - a missing contact is a 404 ``{"message": "No Result found for Subscriber with id N"}``.
 
 Inbound: ActiveCampaign webhooks are form-encoded with PHP bracket keys (``contact[email]=…``);
@@ -18,16 +30,40 @@ Inbound: ActiveCampaign webhooks are form-encoded with PHP bracket keys (``conta
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
-from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
-from crm_adapters.errors import CrmRejected, InvalidPayload, MissingContactId
+from crm_adapters.base import Adapter, Contact, HttpClient, InboundRequest, OutboundContact, Setting
+from crm_adapters.errors import ContactNotFound, CrmRejected, InvalidPayload, MissingContactId
+from crm_adapters.field_format import FieldKind, FormatRules
 from crm_adapters.parsing import normalise_email, request_payload, split_tags, stringify_id
 
 PAGE_SIZE = 100
 # contact/sync and PUT contacts/{id} take these as top-level contact properties.
 CONTACT_PROPERTIES = ("email", "firstName", "lastName", "phone")
+# ActiveCampaign keeps a deleted contact's id answering 200, with this email (WP Fusion 3.47.10,
+# WPF_ActiveCampaign::load_contact): it is a contact that no longer exists.
+DELETED_EMAIL = re.compile(r"^deleted\+\d+@", re.IGNORECASE)
+FIELD_KINDS = {
+    "date": FieldKind.DATE,
+    "datetime": FieldKind.DATETIME,
+    "checkbox": FieldKind.MULTI,
+    "listbox": FieldKind.MULTI,
+}
+
+
+def _ac_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+# WP Fusion's WPF_ActiveCampaign::format_field_value: dates "Y-m-d H:i:s" (UTC), arrays "||".
+FORMAT_RULES = FormatRules(date=_ac_time, datetime=_ac_time, multi_separator="||", list_separator="||")
+
+
+def _deleted(contact: Any) -> bool:
+    return isinstance(contact, Mapping) and bool(DELETED_EMAIL.match(str(contact.get("email") or "")))
 
 
 class ActiveCampaignAdapter(Adapter):
@@ -39,6 +75,12 @@ class ActiveCampaignAdapter(Adapter):
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields"})
     standard_fields: ClassVar[dict[str, str]] = {"firstName": "first_name", "lastName": "last_name"}
+    format_rules: ClassVar[FormatRules | None] = FORMAT_RULES
+    text_fields: ClassVar[frozenset[str]] = frozenset(CONTACT_PROPERTIES)
+
+    def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
+        super().__init__(config, http)
+        self._fields_cache: list[Mapping[str, Any]] | None = None  # the custom fields, read once
 
     # -- inbound --
 
@@ -78,16 +120,18 @@ class ActiveCampaignAdapter(Adapter):
         return self.call(method, self.api_base + path, headers=headers, **kwargs).json() or {}
 
     def _paged(self, path: str, key: str, params: Mapping[str, Any] | None = None) -> list[Mapping[str, Any]]:
-        """Every item of an offset-paginated listing (``meta.total`` says when to stop)."""
+        """Every item of an offset-paginated listing (https://developers.activecampaign.com/reference/pagination:
+        20 items unless ``limit`` says more, at most 100). ``meta.total`` says when to stop; a
+        listing without it (``contactTags``) stops at its first short page."""
         items: list[Mapping[str, Any]] = []
         offset = 0
         while True:
             data = self._request("GET", path, params={**(params or {}), "limit": PAGE_SIZE, "offset": offset})
             page = [item for item in data.get(key) or [] if isinstance(item, Mapping)]
             items.extend(page)
-            total = int((data.get("meta") or {}).get("total") or 0)
+            total = (data.get("meta") or {}).get("total")
             offset += PAGE_SIZE
-            if not page or offset >= total:
+            if len(page) < PAGE_SIZE or (total is not None and offset >= int(total)):
                 return items
 
     # -- API --
@@ -109,6 +153,7 @@ class ActiveCampaignAdapter(Adapter):
         contact = data.get("contact")
         if not isinstance(contact, Mapping):
             raise InvalidPayload("ActiveCampaign answered without a contact object")
+        self._raise_if_deleted(contact_id, contact)
         crm_fields: dict[str, Any] = {k: v for k, v in contact.items() if not isinstance(v, Mapping | list)}
         values = [v for v in data.get("fieldValues") or [] if isinstance(v, Mapping)]
         if values and self._wants_custom_fields():
@@ -132,9 +177,20 @@ class ActiveCampaignAdapter(Adapter):
         known = set(CONTACT_PROPERTIES) | set(self.standard_fields.values())
         return any(crm not in known for crm in self.field_map.values())
 
+    @staticmethod
+    def _raise_if_deleted(contact_id: str, contact: Any) -> None:
+        if _deleted(contact):
+            raise ContactNotFound(
+                f"ActiveCampaign contact {contact_id} was deleted (its email is now {contact.get('email')})",
+                status=200,
+            )
+
+    def _contact_tags(self, contact_id: str) -> list[Mapping[str, Any]]:
+        """Every ``contactTag`` link of the contact (the listing is paged like any other)."""
+        return self._paged(f"contacts/{contact_id}/contactTags", "contactTags")
+
     def load_tags(self, contact_id: str) -> list[str]:
-        links = self._request("GET", f"contacts/{contact_id}/contactTags").get("contactTags") or []
-        tag_ids = [str(link.get("tag")) for link in links if isinstance(link, Mapping)]
+        tag_ids = [str(link.get("tag")) for link in self._contact_tags(contact_id)]
         if not tag_ids:
             return []
         names = {str(tag.get("id")): str(tag.get("tag")) for tag in self._paged("tags", "tags")}
@@ -148,13 +204,15 @@ class ActiveCampaignAdapter(Adapter):
             raise InvalidPayload("ActiveCampaign answered without the contact's id")
         return contact_id
 
-    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> str | None:
         body = self._contact_body(fields)
         if body:
-            self._request("PUT", f"contacts/{contact_id}", json={"contact": body})
+            data = self._request("PUT", f"contacts/{contact_id}", json={"contact": body})
+            self._raise_if_deleted(contact_id, data.get("contact"))
+        return None
 
     def _contact_body(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        native = self.with_native_names(fields)
+        native = self.formatted(self.with_native_names(fields))
         body: dict[str, Any] = {k: v for k, v in native.items() if k in CONTACT_PROPERTIES}
         custom = {k: v for k, v in native.items() if k not in CONTACT_PROPERTIES}
         if custom:
@@ -169,7 +227,20 @@ class ActiveCampaignAdapter(Adapter):
         return body
 
     def _custom_fields(self) -> list[Mapping[str, Any]]:
-        return self._paged("fields", "fields")
+        if self._fields_cache is None:
+            self._fields_cache = self._paged("fields", "fields")
+        return self._fields_cache
+
+    def field_kinds(self) -> dict[str, FieldKind]:
+        """Custom fields by personalisation tag, title and id, from their ``type``."""
+        kinds: dict[str, FieldKind] = {}
+        for field in self._custom_fields():
+            kind = FIELD_KINDS.get(str(field.get("type", "")).lower(), FieldKind.TEXT)
+            for key in (field.get("perstag"), field.get("title"), field.get("id")):
+                if key:
+                    kinds.setdefault(str(key), kind)
+                    kinds.setdefault(str(key).lower(), kind)
+        return kinds
 
     def _custom_field_ids(self) -> dict[str, str]:
         ids: dict[str, str] = {}
@@ -182,8 +253,9 @@ class ActiveCampaignAdapter(Adapter):
     # -- tags --
 
     def _find_tag_id(self, name: str) -> str | None:
-        data = self._request("GET", "tags", params={"search": name})
-        for tag in data.get("tags") or []:
+        """``tags?search=`` matches tags *containing* the text, 20 at a time by default: every
+        page is read before deciding the tag is missing (creating it again is refused)."""
+        for tag in self._paged("tags", "tags", {"search": name}):
             if str(tag.get("tag", "")).lower() == name.lower():
                 return stringify_id(tag.get("id"))
         return None
@@ -204,8 +276,7 @@ class ActiveCampaignAdapter(Adapter):
         wanted = {tag_id for tag_id in (self._find_tag_id(name) for name in tags) if tag_id}
         if not wanted:
             return
-        links = self._request("GET", f"contacts/{contact_id}/contactTags").get("contactTags") or []
-        for link in links:
+        for link in self._contact_tags(contact_id):
             if str(link.get("tag")) in wanted:
                 self._request("DELETE", f"contactTags/{link['id']}")
 

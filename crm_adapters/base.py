@@ -21,9 +21,10 @@ from crm_adapters.errors import (
     CrmUnavailable,
     RateLimited,
 )
+from crm_adapters.field_format import FieldKind, FormatRules, format_fields
 from crm_adapters.inbound_request import InboundRequest
 from crm_adapters.oauth import REFRESH_GRANTS, RefreshGuard
-from crm_adapters.parsing import parse_retry_after
+from crm_adapters.parsing import parse_retry_after, redirect_advice
 from crm_adapters.tag_catalogue import TagGuard
 
 DEFAULT_FIELD_MAP: dict[str, str] = {
@@ -173,10 +174,17 @@ class Adapter:
     # The CRM's own names for the standard fields → crm-bridge's standard names, e.g. HubSpot
     # ``{"firstname": "first_name"}``. Lets the default field map work for every CRM.
     standard_fields: ClassVar[dict[str, str]] = {}
+    # How this CRM writes dates, checkboxes and multi-values (``crm_adapters.field_format``);
+    # None: values go out as they are. Adapters with rules implement ``field_kinds``.
+    format_rules: ClassVar[FormatRules | None] = None
+    # CRM fields known to hold plain text (the standard ones): pushing only these needs no
+    # look-up of the CRM's field list.
+    text_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
         self.config = dict(config)
         self.http = http
+        self._field_kinds: dict[str, FieldKind] | None = None
         # Set by the host to coordinate an OAuth refresh with its other processes
         # (``crm_adapters.oauth.RefreshGuard``); None: the adapter redeems on its own.
         self.refresh_guard: RefreshGuard | None = None
@@ -230,6 +238,22 @@ class Adapter:
     def local_fields_from(self, crm_fields: Mapping[str, Any]) -> dict[str, Any]:
         """Inbound: CRM fields → local keys (standard names first, then the field map)."""
         return self.to_local_fields(self.with_standard_names(crm_fields))
+
+    def formatted(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Outbound: CRM-named values written as the CRM's field list says each field is typed
+        (a date as this CRM wants dates, a checkbox as its true/false, several values joined).
+        The field list is read once per adapter, and only when a field other than the
+        standard text ones goes out."""
+        rules = self.format_rules
+        if rules is None or all(name in self.text_fields for name in fields):
+            return dict(fields)
+        if self._field_kinds is None:
+            self._field_kinds = self.field_kinds()
+        return format_fields(fields, self._field_kinds, rules)
+
+    def field_kinds(self) -> dict[str, FieldKind]:
+        """CRM field name → its kind, from the CRM's field list (adapters with ``format_rules``)."""
+        raise NotImplementedError
 
     def setting(self, name: str, default: Any = None) -> Any:
         value = self.config.get(name)
@@ -291,8 +315,11 @@ class Adapter:
         when the target gives none, as a plain webhook may)."""
         raise NotImplementedError
 
-    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
-        """Set CRM-named fields (custom ones included) on an existing contact."""
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> str | None:
+        """Set CRM-named fields (custom ones included) on an existing contact. Returns the
+        contact's new id when the update changed it (Mailchimp's id follows the email), else
+        None. Raises ``ContactNotFound`` for a stale id: the caller looks the contact up again
+        by email (``find_contact_id``) and retries, as WP Fusion's ``handle_not_found_error``."""
         raise NotImplementedError
 
     def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
@@ -351,7 +378,13 @@ class Adapter:
                 retry_after=self.retry_after_seconds(response),
                 **detail,
             )
+        if 300 <= status < 400 and response.header("Location"):
+            raise CrmRejected(f"{summary}: {self.redirect_advice(response)}", **detail)
         raise CrmRejected(f"{summary}: rejected", **detail)
+
+    def redirect_advice(self, response: HttpResponse) -> str:
+        """Where a redirect points and the ``base_url`` that reaches it (``parsing.redirect_advice``)."""
+        return redirect_advice(response.url, str(response.header("Location")), str(self.setting("base_url", "")))
 
     def retry_after_seconds(self, response: HttpResponse) -> float | None:
         """The CRM's ``Retry-After`` in seconds. Override where a CRM uses other units."""

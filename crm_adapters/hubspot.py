@@ -4,18 +4,35 @@ Settings: ``access_token`` (a private app's token, sent as ``Authorization: Bear
 ``base_url`` [https://api.hubapi.com], and optionally ``client_secret`` (the app's secret: when
 set, inbound requests must carry a valid ``X-HubSpot-Signature-v3``).
 
-API followed:
-- contacts: https://developers.hubspot.com/docs/api/crm/contacts (``GET …/contacts/{email}
-  ?idProperty=email`` finds a contact by email at once, where the search endpoint lags behind
-  recent writes; a create that races another one answers 409 "Existing ID: N" and becomes an
-  update, so a push never makes a duplicate);
-- tags: HubSpot has none, so, as WP Fusion does, static (``MANUAL``) contact lists serve as tags:
-  https://developers.hubspot.com/docs/api/crm/lists ; applying a tag that has no list creates it;
+API followed, call by call (docs page; the WP Fusion 3.47.11 method of
+``includes/crms/hubspot/class-hubspot.php`` doing the same):
+- ``find_contact_id``: ``GET …/contacts/{email}?idProperty=email``
+  (https://developers.hubspot.com/docs/api/crm/contacts; ``get_contact_id``): consistent at once,
+  where the search endpoint lags behind recent writes;
+- ``load_contact``/``upsert_contact``/``update_fields``: ``GET``/``POST``/``PATCH …/contacts``
+  (same page; ``load_contact``, ``add_contact``, ``update_contact``); a create that races another
+  answers 409 "Existing ID: N" and becomes an update (``handle_http_response``). Values are
+  written as the property's type says (``crm_adapters.field_format``; ``format_field_value``),
+  from ``GET /crm/v3/properties/contacts`` (https://developers.hubspot.com/docs/api/crm/properties;
+  ``sync_crm_fields``), read only when a non-standard property goes out;
+- tags: HubSpot has none, so, as WP Fusion does, contact lists that take memberships (``MANUAL``
+  and ``SNAPSHOT``) serve as tags (https://developers.hubspot.com/docs/api/crm/lists;
+  ``sync_tags_v3``). ``POST /crm/v3/lists/search`` reads every list, since list names are unique
+  portal-wide: a tag named like an active (``DYNAMIC``) list or another object's list is refused
+  with a message that says so. A missing list is created (``POST /crm/v3/lists``; ``add_tag``,
+  which also re-reads the lists when the name was taken meanwhile). ``load_tags`` follows
+  ``paging.next.after`` through every page of ``GET /crm/v3/lists/records/0-1/{id}/memberships``
+  (``get_tags``); memberships are changed with ``PUT /crm/v3/lists/{id}/memberships/add|remove``
+  (``apply_tags``/``remove_tags``);
+- 429: ``Retry-After`` is in seconds (``handle_http_response``: "Honor the Retry-After header
+  (seconds)"); a missing contact is a 404, raised as ``ContactNotFound`` so the push path can
+  find the contact again by email (``WPF_CRM_Base::handle_not_found_error``);
 - request signatures v3: https://developers.hubspot.com/docs/api/webhooks/validating-requests
   (base64 HMAC-SHA256 over method + URI + body + timestamp, rejected when older than 5 minutes).
 
-Inbound: a Webhooks API delivery is a JSON array of events (every ``objectId`` is a contact to
-process); a workflow "Send a webhook" posts one contact, in the legacy shape (``vid``,
+Inbound: a Webhooks API delivery is a JSON array of events (every ``objectId`` of a contact event
+is a contact to process: legacy ``contact.*`` events, or generic ``object.*`` ones with
+``objectTypeId`` ``0-1``); a workflow "Send a webhook" posts one contact, in the legacy shape (``vid``,
 ``properties.NAME.value``) or flat (``hs_object_id`` and property values). ``contact_id`` in the
 query string replaces the id of a payload naming one contact; a batch of several keeps its ids.
 """
@@ -40,19 +57,39 @@ from crm_adapters.errors import (
     InvalidSignature,
     MissingContactId,
 )
+from crm_adapters.field_format import FieldKind, FormatRules
+from crm_adapters.hubspot_types import (
+    CONTACT_OBJECT_TYPE,
+    FORMAT_RULES,
+    is_tag_list,
+    named,
+    property_kind,
+    unusable_list,
+)
 from crm_adapters.parsing import normalise_email, parse_retry_after, request_payload, stringify_id
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 CONTACTS = "/crm/v3/objects/contacts"
-CONTACT_OBJECT_TYPE = "0-1"
 SIGNATURE_MAX_AGE_S = 300
 PAGE_SIZE = 100
+MEMBERSHIPS_PAGE_SIZE = 500  # as WP Fusion's get_tags asks
 EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 # HubSpot's v3 scheme signs the URI with these escapes decoded (see the validation doc).
 URI_DECODES = {
     "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
     "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";",
 }  # fmt: skip
+
+
+def _is_contact_event(event: Mapping[str, Any]) -> bool:
+    """A contact event in either form: legacy ``contact.propertyChange`` …, or the generic
+    ``object.propertyChange`` … that newer subscriptions send with ``objectTypeId: "0-1"``
+    (https://developers.hubspot.com/changelog/public-beta-generic-webhook-subscriptions)."""
+    kind = str(event.get("subscriptionType", "contact."))
+    object_type = event.get("objectTypeId")
+    if kind.startswith("contact."):
+        return object_type is None or str(object_type) == CONTACT_OBJECT_TYPE
+    return kind.startswith("object.") and str(object_type) == CONTACT_OBJECT_TYPE
 
 
 def _property_value(value: Any) -> Any:
@@ -70,6 +107,8 @@ class HubSpotAdapter(Adapter):
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields", "signed_webhooks", "batches"})
     standard_fields: ClassVar[dict[str, str]] = {"firstname": "first_name", "lastname": "last_name"}
+    format_rules: ClassVar[FormatRules | None] = FORMAT_RULES
+    text_fields: ClassVar[frozenset[str]] = frozenset({"email", "firstname", "lastname"})
 
     # -- inbound --
 
@@ -124,9 +163,7 @@ class HubSpotAdapter(Adapter):
         for event in events:
             if not isinstance(event, Mapping):
                 raise InvalidPayload("every item of a HubSpot batch must be an event object")
-            if str(event.get("objectTypeId", CONTACT_OBJECT_TYPE)) != CONTACT_OBJECT_TYPE:
-                continue
-            if not str(event.get("subscriptionType", "contact.")).startswith("contact."):
+            if not _is_contact_event(event):
                 continue
             contact_id = stringify_id(event.get("objectId"))
             if not contact_id:
@@ -170,14 +207,13 @@ class HubSpotAdapter(Adapter):
         return self.call(method, self.api_base + path, headers=headers, **kwargs).json() or {}
 
     def retry_after_seconds(self, response: HttpResponse) -> float | None:
-        """HubSpot gives ``Retry-After`` in milliseconds (its workflow webhook docs say so), and
-        on API 429s often only ``X-HubSpot-RateLimit-Interval-Milliseconds``."""
+        """``Retry-After`` is in seconds, as HTTP defines it and as WP Fusion reads HubSpot's
+        (``WPF_HubSpot::handle_http_response``; the "milliseconds" in HubSpot's docs is about the
+        header HubSpot reads from *your* 429s to its workflow webhooks). Without it, a 429 with
+        ``X-HubSpot-RateLimit-Remaining: 0`` waits one ``…-Interval-Milliseconds`` window."""
         value = response.header("Retry-After")
         if value:
-            try:
-                return max(0.0, float(value) / 1000)
-            except ValueError:
-                return parse_retry_after(value)
+            return parse_retry_after(value)
         interval = response.header("X-HubSpot-RateLimit-Interval-Milliseconds")
         if interval and response.header("X-HubSpot-RateLimit-Remaining") == "0":
             try:
@@ -214,10 +250,10 @@ class HubSpotAdapter(Adapter):
         return self._contact(stringify_id(data.get("id")) or contact_id, properties, raw=dict(data))
 
     def upsert_contact(self, contact: OutboundContact) -> str | None:
-        properties = {**self.with_native_names(contact.fields), "email": contact.email}
+        properties = {**self.formatted(self.with_native_names(contact.fields)), "email": contact.email}
         existing = self.find_contact_id(contact.email)
         if existing:
-            self.update_fields(existing, properties)
+            self._patch(existing, properties)
             return existing
         try:
             data = self._request("POST", CONTACTS, json={"properties": properties})
@@ -227,57 +263,95 @@ class HubSpotAdapter(Adapter):
             match = EXISTING_ID.search(exc.body or "")
             if not match:
                 raise DuplicateContact(exc.message, status=exc.status, body=exc.body) from exc
-            self.update_fields(match.group(1), properties)  # created meanwhile: update, never duplicate
+            self._patch(match.group(1), properties)  # created meanwhile: update, never duplicate
             return match.group(1)
         contact_id = stringify_id(data.get("id"))
         if not contact_id:
             raise InvalidPayload("HubSpot answered without the contact's id")
         return contact_id
 
-    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> str | None:
         if fields:
-            self._request("PATCH", f"{CONTACTS}/{contact_id}", json={"properties": self.with_native_names(fields)})
+            self._patch(contact_id, self.formatted(self.with_native_names(fields)))
+        return None
+
+    def _patch(self, contact_id: str, properties: Mapping[str, Any]) -> None:
+        self._request("PATCH", f"{CONTACTS}/{contact_id}", json={"properties": dict(properties)})
 
     # -- tags (static contact lists) --
 
     def _lists(self) -> list[Mapping[str, Any]]:
+        """Every list of the portal, whatever its object or processing type: list names are
+        unique portal-wide, so a tag's name may be taken by a list that cannot be a tag."""
         found: list[Mapping[str, Any]] = []
         offset = 0
         while True:
             data = self._request(
-                "POST",
-                "/crm/v3/lists/search",
-                json={"query": "", "processingTypes": ["MANUAL"], "offset": offset, "count": PAGE_SIZE},
+                "POST", "/crm/v3/lists/search", json={"query": "", "offset": offset, "count": PAGE_SIZE}
             )
             page = [item for item in data.get("lists") or [] if isinstance(item, Mapping)]
-            found.extend(i for i in page if str(i.get("objectTypeId", CONTACT_OBJECT_TYPE)) == CONTACT_OBJECT_TYPE)
+            found.extend(page)
             if not data.get("hasMore") or not page:
                 return found
             offset = int(data.get("offset") or offset + len(page))
 
+    def _tag_lists(self) -> list[Mapping[str, Any]]:
+        """Contact lists that take memberships over the API (``MANUAL`` and ``SNAPSHOT``, as
+        WP Fusion's ``sync_tags_v3`` counts them): those are tags."""
+        return [item for item in self._lists() if is_tag_list(item)]
+
     def load_tags(self, contact_id: str) -> list[str]:
-        data = self._request("GET", f"/crm/v3/lists/records/{CONTACT_OBJECT_TYPE}/{contact_id}/memberships")
-        ids = [stringify_id(m.get("listId")) for m in data.get("results") or [] if isinstance(m, Mapping)]
+        """Every page of the contact's memberships (``paging.next.after``, as WP Fusion's
+        ``get_tags``): an unread page would make the inbound tag replacement drop its tags."""
+        ids: list[str | None] = []
+        params: dict[str, Any] = {"limit": MEMBERSHIPS_PAGE_SIZE}
+        path = f"/crm/v3/lists/records/{CONTACT_OBJECT_TYPE}/{contact_id}/memberships"
+        while True:
+            data = self._request("GET", path, params=params)
+            ids.extend(stringify_id(m.get("listId")) for m in data.get("results") or [] if isinstance(m, Mapping))
+            after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+            params = {"limit": MEMBERSHIPS_PAGE_SIZE, "after": after}
         if not ids:
             return []
-        names = {stringify_id(item.get("listId")): str(item.get("name")) for item in self._lists()}
+        names = {stringify_id(item.get("listId")): str(item.get("name")) for item in self._tag_lists()}
         return [names[list_id] for list_id in ids if list_id in names]
 
     def _list_ids(self, names: Sequence[str], *, create_missing: bool) -> list[str]:
-        known = {str(item.get("name", "")).lower(): stringify_id(item.get("listId")) for item in self._lists()}
+        lists = self._lists()
         ids: list[str] = []
         for name in names:
-            list_id = known.get(name.lower())
+            found = named(lists, name)
+            if found is not None and not is_tag_list(found):
+                if not create_missing:
+                    continue  # never applied through the API, so nothing to remove
+                raise CrmRejected(unusable_list(name, found))
+            list_id = stringify_id(found.get("listId")) if found is not None else None
             if list_id is None and create_missing:
-                created = self._request(
-                    "POST",
-                    "/crm/v3/lists",
-                    json={"name": name, "objectTypeId": CONTACT_OBJECT_TYPE, "processingType": "MANUAL"},
-                )
-                list_id = stringify_id((created.get("list") or {}).get("listId"))
+                list_id = self._create_list(name)
             if list_id and list_id not in ids:
                 ids.append(list_id)
         return ids
+
+    def _create_list(self, name: str) -> str | None:
+        """A new static list named ``name``. When the name was taken meanwhile (another push
+        created it), the list is read again and the existing one used, as WP Fusion's
+        ``add_tag`` does."""
+        try:
+            created = self._request(
+                "POST",
+                "/crm/v3/lists",
+                json={"name": name, "objectTypeId": CONTACT_OBJECT_TYPE, "processingType": "MANUAL"},
+            )
+        except CrmRejected:
+            found = named(self._lists(), name)
+            if found is None:
+                raise
+            if not is_tag_list(found):
+                raise CrmRejected(unusable_list(name, found)) from None
+            return stringify_id(found.get("listId"))
+        return stringify_id((created.get("list") or {}).get("listId"))
 
     def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
         if not tags:
@@ -292,8 +366,16 @@ class HubSpotAdapter(Adapter):
             self._request("PUT", f"/crm/v3/lists/{list_id}/memberships/remove", json=[contact_id])
 
     def list_tags(self) -> list[str]:
-        return [str(item.get("name")) for item in self._lists() if item.get("name")]
+        return [str(item.get("name")) for item in self._tag_lists() if item.get("name")]
+
+    def _properties(self) -> list[Mapping[str, Any]]:
+        data = self._request("GET", "/crm/v3/properties/contacts")
+        return [p for p in data.get("results") or [] if isinstance(p, Mapping) and p.get("name")]
 
     def list_fields(self) -> list[str]:
-        data = self._request("GET", "/crm/v3/properties/contacts")
-        return [str(p["name"]) for p in data.get("results") or [] if isinstance(p, Mapping) and p.get("name")]
+        return [str(p["name"]) for p in self._properties()]
+
+    def field_kinds(self) -> dict[str, FieldKind]:
+        """From the contact properties' ``type`` and ``fieldType``
+        (https://developers.hubspot.com/docs/api/crm/properties)."""
+        return {str(p["name"]): property_kind(p) for p in self._properties()}

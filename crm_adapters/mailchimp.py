@@ -4,9 +4,15 @@ Settings: ``api_key`` (HTTP Basic with any username; its ``-dc`` suffix, e.g. ``
 the data centre ``https://us21.api.mailchimp.com/3.0``), ``list_id`` (the audience), and
 optionally ``base_url`` (overrides the data-centre URL).
 
-API: https://mailchimp.com/developer/marketing/api/list-members/ . A member's id is the MD5 of
-its lower-cased email, so ``PUT lists/{list}/members/{md5}`` (``status_if_new``) is an upsert
-that can never duplicate. Names and custom fields are merge fields (``FNAME``, ``LNAME``, …);
+API: https://mailchimp.com/developer/marketing/api/list-members/ (WP Fusion 3.47.11,
+``includes/crms/mailchimp/class-mailchimp.php``, makes the same calls). A member's id is the MD5
+of its lower-cased email, so ``PUT lists/{list}/members/{md5}`` (``status_if_new``) is an upsert
+that can never duplicate (``add_contact``). ``PATCH …/members/{id}`` updates (``update_contact``);
+when it changes the email the member's id becomes the MD5 of the new one: ``update_fields``
+returns it to be stored, as WP Fusion stores the answer's ``id``, since the old id answers 404
+from then on. Merge-field values are written as ``GET lists/{list}/merge-fields``
+(https://mailchimp.com/developer/marketing/api/list-merges/) types them: dates ``m/d/Y``
+(``format_field_value``). Names and custom fields are merge fields (``FNAME``, ``LNAME``, …);
 tags are set by name (``POST …/members/{md5}/tags``, status active/inactive) and Mailchimp creates
 missing ones itself.
 
@@ -23,10 +29,14 @@ from typing import Any, ClassVar
 
 from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import ContactNotFound, InvalidPayload, MissingContactId
+from crm_adapters.field_format import FieldKind, FormatRules
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
 PAGE_SIZE = 1000  # the API's maximum ``count``
 CONTACT_DATA_PARAMS = ("contact_id", "type", "data", "email")
+# WP Fusion's WPF_MailChimp::format_field_value writes dates "m/d/Y"; merge fields hold one value.
+FORMAT_RULES = FormatRules(date=lambda moment: moment.strftime("%m/%d/%Y"), datetime=lambda m: m.strftime("%m/%d/%Y"))
+MERGE_KINDS = {"date": FieldKind.DATE, "number": FieldKind.NUMBER}
 
 
 def subscriber_hash(email: str) -> str:
@@ -44,6 +54,8 @@ class MailchimpAdapter(Adapter):
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields"})
     standard_fields: ClassVar[dict[str, str]] = {"FNAME": "first_name", "LNAME": "last_name", "EMAIL": "email"}
+    format_rules: ClassVar[FormatRules | None] = FORMAT_RULES
+    text_fields: ClassVar[frozenset[str]] = frozenset({"FNAME", "LNAME", "EMAIL", "email", "email_address"})
 
     # -- inbound --
 
@@ -143,7 +155,10 @@ class MailchimpAdapter(Adapter):
         data = self._request("PUT", f"{self.members}/{member_id}", json=body)
         return stringify_id(data.get("id")) or member_id
 
-    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> str | None:
+        """``PATCH`` the member. An email change gives the member a new id (the MD5 of the new
+        email): it is returned so the caller stores it, as WP Fusion's ``update_contact`` stores
+        the answer's ``id``; the old id answers 404 from then on."""
         body: dict[str, Any] = {}
         merges = self._merge_fields(fields)
         if merges:
@@ -151,12 +166,17 @@ class MailchimpAdapter(Adapter):
         new_email = normalise_email(fields.get("email") or fields.get("EMAIL"))
         if new_email:
             body["email_address"] = new_email
-        if body:
-            self._request("PATCH", f"{self.members}/{self._member_id(contact_id)}", json=body)
+        if not body:
+            return None
+        member_id = self._member_id(contact_id)
+        data = self._request("PATCH", f"{self.members}/{member_id}", json=body)
+        new_id = stringify_id(data.get("id")) or (subscriber_hash(new_email) if new_email else None)
+        return new_id if new_id and new_id != member_id else None
 
     def _merge_fields(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         native = self.with_native_names(fields)
-        return {name: value for name, value in native.items() if name not in ("EMAIL", "email", "email_address")}
+        merges = {name: value for name, value in native.items() if name not in ("EMAIL", "email", "email_address")}
+        return self.formatted(merges)
 
     def _set_tags(self, contact_id: str, tags: Sequence[str], status: str) -> None:
         if not tags:
@@ -174,6 +194,16 @@ class MailchimpAdapter(Adapter):
         data = self._request("GET", f"/lists/{self.setting('list_id', '')}/tag-search")
         return [str(tag.get("name")) for tag in data.get("tags") or [] if isinstance(tag, Mapping) and tag.get("name")]
 
+    def _merge_field_list(self) -> list[Mapping[str, Any]]:
+        return self._paged(f"/lists/{self.setting('list_id', '')}/merge-fields", "merge_fields")
+
     def list_fields(self) -> list[str]:
-        fields = self._paged(f"/lists/{self.setting('list_id', '')}/merge-fields", "merge_fields")
-        return ["email_address", *(str(f.get("tag")) for f in fields if f.get("tag"))]
+        return ["email_address", *(str(f.get("tag")) for f in self._merge_field_list() if f.get("tag"))]
+
+    def field_kinds(self) -> dict[str, FieldKind]:
+        """Merge fields by tag, from their ``type`` (``birthday`` fields, ``MM/DD``, stay as given)."""
+        return {
+            str(f["tag"]): MERGE_KINDS.get(str(f.get("type")), FieldKind.TEXT)
+            for f in self._merge_field_list()
+            if f.get("tag")
+        }

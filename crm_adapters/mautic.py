@@ -5,8 +5,11 @@ Settings: ``base_url`` (the Mautic site; the adapter adds ``/api/``), either ``u
 sent as ``Authorization: Bearer``; wins when both are set), and optionally ``webhook_secret``
 (when set, inbound webhooks must carry a valid ``Webhook-Signature``).
 
-API: https://devdocs.mautic.org/en/5.x/rest_api/contacts.html . ``POST contacts/new`` dedupes on
-the unique identifier fields (email by default), so it is our upsert. Fields are flat aliases
+API: https://devdocs.mautic.org/en/5.x/rest_api/contacts.html (WP Fusion 3.47.11,
+``includes/crms/mautic/class-mautic.php``). ``POST contacts/new`` dedupes on the unique
+identifier fields (email by default), so it is our upsert (``add_contact``). Values are written
+as ``GET fields/contact`` (https://devdocs.mautic.org/en/5.x/rest_api/fields.html) types them:
+dates ``Y-m-d``, booleans 1/0, multiselects as lists (``format_field_value``). Fields are flat aliases
 (``firstname``, custom aliases alike). Tags are set through ``PATCH contacts/{id}/edit`` with
 ``tags``: a name adds (Mautic creates missing tags), ``-name`` removes.
 
@@ -27,10 +30,25 @@ from typing import Any, ClassVar
 
 from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import InvalidPayload, InvalidSignature, MissingContactId
+from crm_adapters.field_format import FieldKind, FormatRules
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
 PAGE_SIZE = 100
 CONTACT_KEYS = ("contact", "lead")
+# WP Fusion's WPF_Mautic::format_field_value: dates "Y-m-d", multiselects as arrays.
+FORMAT_RULES = FormatRules(
+    date=lambda moment: moment.strftime("%Y-%m-%d"),
+    datetime=lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S"),
+    true=1,
+    false=0,
+)
+FIELD_KINDS = {
+    "date": FieldKind.DATE,
+    "datetime": FieldKind.DATETIME,
+    "boolean": FieldKind.CHECKBOX,
+    "multiselect": FieldKind.MULTI,
+    "number": FieldKind.NUMBER,
+}
 
 
 def _items(listing: Any) -> list[Mapping[str, Any]]:
@@ -51,6 +69,8 @@ class MauticAdapter(Adapter):
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields", "signed_webhooks", "batches"})
     standard_fields: ClassVar[dict[str, str]] = {"firstname": "first_name", "lastname": "last_name"}
+    format_rules: ClassVar[FormatRules | None] = FORMAT_RULES
+    text_fields: ClassVar[frozenset[str]] = frozenset({"firstname", "lastname", "email"})
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> list[str]:
@@ -176,16 +196,21 @@ class MauticAdapter(Adapter):
         return self.load_contact(contact_id).tags or []
 
     def upsert_contact(self, contact: OutboundContact) -> str | None:
-        body = {**self.with_native_names(contact.fields), "email": contact.email, "overwriteWithBlank": False}
+        body = {
+            **self.formatted(self.with_native_names(contact.fields)),
+            "email": contact.email,
+            "overwriteWithBlank": False,
+        }
         data = self._request("POST", "contacts/new", json=body)
         contact_id = stringify_id((data.get("contact") or {}).get("id"))
         if not contact_id:
             raise InvalidPayload("Mautic answered without the contact's id")
         return contact_id
 
-    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+    def update_fields(self, contact_id: str, fields: Mapping[str, Any]) -> str | None:
         if fields:
-            self._request("PATCH", f"contacts/{contact_id}/edit", json=self.with_native_names(fields))
+            self._request("PATCH", f"contacts/{contact_id}/edit", json=self.formatted(self.with_native_names(fields)))
+        return None
 
     def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
         if tags:
@@ -200,3 +225,12 @@ class MauticAdapter(Adapter):
 
     def list_fields(self) -> list[str]:
         return [str(f.get("alias")) for f in self._paged("fields/contact", "fields") if f.get("alias")]
+
+    def field_kinds(self) -> dict[str, FieldKind]:
+        """Contact fields by alias, from their ``type``
+        (https://devdocs.mautic.org/en/5.x/rest_api/fields.html)."""
+        return {
+            str(f["alias"]): FIELD_KINDS.get(str(f.get("type")), FieldKind.TEXT)
+            for f in self._paged("fields/contact", "fields")
+            if f.get("alias")
+        }

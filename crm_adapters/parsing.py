@@ -7,6 +7,7 @@ import email.utils
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from crm_adapters.errors import InvalidPayload
 
@@ -74,3 +75,24 @@ def stringify_id(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).strip() or None
+
+
+def redirect_advice(request_url: str, location: str, base_url: str) -> str:
+    """What to say about a redirect. Redirects are never followed (a CRM must not steer our
+    requests elsewhere), so name where the CRM points and the ``base_url`` that would reach it
+    directly: a self-hosted CRM on ``http://`` answering 301 to ``https://`` on the same path
+    needs ``base_url`` ``https://…``. Nothing is suggested when the redirect goes elsewhere on
+    the same site (a login page)."""
+    target_url = urljoin(request_url, location)
+    advice = f"redirects to {target_url} (redirects are not followed)"
+    base_url = base_url.rstrip("/")
+    if not base_url or not request_url.startswith(base_url):
+        return advice
+    suffix = urlsplit(request_url[len(base_url) :]).path
+    target = urlsplit(target_url)
+    if suffix and target.path.endswith(suffix):
+        path = target.path[: len(target.path) - len(suffix)]
+    else:
+        path = urlsplit(base_url).path
+    suggested = urlunsplit((target.scheme, target.netloc, path.rstrip("/"), "", ""))
+    return advice if suggested == base_url else f"{advice}; set base_url to {suggested}"

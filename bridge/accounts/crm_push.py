@@ -15,7 +15,7 @@ Settings come from the per-process cache (``bridge.connections.settings_cache``)
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from bridge.delivery.jobs import JobContext, job_handler
 from bridge.extensions import db
 from bridge.models import Connection, ContactLink, User, iso, utcnow
 from crm_adapters.base import Adapter, OutboundContact, OutboundEvent
+from crm_adapters.errors import ContactNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,48 @@ def registration_tags(user: User, adapter: Adapter) -> list[str]:
     return list(dict.fromkeys(t.strip() for t in [*users.tag_names(user, None), *assign] if t and t.strip()))
 
 
+def on_linked_contact(
+    ctx: JobContext,
+    adapter: Adapter,
+    connection: Connection,
+    user: User,
+    contact_id: str,
+    operation: Callable[[str], str | None],
+) -> tuple[str, str | None]:
+    """Run ``operation`` on the user's linked contact, recovering a stale link once.
+
+    A contact merged (HubSpot), deleted and re-created (ActiveCampaign, FluentCRM) or re-keyed
+    (Mailchimp) leaves the stored id answering "not found", and every later push would die on
+    it. As WP Fusion does since 3.47.3 (``WPF_CRM_Base::handle_not_found_error``), the contact
+    is looked up again by the user's email; when that finds another id, the operation is retried
+    on it once and the user is relinked to it (the old link is closed, kept in the history).
+    A contact the CRM no longer has under any id stays a ``ContactNotFound``.
+
+    Returns the contact id the operation ended on and the stale id it replaced (or None). An
+    operation may return a new id of its own (Mailchimp after an email change): it is linked too.
+    """
+    linked, stale = contact_id, None
+    try:
+        changed = operation(contact_id)
+    except ContactNotFound:
+        found = adapter.find_contact_id(user.email)
+        if not found or str(found) == contact_id:
+            raise
+        logger.info(
+            "delivery %s: contact %s of connection %s not found; relinked to %s by email",
+            ctx.delivery.id,
+            contact_id,
+            connection.name,
+            found,
+        )
+        stale, contact_id = contact_id, str(found)
+        changed = operation(contact_id)
+    final = str(changed) if changed else contact_id
+    if final != linked:
+        _link(ctx, user, connection, final)
+    return final, stale
+
+
 @job_handler(outbox.CONTACT_UPSERT)
 def push_registration(ctx: JobContext) -> dict[str, Any]:
     """Registration push: create or update the contact by email (never a duplicate), link it,
@@ -247,8 +290,10 @@ def push_profile_update(ctx: JobContext) -> dict[str, Any]:
     contact = outbound_contact(user, adapter, tags=[], event=_event(ctx, "user.updated"))
     _end_reads()
     if contact_id:
-        adapter.update_fields(contact_id, contact.fields)
-        return {"contact_id": contact_id, "fields": sorted(contact.fields)}
+        current, stale = on_linked_contact(
+            ctx, adapter, connection, user, contact_id, lambda target: adapter.update_fields(target, contact.fields)
+        )
+        return {"contact_id": current, "fields": sorted(contact.fields), "relinked_from": stale}
     new_id = adapter.upsert_contact(contact)
     _link(ctx, user, connection, new_id)
     return {"contact_id": new_id, "fields": sorted(contact.fields)}
@@ -275,5 +320,12 @@ def return_password(ctx: JobContext) -> dict[str, Any]:
     ctx.http.secrets = (*ctx.http.secrets, password)
     adapter = build_adapter(connection, ctx)
     _end_reads()
-    adapter.update_fields(str(contact_id), {str(field): password})
-    return {"contact_id": str(contact_id), "field": field}
+    current, stale = on_linked_contact(
+        ctx,
+        adapter,
+        connection,
+        user,
+        str(contact_id),
+        lambda target: adapter.update_fields(target, {str(field): password}),
+    )
+    return {"contact_id": current, "field": field, "relinked_from": stale}

@@ -36,7 +36,7 @@ LISTS_PAGE_2 = {
     "total": 3,
 }
 ALL_LISTS = [
-    Exchange("POST", "/crm/v3/lists/search", json=LISTS_PAGE_1, sends={"processingTypes": ["MANUAL"], "offset": 0}),
+    Exchange("POST", "/crm/v3/lists/search", json=LISTS_PAGE_1, sends={"offset": 0}),
     Exchange("POST", "/crm/v3/lists/search", json=LISTS_PAGE_2, sends={"offset": 2}),
 ]
 NEW = OutboundContact(email="sam@example.com", fields={"first_name": "Sam", "last_name": "Lee"})
@@ -95,7 +95,7 @@ class TestHubSpot(AdapterContract):
         api=API,
         auth_header=("Authorization", "Bearer pat-na1-token"),
         fixtures=["hubspot/workflow_contact.json", "hubspot/webhook_batch.json"],
-        retry_after_header=("1500", 1.5),  # milliseconds
+        retry_after_header=("10", 10.0),  # seconds, as HTTP defines it
         samples=[
             Sample(
                 "newer workflow webhook: flat properties",
@@ -217,12 +217,17 @@ class TestHubSpot(AdapterContract):
                 "update_fields",
                 ("3501", {"wp_password": "s3cret-Passw0rd"}),
                 [
+                    Exchange(  # a custom property: its type is read first (field_format)
+                        "GET",
+                        "/crm/v3/properties/contacts",
+                        json={"results": [{"name": "wp_password", "type": "string", "fieldType": "text"}]},
+                    ),
                     Exchange(
                         "PATCH",
                         "/crm/v3/objects/contacts/3501",
                         json=SAM,
                         sends={"properties": {"wp_password": "s3cret-Passw0rd"}},
-                    )
+                    ),
                 ],
                 returns=None,
             ),

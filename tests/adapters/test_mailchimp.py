@@ -119,12 +119,17 @@ class TestMailchimp(AdapterContract):
                 "update_fields",
                 (KIM, {"WPPASS": "s3cret-Passw0rd", "first_name": "K"}),
                 [
+                    Exchange(  # a custom merge field: its type is read first (field_format)
+                        "GET",
+                        "/lists/a6b5da1054/merge-fields",
+                        json={"merge_fields": [{"tag": "WPPASS", "type": "text"}], "total_items": 1},
+                    ),
                     Exchange(
                         "PATCH",
                         MEMBERS,
                         json=MEMBER,
                         sends={"merge_fields": {"WPPASS": "s3cret-Passw0rd", "FNAME": "K"}},
-                    )
+                    ),
                 ],
                 returns=None,
             ),

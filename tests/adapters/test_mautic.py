@@ -162,12 +162,15 @@ class TestMautic(AdapterContract):
                 "update_fields",
                 ("47", {"wp_password": "s3cret-Passw0rd", "last_name": "S"}),
                 [
+                    Exchange(  # a custom field: its type is read first (field_format)
+                        "GET", "fields/contact", json={"total": 1, "fields": [{"alias": "wp_password", "type": "text"}]}
+                    ),
                     Exchange(
                         "PATCH",
                         "contacts/47/edit",
                         json={"contact": LENA},
                         sends={"wp_password": "s3cret-Passw0rd", "lastname": "S"},
-                    )
+                    ),
                 ],
                 returns=None,
             ),
