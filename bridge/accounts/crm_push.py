@@ -243,6 +243,11 @@ def on_linked_contact(
     return final, stale
 
 
+def _relinked(stale: str | None) -> dict[str, str]:
+    """The delivery result names the stale id a push recovered from (nothing when none)."""
+    return {"relinked_from": stale} if stale else {}
+
+
 @job_handler(outbox.CONTACT_UPSERT)
 def push_registration(ctx: JobContext) -> dict[str, Any]:
     """Registration push: create or update the contact by email (never a duplicate), link it,
@@ -293,7 +298,7 @@ def push_profile_update(ctx: JobContext) -> dict[str, Any]:
         current, stale = on_linked_contact(
             ctx, adapter, connection, user, contact_id, lambda target: adapter.update_fields(target, contact.fields)
         )
-        return {"contact_id": current, "fields": sorted(contact.fields), "relinked_from": stale}
+        return {"contact_id": current, "fields": sorted(contact.fields), **_relinked(stale)}
     new_id = adapter.upsert_contact(contact)
     _link(ctx, user, connection, new_id)
     return {"contact_id": new_id, "fields": sorted(contact.fields)}
@@ -328,4 +333,4 @@ def return_password(ctx: JobContext) -> dict[str, Any]:
         str(contact_id),
         lambda target: adapter.update_fields(target, {str(field): password}),
     )
-    return {"contact_id": current, "field": field, "relinked_from": stale}
+    return {"contact_id": current, "field": field, **_relinked(stale)}
