@@ -10,6 +10,7 @@ reads replies.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -26,6 +27,8 @@ from crm_adapters.inbound_request import InboundRequest
 from crm_adapters.oauth import REFRESH_GRANTS, RefreshGuard
 from crm_adapters.parsing import parse_retry_after, redirect_advice
 from crm_adapters.tag_catalogue import TagGuard
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FIELD_MAP: dict[str, str] = {
     "first_name": "first_name",
@@ -248,7 +251,13 @@ class Adapter:
         if rules is None or all(name in self.text_fields for name in fields):
             return dict(fields)
         if self._field_kinds is None:
-            self._field_kinds = self.field_kinds()
+            try:
+                self._field_kinds = self.field_kinds()
+            except (AuthRefused, CrmRejected) as exc:
+                # Credentials that may write contacts but not read the field list (a HubSpot
+                # private app without the schema scope): values go out as they are, as before.
+                log.warning("%s: field list unreadable (%s); values sent unformatted", self.type, exc.error_class)
+                self._field_kinds = {}
         return format_fields(fields, self._field_kinds, rules)
 
     def field_kinds(self) -> dict[str, FieldKind]:

@@ -172,3 +172,26 @@ def test_a_new_contact_gets_typed_values_and_standard_fields_need_no_property_li
             ],
         )
     )
+
+
+def test_a_token_that_cannot_read_properties_still_updates_with_values_as_given() -> None:
+    """A private app without the schema scope: 403 on the property list, the update still goes."""
+    missing_scopes = {
+        "status": "error",
+        "message": "This app hasn't been granted all required scopes",
+        "category": "MISSING_SCOPES",
+    }
+    operation = Operation(
+        "update_fields",
+        ("3501", {"birth_date": "1990-05-17"}),
+        [
+            Exchange("GET", "/crm/v3/properties/contacts", status=403, json=missing_scopes),
+            Exchange(
+                "PATCH",
+                "/crm/v3/objects/contacts/3501",
+                json=case.SAM,
+                sends={"properties": {"birth_date": "1990-05-17"}},
+            ),
+        ],
+    )
+    run(operation)
