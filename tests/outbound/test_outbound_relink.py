@@ -148,3 +148,29 @@ def test_a_mailchimp_email_change_links_the_members_new_id(app, make_connection)
         assert users.contact_id_for(db.session.get(User, user_id), db.session.scalar(select(Connection))) == (
             subscriber_hash(new)
         )
+
+
+@responses.activate
+def test_a_fluentcrm_contact_deleted_and_recreated_is_relinked(app, make_connection, crm_fixture):
+    """FluentCRM's "Subscriber not found" (422, recorded) on the stale id; the recorded look-up by
+    email finds the re-created contact."""
+    found = crm_fixture("fluentcrm/api/get_by_email.json")["response"]["json"]
+    email = found["subscriber"]["email"]
+    user_id = linked_user(
+        app,
+        make_connection,
+        "fluentcrm",
+        "7",
+        email=email,
+        base_url="https://crm.example.com",
+        username="api",
+        app_password="wp-app-pass-123",
+    )
+    api = "https://crm.example.com/wp-json/fluent-crm/v2/subscribers"
+    missing = crm_fixture("fluentcrm/api/get_missing_id.json")["response"]
+    responses.put(f"{api}/7", status=missing["status"], json=missing["json"])
+    responses.get(f"{api}/0", json=found)
+    updated = crm_fixture("fluentcrm/api/update_fields.json")["response"]["json"]
+    responses.put(f"{api}/11", json=updated)
+    DeliveryWorker(app).run(once=True)
+    assert links(app, user_id) == [("7", False), ("11", True)]
