@@ -124,15 +124,18 @@ class ActiveCampaignAdapter(Adapter):
         20 items unless ``limit`` says more, at most 100). ``meta.total`` says when to stop; a
         listing without it (``contactTags``) stops at its first short page."""
         items: list[Mapping[str, Any]] = []
+        seen: set[Any] = set()
         offset = 0
         while True:
             data = self._request("GET", path, params={**(params or {}), "limit": PAGE_SIZE, "offset": offset})
             page = [item for item in data.get(key) or [] if isinstance(item, Mapping)]
-            items.extend(page)
+            fresh = [item for item in page if item.get("id") is None or item.get("id") not in seen]
+            items.extend(fresh)
+            seen.update(item.get("id") for item in fresh)
             total = (data.get("meta") or {}).get("total")
             offset += PAGE_SIZE
-            if len(page) < PAGE_SIZE or (total is not None and offset >= int(total)):
-                return items
+            if len(page) < PAGE_SIZE or not fresh or (total is not None and offset >= int(total)):
+                return items  # a short page, a page already seen (offset ignored), or all of them
 
     # -- API --
 
