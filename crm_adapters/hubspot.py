@@ -208,9 +208,11 @@ class HubSpotAdapter(Adapter):
 
     def retry_after_seconds(self, response: HttpResponse) -> float | None:
         """``Retry-After`` is in seconds, as HTTP defines it and as WP Fusion reads HubSpot's
-        (``WPF_HubSpot::handle_http_response``; the "milliseconds" in HubSpot's docs is about the
-        header HubSpot reads from *your* 429s to its workflow webhooks). Without it, a 429 with
-        ``X-HubSpot-RateLimit-Remaining: 0`` waits one ``…-Interval-Milliseconds`` window."""
+        (``WPF_HubSpot::handle_http_response``). The "recorded in milliseconds" in HubSpot's
+        knowledge base (https://knowledge.hubspot.com/workflows/how-do-i-use-webhooks-with-hubspot-workflows)
+        is about the header a *workflow webhook* reads from its receiver's 429s, not HubSpot's
+        own. Without it, a 429 with ``X-HubSpot-RateLimit-Remaining: 0`` waits one
+        ``…-Interval-Milliseconds`` window."""
         value = response.header("Retry-After")
         if value:
             return parse_retry_after(value)
