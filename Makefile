@@ -23,6 +23,9 @@ test: install
 	$(PY) -m pytest
 
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (the benches' load generator)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(PY) bench/run_all.py
 
 # Against the real FluentCRM of the wp-peer (shared/peer/setup.sh); not part of `make test`.

@@ -1,12 +1,20 @@
 """Benchmark of the inbound ``update`` path under gunicorn, driven by wrk.
 
-Serves the app with gunicorn (2 sync workers) on loopback over a fresh SQLite database (or the
-PostgreSQL database given by ``--database``/``DATABASE_URL``), creates 2,000 users linked to a
-FluentCRM connection, then drives ``wpf_action=update`` POSTs carrying FluentCRM JSON payloads
-with tags (no CRM call) from a separate wrk process at 16 connections, and measures the app's
-plain ``GET /`` page the same way. The last line is machine-readable:
+Serves the app with gunicorn (``--workers`` 2, ``--threads`` 1: sync workers) on loopback
+over a fresh SQLite database (or the PostgreSQL database given by ``--database`` or
+``DATABASE_URL``), creates 2,000 users linked to a FluentCRM connection, then drives
+``wpf_action=update`` POSTs carrying FluentCRM JSON payloads with tags (no CRM call) from a
+separate wrk process at 16 connections, and measures the app's
+plain ``GET /`` page the same way (the trivial route). The floor is ``floor_app.py`` (the
+same work by hand: raw ``sqlite3``/psycopg in a minimal Flask route, outside the app) under the
+same gunicorn settings. The three are measured in turn, ``--rounds`` times, and each ratio is
+the median over the rounds. The last lines are machine-readable, each figure with its target:
 
-    inbound_update rps=… p50_ms=… p99_ms=… hello_rps=… ratio=…
+    inbound_update rps=… p50_ms=… p99_ms=… hello_rps=… floor_rps=… ratio=… floor_ratio=…
+    target … ok|MISSED
+
+``--app-dir`` serves the app from another checkout (A/B against the code before a change, in
+the same run, on the same database).
 
 A short unmeasured warm-up (``--warmup 2`` seconds, 0 to skip) runs first so the figures are
 of a warmed-up server, not of its first imports and statement compilations.
@@ -21,12 +29,14 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -149,6 +159,19 @@ def wait_until_serving(url: str, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+def start_gunicorn(app: str, cwd: Path, env: dict[str, str], port: int, args: argparse.Namespace, log: Any) -> Any:
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    command = [str(gunicorn), "-w", str(args.workers), "-b", f"127.0.0.1:{port}"]
+    if args.threads > 1:
+        command += ["--threads", str(args.threads)]
+    return subprocess.Popen([*command, app], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def target(name: str, value: float, limit: float, *, below: bool = False) -> str:
+    met = value < limit if below else value >= limit
+    return f"target {name}={value:.2f} {'<' if below else '>='} {limit:g} {'ok' if met else 'MISSED'}"
+
+
 def run_wrk(url: str, script: str, *, connections: int, duration: int, threads: int) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -177,7 +200,10 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (1: sync workers)")
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of update, trivial and floor")
+    parser.add_argument("--app-dir", help="serve the app from this checkout (A/B against other code)")
     parser.add_argument(
         "--async", dest="queued", action="store_true", help="send async=true: measures accepting (202), not applying"
     )
@@ -186,58 +212,86 @@ def main() -> int:
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
+        print("wrk is not installed (`make bench` installs it with apt; or apt-get install -y wrk)", file=sys.stderr)
         return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-inbound-"))
     instance = workdir / "instance"
     database_url = args.database or f"sqlite:///{workdir / 'bench.sqlite3'}"
     key = prepare_database(database_url, instance)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "BRIDGE_INSTANCE_PATH": str(instance),
         "SECRET_KEY": SECRET_KEY,
         "BRIDGE_WORKER": "off",
+        "FLOOR_ACCESS_KEY": key,
     }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
+    app_port, floor_port = free_port(), free_port()
     log = open(workdir / "gunicorn.log", "w")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(
-        [str(gunicorn), "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "app:create_app()"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    app_dir = Path(args.app_dir).resolve() if args.app_dir else REPO
+    servers = [
+        start_gunicorn("app:create_app()", app_dir, env, app_port, args, log),
+        start_gunicorn("floor_app:create_floor_app()", REPO / "bench", env, floor_port, args, log),
+    ]
+    base, floor = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{floor_port}"
+    rounds: list[dict[str, dict]] = []
     try:
         wait_until_serving(base + "/")
         common = {"connections": args.connections, "duration": args.duration, "threads": args.wrk_threads}
         path = f"/?wpf_action=update&access_key={key}" + ("&async=true" if args.queued else "")
         script = WRK_SCRIPT % {"users": USERS, "path": path}
-        if args.warmup > 0:  # both workers import, connect and fill their statement caches first
+        floor_script = WRK_SCRIPT % {"users": USERS, "path": f"/?wpf_action=update&access_key={key}"}
+        if args.warmup > 0:  # every worker imports, connects and fills its statement caches first
             run_wrk(base + "/", script, **{**common, "duration": args.warmup})
             run_wrk(base + "/", HELLO_SCRIPT, **{**common, "duration": 1})
-        update = run_wrk(base + "/", script, **common)
-        hello = run_wrk(base + "/", HELLO_SCRIPT, **common)
+            run_wrk(floor + "/", floor_script, **{**common, "duration": args.warmup})
+        for _ in range(args.rounds):  # interleaved: a slow spell of the machine hits all three
+            rounds.append(
+                {
+                    "update": run_wrk(base + "/", script, **common),
+                    "hello": run_wrk(base + "/", HELLO_SCRIPT, **common),
+                    "floor": run_wrk(floor + "/", floor_script, **common),
+                }
+            )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=30)
         log.close()
-    for name, result in (("update", update), ("hello", hello)):
-        if result["non_2xx"] or result["socket_errors"]:
-            print(f"{name}: {result['non_2xx']} non-2xx, {result['socket_errors']} socket errors", file=sys.stderr)
-    backend = database_url.split(":", 1)[0]
+    failed = False
+    for figures in rounds:
+        for name, result in figures.items():
+            if result["non_2xx"] or result["socket_errors"]:
+                failed = failed or name == "update"
+                print(f"{name}: {result['non_2xx']} non-2xx, {result['socket_errors']} socket errors", file=sys.stderr)
+    backend = database_url.split(":", 1)[0].split("+", 1)[0]
+    median = statistics.median
+    update_rps = median(r["update"]["rps"] for r in rounds)
+    hello_rps = median(r["hello"]["rps"] for r in rounds)
+    floor_rps = median(r["floor"]["rps"] for r in rounds)
+    ratio = median(r["update"]["rps"] / r["hello"]["rps"] for r in rounds)
+    floor_ratio = median(r["update"]["rps"] / r["floor"]["rps"] for r in rounds)
+    p50 = median(r["update"]["p50_us"] for r in rounds) / 1000
+    p99 = median(r["update"]["p99_us"] for r in rounds) / 1000
     print(
-        f"# backend={backend} workers={args.workers} connections={args.connections} duration={args.duration}s "
-        f"update_requests={update['requests']} hello_p99_ms={hello['p99_us'] / 1000:.1f} log={workdir / 'gunicorn.log'}"
+        f"# backend={backend} workers={args.workers} threads={args.threads} connections={args.connections} "
+        f"duration={args.duration}s rounds={args.rounds} app_dir={app_dir} "
+        f"update_rps_each={','.join(str(round(r['update']['rps'])) for r in rounds)} "
+        f"floor_p99_ms={median(r['floor']['p99_us'] for r in rounds) / 1000:.1f} log={workdir / 'gunicorn.log'}"
     )
     print(
-        f"inbound_update{'_async' if args.queued else ''} rps={update['rps']:.0f} p50_ms={update['p50_us'] / 1000:.1f} "
-        f"p99_ms={update['p99_us'] / 1000:.1f} hello_rps={hello['rps']:.0f} ratio={update['rps'] / hello['rps']:.2f}"
+        f"inbound_update{'_async' if args.queued else ''} rps={update_rps:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} "
+        f"hello_rps={hello_rps:.0f} floor_rps={floor_rps:.0f} ratio={ratio:.2f} floor_ratio={floor_ratio:.2f}"
     )
-    return 1 if update["non_2xx"] or update["socket_errors"] else 0
+    if not args.queued:  # the targets of issue 21
+        if backend == "sqlite":
+            print(target("update/trivial", ratio, 0.5))
+        else:
+            print(target("update/floor", floor_ratio, 0.8))
+        print(target("update_p99_ms", p99, 50, below=True))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
