@@ -111,7 +111,36 @@ def generate_password(length: int = 16) -> str:
 
 
 def hash_password(password: str) -> str:
+    """A password a person chose: werkzeug's default, deliberately slow (scrypt, n=2**15: about
+    0.1-0.4 s here), because such passwords are guessable and the hash is what a stolen database
+    gives away."""
     return generate_password_hash(password)
+
+
+# What a generated password needs (docs/perf.md, "Hashing a generated password"): it is
+# ``secrets``-random over 62 characters, so 16 characters carry 95 bits of entropy and the
+# shortest we make (12) 71 bits. At 1,000 PBKDF2-SHA256 rounds a GPU tries about 10**7
+# candidates a second: 2**70 guesses (half the 12-character space) take it 4 million years, and
+# 2**94 about 10**14. A slow KDF adds nothing to that; it would only cost every ``add`` 0.1-0.4 s.
+GENERATED_PASSWORD_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 (a KDF name, not a password)
+
+
+def hash_generated_password(password: str) -> str:
+    """A password from :func:`generate_password` (never one a person chose): about 1 ms."""
+    return generate_password_hash(password, GENERATED_PASSWORD_METHOD)
+
+
+_SET_HASH_IF_UNSET = (
+    update(_USERS)
+    .where(_USERS.c.id == bindparam("user_id"), _USERS.c.password_hash.is_(None))
+    .values(password_hash=bindparam("password_hash"))
+)
+
+
+def set_password_hash_if_unset(user_id: int, password_hash: str) -> None:
+    """Give a user created without a password its hash (a chosen password hashed after the
+    transaction that created the user committed; nothing is overwritten if one was set since)."""
+    db.session.execute(_SET_HASH_IF_UNSET, {"user_id": user_id, "password_hash": password_hash})
 
 
 def check_password(user: User, password: str) -> bool:

@@ -1,8 +1,9 @@
 """What a CRM contact does to a local user (CONTRACT.md §3): match, create, update, tags, role.
 
 Runs inside the unit of work :func:`bridge.inbound.service.run_unit` owns: functions add to the
-session and flush, never commit. Nothing here calls a CRM or hashes a password (both happened
-before the transaction began); nothing here queues a push (no echo loops).
+session and flush, never commit. Nothing here calls a CRM (that happened before the transaction
+began) or hashes a password slowly (a generated one is hashed cheaply at creation, a chosen one
+after the commit); nothing here queues a push (no echo loops).
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from bridge.models import ContactLink, User, UserTag
 from crm_adapters.base import Contact
 
 
-def make_credentials(runtime: ConnectionRuntime, contact: Contact) -> Credentials:
-    """The CRM's mapped ``user_pass`` when given, else a generated password."""
+def make_credentials(runtime: ConnectionRuntime, contact: Contact, *, hash_chosen: bool = False) -> Credentials:
+    """The CRM's mapped ``user_pass`` when given (hashed now only with ``hash_chosen``, else
+    left for after the commit), else a generated password, hashed cheaply (see
+    ``users.GENERATED_PASSWORD_METHOD``)."""
     given = text_value(contact.fields.get("user_pass"))
     if given:
-        return Credentials(users.hash_password(given))
+        return Credentials(users.hash_password(given)) if hash_chosen else Credentials(None, chosen=given)
     generated = users.generate_password(int(runtime.settings.get("password_length") or 16))
-    return Credentials(users.hash_password(generated), generated)
+    return Credentials(users.hash_generated_password(generated), generated)
 
 
 # -- phase 2: the database --------------------------------------------------------------------
@@ -226,7 +229,7 @@ def create_from_contact(
     body = _add_body(runtime, contact, user, created=True, tags=tags, notified=notify, password_queued=password_queued)
     if generated and settings.get("return_password_in_response"):
         body["password"] = generated
-    return ContactResult(body, "created", user.id)
+    return ContactResult(body, "created", user.id, chosen_password=credentials.chosen)
 
 
 def _add_body(

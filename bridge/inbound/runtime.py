@@ -117,15 +117,21 @@ class ContactResult:
     body: dict[str, Any]
     outcome: str
     user_id: int | None = None
+    chosen_password: str | None = field(default=None, repr=False)  # to hash once the user is committed
 
 
 @dataclass
 class Credentials:
-    """A new user's password, hashed before the write transaction (hashing is deliberately slow
-    and must not hold SQLite's write lock). ``generated`` is set when we made the password up."""
+    """A new user's password. ``generated`` is set when we made the password up: it is hashed
+    cheaply (``users.hash_generated_password``) when the user is created, inside the unit,
+    after the race for the contact is settled. A password the CRM chose is hashed slowly: before
+    the transaction (``password_hash``) for a queued webhook, else after the commit that created
+    the user (``chosen``), so neither a request that finds the user nor the loser of a race for
+    it pays for a hash, and no slow hash holds SQLite's write lock."""
 
-    password_hash: str
+    password_hash: str | None
     generated: str | None = field(default=None, repr=False)
+    chosen: str | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -103,13 +103,22 @@ def process_contacts(
         if commit:  # nothing is written yet; the async job's worker stores them itself
             connections.store_changed_settings(runtime.connection_id, runtime.adapter)
 
+    chosen: list[tuple[int, str]] = []  # (user id, password) of users this request created
+
     def unit() -> InboundOutcome:
-        outcome = _summarise(action, plans, [apply_contact(runtime, action, plan, options) for plan in plans])
+        results = [apply_contact(runtime, action, plan, options) for plan in plans]
+        chosen[:] = [(r.user_id, r.chosen_password) for r in results if r.user_id and r.chosen_password]
+        outcome = _summarise(action, plans, results)
         if before_commit is not None:
             before_commit(outcome)
         return outcome
 
-    return run_unit(unit, commit=commit)
+    outcome = run_unit(unit, commit=commit)
+    for user_id, password in chosen:  # after the race: only the request that created the user hashes
+        users.set_password_hash_if_unset(user_id, users.hash_password(password))
+    if chosen and commit:
+        db.session.commit()
+    return outcome
 
 
 def _summarise(action: str, plans: list[ContactPlan], results: list[ContactResult]) -> InboundOutcome:
@@ -169,7 +178,8 @@ def prepare_contacts(
     *,
     release_lock: bool = True,
 ) -> list[ContactPlan]:
-    """Everything slow, before anything is written: CRM calls and password hashing.
+    """Everything slow, before anything is written: CRM calls (and, for a queued webhook, the
+    hash of a password the CRM chose; a direct one hashes after its commit, see ``Credentials``).
 
     ``add`` and ``update`` load the contact (fields and tags: one read where the CRM allows)
     when the payload has no email (or with ``always_load_from_crm``); every action loads tags
@@ -190,12 +200,14 @@ def prepare_contacts(
         wants_crm = runtime.can_call_crm and bool(contact.contact_id) and (load_contact or load_tags)
         if not wants_crm and action != "add":
             continue
-        known = match_user(runtime, contact)[0] is not None
-        if action == "add" and not known:
-            creates.append(plan)
-        if wants_crm and (known or action == "add"):
+        if action == "add":  # a direct add matches (and creates) inside its transaction only
+            if not release_lock and match_user(runtime, contact)[0] is None:
+                creates.append(plan)
+            if wants_crm:
+                loads.append((plan, load_contact, load_tags))
+        elif match_user(runtime, contact)[0] is not None:  # wants_crm: an unmatched update loads nothing
             loads.append((plan, load_contact, load_tags))
-    if (loads or creates) and release_lock:
+    if loads and release_lock:
         # On SQLite even a read transaction holds the write lock: never keep it across slow work.
         db.session.rollback()
     for plan, load_contact, load_tags in loads:
@@ -209,8 +221,9 @@ def prepare_contacts(
             raise InboundRejected(
                 502, "crm_unavailable", f"the CRM could not be reached or refused the request ({exc.error_class})"
             ) from exc
-    for plan in creates:
-        plan.credentials = make_credentials(runtime, plan.contact)
+    if not release_lock:  # a queued webhook: the worker's transaction ends after us, hash now
+        for plan in creates:
+            plan.credentials = make_credentials(runtime, plan.contact, hash_chosen=True)
     return plans
 
 
