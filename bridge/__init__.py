@@ -1,8 +1,8 @@
 """crm-bridge: the app factory.
 
 ``create_app`` builds the app from three configuration layers, attaches the extensions, the
-blueprints and the ``bridge`` CLI group, and starts the inline delivery worker when
-``BRIDGE_WORKER=inline``.
+blueprints and the ``bridge`` CLI group, starts the inline delivery worker when
+``BRIDGE_WORKER=inline``, and does the set-up a first request would otherwise pay for.
 """
 
 from __future__ import annotations
@@ -43,7 +43,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     cli.init_app(app)
     worker_runners.init_app(app)
+    _prepare_for_requests(app)
     return app
+
+
+def _prepare_for_requests(app: Flask) -> None:
+    """Do now what the first request would otherwise do: import every adapter (entry points are
+    loaded on first use, and reading their metadata and importing them was most of a fresh
+    process's first webhook) and build the URL matcher. No database connection is opened, so
+    ``gunicorn --preload`` does this once in the master and forked workers share it safely."""
+    from bridge.connections.adapter_registry import adapter_types
+
+    adapter_types()
+    app.url_map.update()
 
 
 def _register_blueprints(app: Flask) -> None:

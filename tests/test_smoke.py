@@ -37,3 +37,19 @@ def test_cache_times_documented_in_the_readme_are_read_from_the_environment(tmp_
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/a.db", "SECRET_KEY": "k"})
     assert app.config["BRIDGE_ACCESS_KEY_CACHE_SECONDS"] == 0.0
     assert app.config["BRIDGE_FAILED_KEY_CACHE_SECONDS"] == 2.5
+
+
+def test_the_app_is_ready_for_requests_when_created_without_touching_the_database(tmp_path, monkeypatch):
+    """A fresh process's first webhook no longer imports the adapters or builds the URL matcher
+    (issue 21), and nothing is connected yet, so ``gunicorn --preload`` can fork safely."""
+    from bridge.connections.adapter_registry import adapter_types
+    from bridge.extensions import db
+
+    monkeypatch.setenv("BRIDGE_INSTANCE_PATH", str(tmp_path / "inst"))
+    adapter_types.cache_clear()
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/a.db", "SECRET_KEY": "x" * 32})
+    assert adapter_types.cache_info().currsize == 1 and "fluentcrm" in adapter_types()
+    assert not app.url_map._remap  # the matcher is built
+    with app.app_context():
+        pool = db.engine.pool
+        assert pool.checkedin() == 0 and pool.checkedout() == 0
