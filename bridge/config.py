@@ -29,6 +29,7 @@ class DefaultConfig:
     BRIDGE_ACCESS_KEY_CACHE_SECONDS = 5.0  # how long a verified access key or API token is trusted
     BRIDGE_LEASE_SECONDS = 60
     BRIDGE_WORKER_POLL_SECONDS = 0.1
+    BRIDGE_WORKER_NICE = 10  # `crm-bridge worker` lowers its CPU priority by this much: web requests first
     CRM_WEBHOOK_SECRET: str | None = None
     CRM_CALLBACK_SECRET: str | None = None
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {}
@@ -59,6 +60,7 @@ ENV_NUMBERS = {
     "BRIDGE_ACCESS_KEY_CACHE_SECONDS": float,
     "BRIDGE_LEASE_SECONDS": float,
     "BRIDGE_WORKER_POLL_SECONDS": float,
+    "BRIDGE_WORKER_NICE": int,
 }
 
 

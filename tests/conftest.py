@@ -86,6 +86,7 @@ def app_config(backend: str, tmp_path: Path) -> dict[str, Any]:
         "SECRET_KEY": "test-secret-key-not-for-production",
         "BRIDGE_ALLOW_PRIVATE_TARGETS": False,
         "WTF_CSRF_ENABLED": True,
+        "BRIDGE_WORKER_NICE": 0,  # `bridge worker` run in-process must not lower pytest's priority
     }
 
 

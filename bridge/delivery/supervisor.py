@@ -65,11 +65,20 @@ def split_concurrency(concurrency: int, processes: int | None = None, *, cores: 
     return [share + 1 if n < extra else share for n in range(processes)]
 
 
+def lower_priority(increment: int) -> int:
+    """Lower this process's CPU priority by ``increment`` (``BRIDGE_WORKER_NICE``, default 10) and
+    return the new niceness. Where web workers and delivery workers share cores, a burst of
+    pushes then waits for the web requests instead of delaying them; with idle cores the
+    worker runs as fast as before (niceness only orders runnable processes)."""
+    return os.nice(max(0, increment))
+
+
 def run_worker_command(app: Flask, *, threads: list[int], once: bool = False) -> list[dict[str, Any]]:
     """Run one worker per entry of ``threads`` (that many pool threads each) until SIGTERM/SIGINT
     or, with ``once``, until each is idle. Returns each worker's id and how many deliveries it
     finished; a worker process that died while stopping, or before it was idle with ``once``,
     has ``exit_code`` (and no id). One that died while running was replaced, and only logged."""
+    lower_priority(int(app.config.get("BRIDGE_WORKER_NICE") or 0))  # forked workers inherit it
     if len(threads) == 1:
         return [_run_here(app, threads[0], once)]
     return Supervisor(app, threads, once).run()

@@ -68,3 +68,14 @@ def test_more_processes_than_deliveries_is_refused(app, started):
     assert result.exit_code == 1
     assert json.loads(result.output)["error"] == "invalid_argument"
     assert started == []  # nothing ran
+
+
+def test_the_worker_command_lowers_its_cpu_priority_before_forking(app, monkeypatch):
+    """Web requests first on shared cores (issue 21): the command, and so every worker it
+    forks, runs ``BRIDGE_WORKER_NICE`` lower (0 in tests: pytest itself runs the command here)."""
+    asked: list[int] = []
+    monkeypatch.setattr(worker_supervisor.os, "nice", lambda increment: asked.append(increment) or increment)
+    app.config["BRIDGE_WORKER_NICE"] = 10
+    result = app.test_cli_runner().invoke(args=["bridge", "worker", "--concurrency", "1", "--once", "--json"])
+    assert result.exit_code == 0, result.output
+    assert asked == [10]
