@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, delete, insert, select
 
 from bridge.extensions import db
 from bridge.models import Connection, User, UserTag, utcnow
+from bridge.raw_statements import RawStatement
 
 if TYPE_CHECKING:
     from bridge.accounts.user_row import UserRow
@@ -21,19 +22,20 @@ if TYPE_CHECKING:
 _TAGS = UserTag.__table__
 
 
-def _tag_statements(connection_scoped: bool) -> tuple[Any, Any]:
-    """(read names, delete names) for one tag scope, built once: building a statement per call
-    cost as much as running it."""
+def _tag_statements(connection_scoped: bool) -> tuple[Any, RawStatement]:
+    """(read names, delete one name) for one tag scope, built once: building a statement per
+    call cost as much as running it. Writes run on the DBAPI cursor (``bridge.raw_statements``),
+    the removal as one executemany."""
     column = _TAGS.c.connection_id
     scope = column == bindparam("connection_id") if connection_scoped else column.is_(None)
     mine = (_TAGS.c.user_id == bindparam("user_id"), scope)
     read = select(_TAGS.c.name).where(*mine).order_by(_TAGS.c.id)
-    remove = delete(_TAGS).where(*mine, _TAGS.c.name.in_(bindparam("names", expanding=True)))
-    return read, remove
+    remove = delete(_TAGS).where(*mine, _TAGS.c.name == bindparam("name"))
+    return read, RawStatement(remove)
 
 
 _TAG_SQL = {True: _tag_statements(True), False: _tag_statements(False)}
-_INSERT_TAGS = insert(_TAGS)
+_INSERT_TAGS = RawStatement(insert(_TAGS), column_keys=["user_id", "connection_id", "name", "created_at"])
 
 
 def tag_names_for(user_id: int, connection_id: int | None) -> list[str]:
@@ -72,12 +74,11 @@ def replace_tags_for(
     removed = [t for t in current if t not in wanted_set]
     if removed:
         remove = _TAG_SQL[connection_id is not None][1]
-        db.session.execute(remove, {"user_id": user.id, "connection_id": connection_id, "names": removed})
+        remove.execute_many([{"user_id": user.id, "connection_id": connection_id, "name": name} for name in removed])
     if added:
         now = utcnow()
-        db.session.execute(
-            _INSERT_TAGS,
-            [{"user_id": user.id, "connection_id": connection_id, "name": name, "created_at": now} for name in added],
+        _INSERT_TAGS.execute_many(
+            [{"user_id": user.id, "connection_id": connection_id, "name": name, "created_at": now} for name in added]
         )
     if (added or removed) and isinstance(user, User) and "tags" in user.__dict__:
         db.session.expire(user, ["tags"])  # a loaded ``user.tags`` would be stale

@@ -29,6 +29,7 @@ from bridge.accounts.user_tags import (  # noqa: F401  (re-exported: callers use
 from bridge.accounts.usernames import first_username, make_username
 from bridge.extensions import db
 from bridge.models import Connection, ContactLink, Role, User, utcnow
+from bridge.raw_statements import RawStatement
 
 ADMIN_ROLE = "administrator"
 DEFAULT_ROLES = {"subscriber": "Subscriber", ADMIN_ROLE: "Administrator"}
@@ -348,15 +349,15 @@ def save_columns(user: User | UserRow, values: Mapping[str, Any]) -> None:
     for key, value in values.items():
         setattr(user, key, value)
     if isinstance(user, UserRow):
-        db.session.execute(
-            _update_statement(frozenset(values)), {"user_id": user.id, **{f"new_{c}": v for c, v in values.items()}}
-        )
+        _update_statement(frozenset(values)).execute({"user_id": user.id, **{f"new_{c}": v for c, v in values.items()}})
 
 
 @functools.cache
-def _update_statement(columns: frozenset[str]) -> Any:
-    """``UPDATE user_account SET <columns> WHERE id = :user_id``, built once per column set."""
-    return update(_USERS).where(_USERS.c.id == bindparam("user_id")).values({c: bindparam(f"new_{c}") for c in columns})
+def _update_statement(columns: frozenset[str]) -> RawStatement:
+    """``UPDATE user_account SET <columns> WHERE id = :user_id``, built once per column set, run
+    on the DBAPI cursor (``bridge.raw_statements``: the inbound hot path)."""
+    statement = update(_USERS).where(_USERS.c.id == bindparam("user_id"))
+    return RawStatement(statement.values({c: bindparam(f"new_{c}") for c in sorted(columns)}))
 
 
 def apply_fields(user: User | UserRow, fields: Mapping[str, Any]) -> list[str]:

@@ -28,6 +28,7 @@ from bridge.inbound.runtime import (
     text_value,
 )
 from bridge.models import ContactLink, User, UserTag
+from bridge.raw_statements import RawStatement
 from crm_adapters.base import Contact
 
 
@@ -67,7 +68,7 @@ def match_user(runtime: ConnectionRuntime, contact: Contact) -> tuple[User | Non
     return users.find_by_email(contact.email), False
 
 
-_USER_ROW_BY_CONTACT = (
+_USER_ROW_BY_CONTACT = RawStatement(
     select(User.id, User.email, User.role, User.first_name, User.last_name, User.meta, UserTag.name)
     .join(ContactLink, ContactLink.user_id == User.id)
     .outerjoin(UserTag, (UserTag.user_id == User.id) & (UserTag.connection_id == ContactLink.connection_id))
@@ -82,19 +83,18 @@ _USER_ROW_BY_CONTACT = (
 
 def linked_user_row(runtime: ConnectionRuntime, contact: Contact) -> users.UserRow | None:
     """The user this connection's contact id is linked to, with its tags on this connection, in
-    one Core statement (the hot path of ``update``/``update_tags``), or None. A user already
-    loaded into the session as an ORM object is left to the ORM path: a Core UPDATE would leave
-    that object stale."""
+    one statement on the DBAPI cursor (the hot path of ``update``/``update_tags``), or None. A
+    user already loaded into the session as an ORM object is left to the ORM path: a Core
+    UPDATE would leave that object stale."""
     if not contact.contact_id:
         return None
     params = {"connection_id": runtime.connection_id, "contact_id": contact.contact_id}
-    rows = db.session.execute(_USER_ROW_BY_CONTACT, params).all()
-    if not rows or db.session.identity_map.get(identity_key(User, rows[0].id)) is not None:
+    rows = _USER_ROW_BY_CONTACT.rows(params)
+    if not rows or db.session.identity_map.get(identity_key(User, rows[0][0])) is not None:
         return None
-    first = rows[0]
-    tags = [row.name for row in rows if row.name is not None]
-    meta = dict(first.meta or {})
-    return users.UserRow(first.id, first.email, first.role, first.first_name, first.last_name, meta, tags)
+    user_id, email, role, first_name, last_name, meta, _tag = rows[0]
+    tags = [row[6] for row in rows if row[6] is not None]
+    return users.UserRow(user_id, email, role, first_name, last_name, dict(meta or {}), tags)
 
 
 def apply_contact(runtime: ConnectionRuntime, action: str, plan: ContactPlan, options: InboundOptions) -> ContactResult:
