@@ -103,9 +103,11 @@ def main() -> int:
     parser.add_argument("--app-dir", help="import the app from this checkout (A/B)")
     args = parser.parse_args()
     app_dir = Path(args.app_dir).resolve() if args.app_dir else HERE.parent
-    sys.path[:0] = [str(app_dir), str(HERE)]
+    sys.path.insert(0, str(HERE))
     from crm_process import FakeCrmProcess
-    from inbound import prepare_database
+    from inbound import prepare_database  # puts this checkout on sys.path: the app's goes first
+
+    sys.path.insert(0, str(app_dir))
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-add-"))
     url = args.database or f"sqlite:///{workdir / 'bench.sqlite3'}"
