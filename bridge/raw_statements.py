@@ -47,6 +47,7 @@ class RawStatement:
         """Run a SELECT; its rows as tuples, values processed as SQLAlchemy would."""
         compiled, cursor = self._run(params, many=False)
         found = cursor.fetchall()
+        cursor.close()
         if any(compiled.results):
             processors = compiled.results
             return [tuple(p(v) if p else v for p, v in zip(processors, row, strict=True)) for row in found]
@@ -54,10 +55,13 @@ class RawStatement:
 
     def execute(self, params: Mapping[str, Any]) -> int:
         """Run a write; the number of rows it touched."""
-        return int(self._run(params, many=False)[1].rowcount)
+        cursor = self._run(params, many=False)[1]
+        count = int(cursor.rowcount)
+        cursor.close()
+        return count
 
     def execute_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        self._run(rows, many=True)
+        self._run(rows, many=True)[1].close()
 
     def _run(self, params: Any, *, many: bool) -> tuple[_Compiled, Any]:
         session = db.session()
