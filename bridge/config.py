@@ -23,6 +23,7 @@ class DefaultConfig:
     BRIDGE_PUBLIC_SIGNUP = True
     BRIDGE_SITE_NAME = "crm-bridge"
     BRIDGE_BASE_URL: str | None = None
+    BRIDGE_SIGNIN_URL: str | None = None  # where users sign in; named on the "password set" page
     BRIDGE_RATELIMIT_STORAGE_URL: str | None = None  # e.g. redis://127.0.0.1:6379/0; default: the database
     BRIDGE_FAILED_KEY_LIMIT = 20  # failed access-key attempts per address per minute
     BRIDGE_FAILED_KEY_CACHE_SECONDS = 1.0  # how late another process's refusal may reach this one
@@ -48,6 +49,7 @@ ENV_STRINGS = (
     "BRIDGE_MAIL_FROM",
     "BRIDGE_SITE_NAME",
     "BRIDGE_BASE_URL",
+    "BRIDGE_SIGNIN_URL",
     "BRIDGE_RATELIMIT_STORAGE_URL",
     "CRM_WEBHOOK_SECRET",
     "CRM_CALLBACK_SECRET",

@@ -12,7 +12,7 @@ to 100 ms, so under a burst of webhooks most of a request's time was spent aslee
 sat free. Every connection therefore also takes an exclusive ``flock`` on ``<database>.writer-lock``
 before ``BEGIN IMMEDIATE`` and drops it right after ``COMMIT``/``ROLLBACK``: the kernel wakes the
 next writer the moment the lock is free, across threads and processes (gunicorn workers and
-``bridge worker`` processes alike). A thread that already holds the lock through another
+``crm-bridge worker`` processes alike). A thread that already holds the lock through another
 connection does not take it twice (it falls back to SQLite's busy timeout instead of deadlocking
 with itself).
 

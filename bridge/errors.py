@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -57,6 +57,38 @@ def wants_json() -> bool:
     return not (path.startswith("/admin") or path.startswith("/register") or path.startswith("/login"))
 
 
+PAGE_TITLES = {
+    400: "That request could not be used",
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not possible here",
+    413: "Too large",
+    429: "Too many attempts",
+}
+PAGE_MESSAGES = {
+    404: "There is nothing at this address. Check the link, or start again from the menu.",
+    429: "Too many attempts from your address. Wait a minute, then try again.",
+    405: "This page does not accept that kind of request.",
+}
+CSRF_MESSAGE = "The form had expired or was not sent from this site. Reload the page and submit it again."
+
+
+def html_error(error: HTTPException) -> tuple[str, int, dict[str, str]]:
+    """An error on an HTML page (console, register, login link) as a page in the site's style:
+    never Werkzeug's bare text, and never its default descriptions (they address developers)."""
+    status = error.code or 500
+    description = error.description if error.description != type(error).description else None
+    if type(error).__name__ == "CSRFError":
+        description = CSRF_MESSAGE
+    message = description or PAGE_MESSAGES.get(status) or "Something about that request was wrong."
+    headers = {k: v for k, v in error.get_headers() if k.lower() == "retry-after"}
+    page = render_template(
+        "page/error.html", code=status, title=PAGE_TITLES.get(status, "Something went wrong"), message=message
+    )
+    return page, status, headers
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def render_api_error(error: ApiError) -> Response:
@@ -65,7 +97,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def render_http_error(error: HTTPException) -> Any:
         if not wants_json():
-            return error
+            return html_error(error)
         status = error.code or 500
         code = HTTP_CODES.get(status, "error")
         message = error.description or code

@@ -1,7 +1,7 @@
 """Operations endpoints: ``/healthz`` and ``/metrics`` (CONTRACT.md §10).
 
 Both read the database rather than process memory, so any web process answers for the whole
-deployment (every gunicorn worker, every ``bridge worker`` process): the metrics come from a
+deployment (every gunicorn worker, every ``crm-bridge worker`` process): the metrics come from a
 custom Prometheus collector that queries the inbound log and the outbox on each scrape.
 """
 

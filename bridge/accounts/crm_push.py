@@ -36,7 +36,7 @@ from crm_adapters.errors import ContactNotFound
 logger = logging.getLogger(__name__)
 
 
-def _require(ctx: JobContext) -> tuple[Connection, User]:
+def require_enabled(ctx: JobContext) -> tuple[Connection, User]:
     if ctx.connection is None:
         raise DeliveryAbandoned("the connection of this delivery no longer exists")
     if ctx.user is None:
@@ -256,7 +256,7 @@ def push_registration(ctx: JobContext) -> dict[str, Any]:
 
     The link is written as soon as the contact exists: when the tag step fails (and the push is
     retried), the user is already linked to its contact, in a short transaction of its own."""
-    connection, user = _require(ctx)
+    connection, user = require_enabled(ctx)
     adapter = build_adapter(connection, ctx)
     tags = registration_tags(user, adapter)
     contact = outbound_contact(user, adapter, tags=tags, event=_event(ctx, "user.registered"))
@@ -289,7 +289,7 @@ def _link_now(link: LinkContact) -> None:
 def push_profile_update(ctx: JobContext) -> dict[str, Any]:
     """Profile change: update the linked contact's fields; with no link yet, upsert by email
     (and link) so an update never creates a duplicate either."""
-    connection, user = _require(ctx)
+    connection, user = require_enabled(ctx)
     adapter = build_adapter(connection, ctx)
     contact_id = users.contact_id_for(user, connection)
     contact = outbound_contact(user, adapter, tags=[], event=_event(ctx, "user.updated"))
@@ -308,7 +308,7 @@ def push_profile_update(ctx: JobContext) -> dict[str, Any]:
 def return_password(ctx: JobContext) -> dict[str, Any]:
     """Send a generated password to the connection's ``return_password_field``. The encrypted
     password is wiped from the row once it is delivered or given up (bridge.delivery.deliveries)."""
-    connection, user = _require(ctx)
+    connection, user = require_enabled(ctx)
     payload = ctx.delivery.payload or {}
     field = payload.get("field")
     encrypted = payload.get("password")

@@ -1,7 +1,9 @@
 """The effective configuration as the settings page shows it: secrets never in full.
 
-A value is hidden when its name says it is a secret (``SECRET``, ``PASSWORD``, ``TOKEN``,
-``KEY`` as a word), and URLs lose their credentials (``smtps://user:pass@host`` shows
+Only crm-bridge's own settings are listed (``BRIDGE_*``, ``CRM_*``, the database and the secret
+key; not Flask's internals). A value is hidden when its name ends in ``SECRET``, ``PASSWORD``,
+``TOKEN`` or ``KEY`` (``BRIDGE_FAILED_KEY_LIMIT`` is a plain number and is shown), and URLs lose
+their credentials (``smtps://user:pass@host`` shows
 ``smtps://[hidden]@host``): the mail URL and the database URL carry passwords.
 """
 
@@ -13,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 HIDDEN = "[hidden]"
-SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|(^|_)KEY($|_))")
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|(^|_)KEY)$")
 URL_CREDENTIALS = re.compile(r"(?<=//)[^/@\s]*@")
-PREFIXES = ("BRIDGE_", "CRM_", "SESSION_COOKIE_", "WTF_CSRF_")
-EXTRA = ("SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "MAX_CONTENT_LENGTH", "TESTING", "DEBUG")
+PREFIXES = ("BRIDGE_", "CRM_")
+EXTRA = ("SECRET_KEY", "SQLALCHEMY_DATABASE_URI")
 DESCRIPTIONS = {
     "SQLALCHEMY_DATABASE_URI": "database (DATABASE_URL)",
     "SECRET_KEY": "signs sessions and derives the settings encryption key",

@@ -298,6 +298,13 @@ class WebhookFilters:
             **{name: (args.get(name) or "").strip() for name in ("connection", "action", "status", "contact_id")}
         )
 
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with the status filter (it is then not applied), else None."""
+        if self.status and not (re.fullmatch(r"[1-5]xx", self.status) or re.fullmatch(r"[1-5]\d\d", self.status)):
+            return f"There is no status filter {self.status!r}; use 2xx, 4xx, 5xx or a code such as 403."
+        return None
+
     def apply(self, query: Select[Any]) -> Select[Any]:
         if self.connection:
             query = query.where(WebhookEvent.connection_name == self.connection)
@@ -308,7 +315,7 @@ class WebhookFilters:
         if re.fullmatch(r"[1-5]xx", self.status):
             low = int(self.status[0]) * 100
             query = query.where(WebhookEvent.status_code >= low, WebhookEvent.status_code < low + 100)
-        elif self.status.isdigit():
+        elif self.status.isdigit() and not self.problem:
             query = query.where(WebhookEvent.status_code == int(self.status))
         return query
 
@@ -367,3 +374,39 @@ def users_by_id(ids: Sequence[int | None]) -> dict[int, User]:
     if not wanted:
         return {}
     return {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(wanted)))}
+
+
+def user_id_from(text: str) -> int:
+    """A user named in a form by id (``7``, ``#7``) or email; ``ValueError`` when none matches."""
+    cleaned = (text or "").strip().lstrip("#")
+    if cleaned.isdigit():
+        return int(cleaned)
+    user_id = db.session.scalar(select(User.id).where(User.email == cleaned.lower())) if cleaned else None
+    if user_id is None:
+        raise ValueError(f"No user with the id or email {cleaned!r}." if cleaned else "Name a user by id or email.")
+    return user_id
+
+
+def deliveries_per_hour(now: datetime | None = None, hours: int = 24) -> list[tuple[datetime, dict[str, int]]]:
+    """Deliveries created in each of the last ``hours`` hours, by their status now: oldest hour
+    first, every hour present (empty ones with zeros). Counted in SQL per hour and status."""
+    now = now or utcnow()
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - timedelta(hours=hours)
+    if db.engine.dialect.name == "postgresql":
+        bucket: Any = func.date_trunc("hour", Delivery.created_at)
+    else:
+        bucket = func.strftime("%Y-%m-%d %H:00:00", Delivery.created_at)
+    rows = db.session.execute(
+        select(bucket, Delivery.status, func.count())
+        .where(Delivery.created_at >= start, Delivery.created_at < end)
+        .group_by(bucket, Delivery.status)
+    )
+    hours_list = [start + timedelta(hours=i) for i in range(hours)]
+    counts: dict[datetime, dict[str, int]] = {hour: dict.fromkeys(STATUSES, 0) for hour in hours_list}
+    for hour, status, number in rows:
+        key = hour if isinstance(hour, datetime) else datetime.fromisoformat(str(hour))
+        key = key.replace(tzinfo=None)
+        if key in counts and status in counts[key]:
+            counts[key][status] += number
+    return [(hour, counts[hour]) for hour in hours_list]

@@ -3,43 +3,41 @@ for the few actions), and renders; no rules live here."""
 
 from __future__ import annotations
 
+import json
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from bridge.accounts.user_json import tags_by_scope
-from bridge.admin import queries
+from bridge.admin import chart, queries
 from bridge.admin.auth import safe_next
 from bridge.admin.blueprint import bp
 from bridge.admin.configuration import effective_configuration
+from bridge.admin.connection_views import connection_or_404
 from bridge.connections import service as connection_service
 from bridge.connections import settings as settings_service
-from bridge.crypto import SecretUnreadable
 from bridge.delivery.outbox import STATUSES
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, User, WebhookEvent
-from bridge.outbound.redaction import scrub_text
-from crm_adapters.errors import AdapterError
 
 KEY_PLACEHOLDER = "YOUR_ACCESS_KEY"
-MAX_GRACE_HOURS = 24 * 30
 
 
 def _page() -> int:
     return max(1, request.args.get("page", 1, type=int) or 1)
 
 
-def _connection_or_404(name: str) -> Connection:
-    connection = connection_service.get_connection(name)
-    if connection is None:
-        abort(404)
-    return connection
-
-
 @bp.app_template_filter("admin_time")
 def format_time(value: object) -> str:
     """Naive UTC timestamps, shown as such (the console has no idea of the viewer's zone)."""
     return value.strftime("%Y-%m-%d %H:%M:%S") + " UTC" if hasattr(value, "strftime") else "—"
+
+
+@bp.app_template_filter("admin_json")
+def format_json(value: object, indent: int | None = None) -> str:
+    """JSON for people: non-ASCII as itself (a masked secret reads ``••••1234``, not ``\\u2022``)."""
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
 
 
 @bp.get("/")
@@ -57,8 +55,8 @@ def connections() -> str:
     return render_template("admin/connections.html", summaries=queries.connection_summaries())
 
 
-def _render_connection(connection: Connection, *, new_key: str | None = None) -> str:
-    base_url = current_app.config.get("BRIDGE_BASE_URL") or request.url_root
+def _render_connection(connection: Connection) -> str:
+    base_url = connection_service.base_url(request.url_root)
     recent = queries.recent_deliveries(10, Delivery.connection_id == connection.id)
     return render_template(
         "admin/connection.html",
@@ -71,46 +69,12 @@ def _render_connection(connection: Connection, *, new_key: str | None = None) ->
         events=queries.recent_events(10, WebhookEvent.connection_id == connection.id),
         deliveries=recent,
         users=queries.users_by_id([d.user_id for d in recent]),
-        new_key=new_key,
     )
 
 
 @bp.get("/connections/<name>")
 def connection_detail(name: str) -> str:
-    return _render_connection(_connection_or_404(name))
-
-
-@bp.post("/connections/<name>/test")
-def connection_test(name: str) -> Response:
-    connection = _connection_or_404(name)
-    try:
-        connection_service.check_connection(connection)
-    except settings_service.UnreadableSecrets as exc:
-        flash(f"Not tested: {', '.join(exc.names)} cannot be decrypted ({exc.hint}).", "error")
-    except (AdapterError, SecretUnreadable) as exc:
-        message = scrub_text(str(exc), settings_service.secret_values(connection))
-        flash(f"Connection test failed: {message}", "error")
-    except NotImplementedError:
-        flash(f"The {connection.type} adapter has no connection test.", "warning")
-    except settings_service.IncompleteConnection as exc:
-        flash(f"Not tested: {exc}.", "warning")
-    else:
-        flash(f"{connection.name}: the CRM accepted our credentials.", "success")
-    return redirect(url_for("admin.connection_detail", name=connection.name))
-
-
-@bp.post("/connections/<name>/rotate-key")
-def connection_rotate_key(name: str) -> str:
-    """Answers with the page itself (no redirect) so the new key is shown once and never
-    travels in a session cookie."""
-    connection = _connection_or_404(name)
-    grace = request.form.get("grace_hours", 24, type=float)
-    if grace is None or not 0 <= grace <= MAX_GRACE_HOURS:
-        abort(400, f"grace_hours must be between 0 and {MAX_GRACE_HOURS}")
-    new_key = connection_service.rotate_access_key(connection, grace_hours=grace)
-    db.session.commit()
-    flash(f"New access key for {connection.name}; the old one works for {grace:g} more hour(s).", "success")
-    return _render_connection(connection, new_key=new_key)
+    return _render_connection(connection_or_404(name))
 
 
 # -- users ------------------------------------------------------------------------------------
@@ -132,6 +96,7 @@ def user_detail(user_id: int) -> str:
         links=queries.links_of(user),
         timeline=queries.timeline(user),
         meta=queries.pretty_json(user.meta or {}),
+        connection_names=[c.name for c in connection_service.list_connections()],
     )
 
 
@@ -139,15 +104,16 @@ def user_detail(user_id: int) -> str:
 
 
 @bp.get("/webhooks")
-def webhooks() -> str:
+def webhooks() -> str | tuple[str, int]:
     filters = queries.WebhookFilters.from_args(request.args)
-    return render_template(
+    html = render_template(
         "admin/webhooks.html",
         filters=filters,
         page=queries.webhook_events(filters, _page()),
         connection_names=queries.distinct_values(WebhookEvent.connection_name),
         actions=queries.distinct_values(WebhookEvent.action),
     )
+    return (html, 400) if filters.problem else html
 
 
 @bp.get("/webhooks/<int:event_id>")
@@ -162,12 +128,18 @@ def webhook_detail(event_id: int) -> str:
 
 
 @bp.get("/deliveries")
-def deliveries() -> str:
+def deliveries() -> str | tuple[str, int]:
     status = request.args.get("status", "")
     connection = request.args.get("connection", "")
+    problem = None
+    if status and status not in STATUSES:
+        problem = f"There is no delivery status {status!r}; choose one of {', '.join(STATUSES)}."
+        status = ""
     page = queries.deliveries(status, connection, _page())
-    return render_template(
+    html = render_template(
         "admin/deliveries.html",
+        problem=problem,
+        chart=chart.hourly_svg(queries.deliveries_per_hour(), STATUSES),
         page=page,
         status=status,
         connection=connection,
@@ -176,6 +148,7 @@ def deliveries() -> str:
         connection_names=[s.connection.name for s in queries.connection_summaries()],
         users=queries.users_by_id([d.user_id for d in page.items]),
     )
+    return (html, 400) if problem else html
 
 
 @bp.get("/deliveries/<int:delivery_id>")

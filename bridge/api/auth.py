@@ -20,20 +20,13 @@ from flask import current_app, g, request
 from sqlalchemy import bindparam, select
 
 from bridge import crypto
+from bridge.accounts.api_tokens import VERIFIED_CACHE, create_token
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.models import ApiToken
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def create_token(name: str) -> tuple[ApiToken, str]:
-    """A new API token; the plain value is returned once and stored only as a hash."""
-    token = crypto.new_token("cbt_")
-    row = ApiToken(name=name, token_hash=crypto.token_hash(token))
-    db.session.add(row)
-    db.session.flush()
-    return row, token
+__all__ = ["Caller", "authenticate", "create_token", "token_required"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +43,7 @@ _verified_lock = threading.Lock()
 
 def _verified() -> dict[str, tuple[Caller, float]]:
     """This app's verified tokens (per app: tests run many apps, on different databases)."""
-    return current_app.extensions.setdefault("bridge.api_token_cache", {})  # type: ignore[no-any-return]
+    return current_app.extensions.setdefault(VERIFIED_CACHE, {})  # type: ignore[no-any-return]
 
 
 def authenticate(header: str | None) -> Caller | None:

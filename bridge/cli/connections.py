@@ -1,4 +1,4 @@
-"""CLI: ``bridge connection …`` and ``bridge access-key rotate``.
+"""CLI: ``crm-bridge connection …`` and ``crm-bridge access-key rotate``.
 
 An access key is printed in full exactly twice in its life: by ``connection add`` and by
 ``access-key rotate``, the commands that make it. Everything else shows its last four
@@ -46,7 +46,7 @@ def parse_assignments(pairs: tuple[str, ...], as_json: bool) -> dict[str, Any]:
 def require_connection(name: str, as_json: bool) -> Connection:
     connection = connections.get_connection(name)
     if connection is None:
-        fail(f"no connection named {name!r} (see: bridge connection list)", as_json, "not_found")
+        fail(f"no connection named {name!r} (see: crm-bridge connection list)", as_json, "not_found")
     return connection  # type: ignore[return-value]  (fail() exits)
 
 
@@ -133,7 +133,7 @@ def add_command(name: str, type_slug: str, assignments: tuple[str, ...], as_json
     missing = connection_settings.missing_settings(connection)
     headline = f"Connection {connection.name!r} ({connection.type}) created."
     if missing:
-        headline += f"\nStill to set: {', '.join(missing)} (bridge connection set {connection.name} KEY=VALUE …)"
+        headline += f"\nStill to set: {', '.join(missing)} (crm-bridge connection set {connection.name} KEY=VALUE …)"
     emit(data, as_json, lambda d: render_new_key(d, headline))
 
 
@@ -145,7 +145,7 @@ def list_command(as_json: bool) -> None:
 
     def render(data: dict[str, Any]) -> str:
         if not data["items"]:
-            return "No connections. Create one: bridge connection add NAME --type TYPE"
+            return "No connections. Create one: crm-bridge connection add NAME --type TYPE"
         rows = [f"{'NAME':<20} {'TYPE':<16} {'ENABLED':<8} {'KEY':<8} MISSING"]
         for item in data["items"]:
             hint = item["access_keys"][-1]["hint"] if item["access_keys"] else "-"

@@ -1,4 +1,4 @@
-"""CLI: ``bridge deliveries list|retry|replay`` and ``bridge worker`` (CONTRACT.md §2)."""
+"""CLI: ``crm-bridge deliveries list|retry|replay`` and ``crm-bridge worker`` (CONTRACT.md §2)."""
 
 from __future__ import annotations
 

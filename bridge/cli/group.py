@@ -40,8 +40,8 @@ def missing_schema_message(app: Flask) -> str:
         except DBAPIError:
             tables = set()
     if tables & set(db.metadata.tables):
-        return f"the crm-bridge schema in the database at {url} is out of date: run `bridge init` to migrate it"
-    return f"the database at {url} has no crm-bridge schema: run `bridge init` first"
+        return f"the crm-bridge schema in the database at {url} is out of date: run `crm-bridge init` to migrate it"
+    return f"the database at {url} has no crm-bridge schema: run `crm-bridge init` first"
 
 
 class BridgeGroup(AppGroup):

@@ -1,4 +1,4 @@
-"""``bridge serve``: the embedded default (``make serve``).
+"""``crm-bridge serve``: the embedded default (``make serve``).
 
 Creates or migrates the database, makes sure there is an admin login and a first connection
 (both printed once, on the run that creates them), and starts the service with the inline

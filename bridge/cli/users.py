@@ -1,13 +1,12 @@
 """CLI: roles, administrators, API tokens and local users.
 
-``bridge user create`` is local registration (``registration.register_user``), so its pushes are
+``crm-bridge user create`` is local registration (``registration.register_user``), so its pushes are
 queued in the same transaction as the user, exactly as for ``POST /api/users``. Administrators
-are made only by ``bridge admin create``. Generated passwords and tokens are printed once.
+are made only by ``crm-bridge admin create``. Generated passwords and tokens are printed once.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Any
 
@@ -15,13 +14,11 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from bridge.accounts import registration, user_json, users
-from bridge.api.auth import create_token
+from bridge.accounts import api_tokens, registration, staff, user_json, users
 from bridge.cli.group import bridge_group, emit, fail, json_option
 from bridge.extensions import db
-from bridge.models import Connection, Delivery, Role, User, utcnow
+from bridge.models import Connection, Delivery, User, iso
 
-ROLE_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MIN_CHOSEN_PASSWORD = users.MIN_PASSWORD_LENGTH
 PAGE_SIZE = 50
 
@@ -60,12 +57,11 @@ def read_password_from_stdin(as_json: bool) -> str:
 @json_option
 def role_add_command(slug: str, title: str | None, as_json: bool) -> None:
     """Create a role that webhooks, registrations and the CLI may assign."""
-    if not ROLE_SLUG.match(slug):
-        fail("role must be a lower-case slug (letters, digits, - and _)", as_json, "invalid_role")
-    if users.role_exists(slug):
-        fail(f"role {slug!r} exists", as_json, "role_exists")
-    role = Role(slug=slug, title=title or slug.replace("_", " ").replace("-", " ").capitalize())
-    db.session.add(role)
+    try:
+        role = staff.add_role(slug, title)
+    except staff.RoleInvalid as exc:
+        db.session.rollback()
+        fail(str(exc), as_json, exc.code)
     db.session.commit()
     emit({"slug": role.slug, "title": role.title}, as_json, lambda d: f"Role {d['slug']!r} ({d['title']}) created.")
 
@@ -74,11 +70,7 @@ def role_add_command(slug: str, title: str | None, as_json: bool) -> None:
 @json_option
 def role_list_command(as_json: bool) -> None:
     """Every role with its number of users."""
-    counts = dict(db.session.execute(select(User.role, func.count(User.id)).group_by(User.role)).all())
-    items = [
-        {"slug": role.slug, "title": role.title, "users": counts.get(role.slug, 0)}
-        for role in db.session.scalars(select(Role).order_by(Role.slug))
-    ]
+    items = [{"slug": role.slug, "title": role.title, "users": n} for role, n in staff.roles_with_counts()]
     emit(
         {"items": items, "total": len(items)},
         as_json,
@@ -97,16 +89,8 @@ def admin_create_command(email: str, password_stdin: bool, as_json: bool) -> Non
     """Create an administrator, or promote an existing user and set their password."""
     require_plausible_email(email, as_json)
     password = read_password_from_stdin(as_json) if password_stdin else users.generate_password(20)
-    users.ensure_default_roles()
-    user = users.find_by_email(email)
-    created = user is None
     try:
-        if user is None:
-            user = users.create_user(email=email, password=password, role=users.ADMIN_ROLE)
-        else:
-            user.role = users.ADMIN_ROLE
-            user.password_hash = users.hash_password(password)
-            user.updated_at = utcnow()
+        user, created = staff.make_admin(email, password)
     except users.UserRuleError as exc:
         db.session.rollback()
         fail(exc.message, as_json, exc.code)
@@ -130,15 +114,45 @@ def admin_create_command(email: str, password_stdin: bool, as_json: bool) -> Non
 @json_option
 def token_create_command(name: str, as_json: bool) -> None:
     """An API token for ``Authorization: Bearer …`` on /api. Shown once; stored as a hash."""
-    if not name.strip() or len(name) > 128:
-        fail("token name must be 1 to 128 characters", as_json, "invalid_name")
-    _, token = create_token(name.strip())
+    try:
+        row, token = api_tokens.create_token(name)
+    except api_tokens.TokenNameInvalid as exc:
+        db.session.rollback()
+        fail(str(exc), as_json, "invalid_name")
     db.session.commit()
     emit(
-        {"name": name.strip(), "token": token},
+        {"name": row.name, "token": token},
         as_json,
         lambda d: f"API token {d['name']!r} (shown once; store it now):\n{d['token']}",
     )
+
+
+@token_group.command("list")
+@json_option
+def token_list_command(as_json: bool) -> None:
+    """API tokens by name (never their values: only hashes are stored)."""
+    items = [
+        {"name": t.name, "created_at": iso(t.created_at), "last_used_at": iso(t.last_used_at)}
+        for t in api_tokens.list_tokens()
+    ]
+    emit(
+        {"items": items, "total": len(items)},
+        as_json,
+        lambda d: "\n".join(f"{i['name']:<32} created {i['created_at']}" for i in d["items"]) or "No API tokens.",
+    )
+
+
+@token_group.command("revoke")
+@click.argument("name")
+@json_option
+def token_revoke_command(name: str, as_json: bool) -> None:
+    """Revoke the API token called NAME: requests carrying it get 401 from then on."""
+    try:
+        api_tokens.revoke_token(name)
+    except api_tokens.TokenNotFound as exc:
+        fail(str(exc), as_json, "not_found")
+    db.session.commit()
+    emit({"success": True, "name": name, "revoked": True}, as_json, lambda d: f"API token {d['name']!r} revoked.")
 
 
 # -- users ------------------------------------------------------------------------------------
@@ -148,7 +162,7 @@ def token_create_command(name: str, as_json: bool) -> None:
 @click.option("--email", required=True)
 @click.option("--first-name", default="")
 @click.option("--last-name", default="")
-@click.option("--role", default=None, help="Default: subscriber. Administrators: use `bridge admin create`.")
+@click.option("--role", default=None, help="Default: subscriber. Administrators: use `crm-bridge admin create`.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin (else the user has none yet).")
 @json_option
 def user_create_command(

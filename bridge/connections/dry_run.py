@@ -10,7 +10,7 @@ synthetic user (a preset) or an existing one, and runs the connection's adapter 
 
 It never writes users, links, deliveries or attempts: it is safe to run against production.
 Everything returned is redacted with the connection's secrets. Shared by
-``POST /api/connections/NAME/dry-run`` and ``bridge connection test NAME --dry-run``.
+``POST /api/connections/NAME/dry-run`` and ``crm-bridge connection test NAME --dry-run``.
 """
 
 from __future__ import annotations

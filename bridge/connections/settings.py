@@ -82,7 +82,7 @@ def unreadable_hint(connection_name: str, names: Sequence[str]) -> str:
     rather than ``app_password=…``: log redaction would eat a secret's name followed by ``=``."""
     return (
         "encrypted with another SECRET_KEY: restore that key, or set "
-        f"{'it' if len(names) == 1 else 'them'} again with `bridge connection set {connection_name} KEY=VALUE`"
+        f"{'it' if len(names) == 1 else 'them'} again with `crm-bridge connection set {connection_name} KEY=VALUE`"
     )
 
 

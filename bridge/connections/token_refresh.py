@@ -1,7 +1,7 @@
 """OAuth refreshes coordinated between processes (PostgreSQL).
 
 ``crm_adapters.oauth`` makes concurrent deliveries in one process redeem a refresh token once.
-Two worker processes (one ``bridge worker`` spread over two cores, or workers on several
+Two worker processes (one ``crm-bridge worker`` spread over two cores, or workers on several
 machines) can still both get a 401 at once and both redeem it; a provider that rotates refresh
 tokens refuses the second, and with reuse detection revokes the first one's new tokens too. So
 on PostgreSQL a refresh runs under an advisory lock per connection, and the process that waited

@@ -1,4 +1,4 @@
-"""Worker heartbeats: every delivery worker (a ``bridge worker`` process, an inline thread)
+"""Worker heartbeats: every delivery worker (a ``crm-bridge worker`` process, an inline thread)
 writes its row every few seconds; ``/healthz`` and ``/metrics`` read them to tell whether the
 queue has live workers, and how many. Rows live in the shared database, so any web process
 answers for the whole deployment.
@@ -33,7 +33,7 @@ def beat(worker_id: str, *, inline: bool) -> None:
 
 def liveness() -> tuple[float | None, int]:
     """(seconds since any worker last beat, or None when no worker ever ran; how many workers
-    beat within ``WORKER_STALE_SECONDS``). One ``bridge worker`` command runs a worker per
+    beat within ``WORKER_STALE_SECONDS``). One ``crm-bridge worker`` command runs a worker per
     core, so the count tells whether all of them are beating; the newest beat alone cannot."""
     now = utcnow()
     recent = WorkerHeartbeat.last_seen >= now - timedelta(seconds=WORKER_STALE_SECONDS)

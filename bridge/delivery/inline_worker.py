@@ -18,7 +18,7 @@ EXTENSION_KEY = "bridge_worker"
 
 
 def start_inline(app: Flask) -> DeliveryWorker:
-    """Start the in-process worker thread once per app (``bridge serve``, first request)."""
+    """Start the in-process worker thread once per app (``crm-bridge serve``, first request)."""
     with _start_lock:
         worker = app.extensions.get(EXTENSION_KEY)
         if worker is None:
@@ -36,7 +36,7 @@ _start_lock = threading.Lock()
 def init_app(app: Flask) -> None:
     """Wake-up hooks always; with ``BRIDGE_WORKER=inline``, start the worker thread on the
     first request (so gunicorn's workers each get one after forking, and CLI commands such as
-    ``bridge init`` never start one)."""
+    ``crm-bridge init`` never start one)."""
     install_session_hooks()
     if str(app.config.get("BRIDGE_WORKER", "off")).lower() != "inline":
         return

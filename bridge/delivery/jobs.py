@@ -24,7 +24,12 @@ from crm_adapters.base import Adapter
 log = logging.getLogger(__name__)
 
 # Modules whose import registers handlers (kept here so the worker needs no list of its own).
-HANDLER_MODULES = ("bridge.accounts.crm_push", "bridge.inbound.service", "bridge.accounts.welcome_mail")
+HANDLER_MODULES = (
+    "bridge.accounts.crm_push",
+    "bridge.inbound.service",
+    "bridge.accounts.welcome_mail",
+    "bridge.accounts.tag_push",
+)
 
 
 @dataclass

@@ -4,9 +4,9 @@ Two ways to run it (CONTRACT.md §1; ``bridge.delivery.inline_worker`` runs it i
 ``bridge.delivery.supervisor`` as the command's processes):
 
 - ``BRIDGE_WORKER=inline``: a daemon thread inside the web process (the embedded default). It
-  starts with ``bridge serve`` or on the first request, never for other CLI commands and never
+  starts with ``crm-bridge serve`` or on the first request, never for other CLI commands and never
   in tests unless a test starts one.
-- ``bridge worker [--concurrency N] [--processes P] [--once]``: separate processes; any number
+- ``crm-bridge worker [--concurrency N] [--processes P] [--once]``: separate processes; any number
   of them, on any machines, coordinate only through row leases (``bridge.delivery.leases.claim_due``).
 
 An idle worker picks a new row up at once when it was committed in the same process (a session

@@ -145,7 +145,7 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
     if keyed is None:
         if not connections.any_connection_exists():
             raise ApiError(
-                503, "not_configured", "no connection is configured yet: create one with `bridge connection add`"
+                503, "not_configured", "no connection is configured yet: create one with `crm-bridge connection add`"
             )
         db.session.rollback()  # the limiter uses its own connection: release SQLite's write lock
         failed_key_limiter().record_failure(request.remote_addr or "unknown")

@@ -14,7 +14,8 @@ from bridge.connections import service as connections
 from bridge.connections import settings as connection_settings
 
 HINT = (
-    "encrypted with another SECRET_KEY: restore that key, or set it again with `bridge connection set fluent KEY=VALUE`"
+    "encrypted with another SECRET_KEY: restore that key, or set it again with "
+    "`crm-bridge connection set fluent KEY=VALUE`"
 )
 
 

@@ -91,6 +91,6 @@ def test_test_and_dry_run_answer_422_without_calling_the_crm(api, unreadable_flu
         assert body["unreadable_settings"] == ["app_password"]
         assert body["message"] == (
             "connection 'fluent': app_password cannot be decrypted (encrypted with another SECRET_KEY: restore "
-            "that key, or set it again with `bridge connection set fluent KEY=VALUE`)"
+            "that key, or set it again with `crm-bridge connection set fluent KEY=VALUE`)"
         )
         assert unreadable_fluent not in response.get_data(as_text=True)

@@ -1,4 +1,4 @@
-"""``bridge connection …`` and ``bridge access-key rotate``: output, validation, secrecy, rotation."""
+"""``crm-bridge connection …`` and ``crm-bridge access-key rotate``: output, validation, secrecy, rotation."""
 
 from __future__ import annotations
 
@@ -169,7 +169,11 @@ def test_show_unknown_connection_fails_clearly(cli, cli_json):
     assert "no connection named 'nope'" in result.stderr
     assert cli_json("connection", "show", "nope") == (
         1,
-        {"success": False, "error": "not_found", "message": "no connection named 'nope' (see: bridge connection list)"},
+        {
+            "success": False,
+            "error": "not_found",
+            "message": "no connection named 'nope' (see: crm-bridge connection list)",
+        },
     )
 
 

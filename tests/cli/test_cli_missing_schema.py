@@ -70,7 +70,7 @@ def shown_url(url: str) -> str:
 
 
 def expected_line(url: str) -> str:
-    return f"Error: the database at {shown_url(url)} has no crm-bridge schema: run `bridge init` first\n"
+    return f"Error: the database at {shown_url(url)} has no crm-bridge schema: run `crm-bridge init` first\n"
 
 
 def flask_cli(app: Flask, *args: str):
@@ -102,7 +102,7 @@ def test_json_gets_a_json_error(bare_app, bare_url):
     assert json.loads(result.stdout) == {
         "success": False,
         "error": "no_schema",
-        "message": f"the database at {shown_url(bare_url)} has no crm-bridge schema: run `bridge init` first",
+        "message": f"the database at {shown_url(bare_url)} has no crm-bridge schema: run `crm-bridge init` first",
     }
 
 
@@ -114,7 +114,7 @@ def test_the_database_password_is_not_shown(tmp_path, monkeypatch):
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
     message = missing_schema_message(app)
     shown = "postgresql+psycopg://crm:***@127.0.0.1:1/crm"
-    assert message == f"the database at {shown} has no crm-bridge schema: run `bridge init` first"
+    assert message == f"the database at {shown} has no crm-bridge schema: run `crm-bridge init` first"
     assert "made-up-db-password" not in message
 
 
@@ -129,7 +129,7 @@ def test_init_then_works_and_a_later_missing_table_says_migrate(bare_app, bare_u
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: the crm-bridge schema in the database at {shown_url(bare_url)} is out of date: "
-        "run `bridge init` to migrate it\n"
+        "run `crm-bridge init` to migrate it\n"
     )
 
 

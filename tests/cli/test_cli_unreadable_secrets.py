@@ -1,4 +1,4 @@
-"""``bridge connection …`` when a stored secret was encrypted with another SECRET_KEY: every
+"""``crm-bridge connection …`` when a stored secret was encrypted with another SECRET_KEY: every
 command answers (no traceback), names the unreadable settings and how to fix them, and never
 prints the secret or its ciphertext."""
 
@@ -12,7 +12,7 @@ from bridge.connections import settings as connection_settings
 
 PASSWORD = "wp-app-pass-Sup3rSecretValue"
 BASE = "https://crm.example.com"
-HINT = "encrypted with another SECRET_KEY: restore that key, or set it again with `bridge connection set fluent"
+HINT = "encrypted with another SECRET_KEY: restore that key, or set it again with `crm-bridge connection set fluent"
 
 
 def fluent_with_unreadable_password(app, cli) -> str:

@@ -18,7 +18,7 @@ from .payloads import subscriber
 
 MESSAGE = (
     "connection 'fluent': app_password cannot be decrypted (encrypted with another SECRET_KEY: restore that key, "
-    "or set it again with `bridge connection set fluent KEY=VALUE`)"
+    "or set it again with `crm-bridge connection set fluent KEY=VALUE`)"
 )
 
 

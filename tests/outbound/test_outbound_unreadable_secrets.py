@@ -22,7 +22,8 @@ from bridge.extensions import db
 from bridge.models import Delivery, utcnow
 
 HINT = (
-    "encrypted with another SECRET_KEY: restore that key, or set it again with `bridge connection set echo KEY=VALUE`"
+    "encrypted with another SECRET_KEY: restore that key, or set it again with "
+    "`crm-bridge connection set echo KEY=VALUE`"
 )
 
 

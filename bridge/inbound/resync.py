@@ -1,0 +1,26 @@
+"""Resync one user from a CRM: the contact is loaded from the CRM and applied exactly as an
+inbound ``update`` without a payload would apply it (fields, tags, link), through the same
+``process_contacts``. Used by the admin console's "Resync from CRM" button."""
+
+from __future__ import annotations
+
+from bridge.accounts import users
+from bridge.inbound.request import InboundOptions
+from bridge.inbound.runtime import ConnectionRuntime, InboundOutcome
+from bridge.inbound.service import process_contacts
+from bridge.models import Connection, User
+from crm_adapters.base import Contact
+
+
+class NoContact(LookupError):
+    """The CRM has no contact for this user (not linked, and none with the user's email)."""
+
+
+def resync_user(user: User, connection: Connection) -> InboundOutcome:
+    """Load the user's contact from ``connection``'s CRM and apply it; commits. Raises
+    ``NoContact``, the adapter's typed errors, or ``InboundRejected``."""
+    runtime = ConnectionRuntime.prepare(connection)
+    contact_id = users.contact_id_for(user, connection) or runtime.adapter.find_contact_id(user.email)
+    if not contact_id:
+        raise NoContact(f"{connection.name} has no contact with the email {user.email}")
+    return process_contacts(runtime, "update", [Contact(contact_id=str(contact_id))], InboundOptions())
