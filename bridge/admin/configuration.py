@@ -27,6 +27,14 @@ DESCRIPTIONS = {
     "CRM_WEBHOOK_SECRET": "guards /webhooks/crm/lead (first choice)",
     "CRM_CALLBACK_SECRET": "guards /webhooks/crm/lead when CRM_WEBHOOK_SECRET is unset",
     "BRIDGE_ALLOW_PRIVATE_TARGETS": "development only: lets outbound requests reach private addresses",
+    "BRIDGE_OUTBOUND_ALLOWLIST": "hosts outbound requests may reach (empty: any public host)",
+    "BRIDGE_BASE_URL": "public URL for links in mail and webhook URLs (empty: the request's host)",
+    "BRIDGE_SIGNIN_URL": "where users sign in; named on the page after they set a password",
+    "BRIDGE_MAX_BODY_BYTES": "largest inbound request body",
+    "BRIDGE_PUBLIC_SIGNUP": "off turns the /register page off",
+    "BRIDGE_FAILED_KEY_LIMIT": "failed access keys per address per minute before refusing it",
+    "BRIDGE_LEASE_SECONDS": "how long a worker holds a delivery before another may take it",
+    "BRIDGE_RATELIMIT_STORAGE_URL": "redis://… for the failed-key counters (empty: the database)",
 }
 
 

@@ -70,6 +70,7 @@ class FakeFluentCrm:
         # inserts (FluentCRM's check and insert are two steps; 0: no window at all).
         self.tag_race_window = 0.0
         self._tag_creates_checked = 0
+        self.custom_fields: list[str] = ["membership_tier", "signup_country"]
         self.requests: list[Recorded] = []
         self.scripted: list[Scripted] = []
         self.reject_writes_with: int | None = None
@@ -177,6 +178,12 @@ class FakeFluentCrm:
         if method == "GET" and route == "/tags":
             data = list(self.tag_rows)
             return 200, {"tags": {"total": len(data), "current_page": 1, "last_page": 1, "data": data}}, {}
+        if method == "GET" and route == "/custom-fields/contacts":  # shaped as tests/adapters/test_fluentcrm.py
+            return (
+                200,
+                {"fields": [{"slug": slug, "label": slug.replace("_", " ").title()} for slug in self.custom_fields]},
+                {},
+            )
         if method == "POST" and route == "/tags":
             status, answer = self._create_tag_racily(str(body.get("title", "")))
             return status, answer, {}
