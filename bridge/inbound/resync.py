@@ -1,6 +1,6 @@
 """Resync one user from a CRM: the contact is loaded from the CRM and applied exactly as an
-inbound ``update`` without a payload would apply it (fields, tags, link), through the same
-``process_contacts``. Used by the admin console's "Resync from CRM" button."""
+inbound ``update`` carrying it would be (fields, tags; tags loaded too when the contact came
+without them), through the same ``process_contacts``. Used by the admin console's "Resync from CRM" button."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from bridge.inbound.request import InboundOptions
 from bridge.inbound.runtime import ConnectionRuntime, InboundOutcome
 from bridge.inbound.service import process_contacts
 from bridge.models import Connection, User
-from crm_adapters.base import Contact
 
 
 class NoContact(LookupError):
@@ -23,4 +22,6 @@ def resync_user(user: User, connection: Connection) -> InboundOutcome:
     contact_id = users.contact_id_for(user, connection) or runtime.adapter.find_contact_id(user.email)
     if not contact_id:
         raise NoContact(f"{connection.name} has no contact with the email {user.email}")
-    return process_contacts(runtime, "update", [Contact(contact_id=str(contact_id))], InboundOptions())
+    # ``update`` loads only missing tags; a resync wants the contact's fields too.
+    contact = runtime.adapter.load_contact(str(contact_id))
+    return process_contacts(runtime, "update", [contact], InboundOptions())

@@ -36,6 +36,15 @@ def pages(site) -> list[str]:
         "/admin/deliveries?status=dead",
         *(f"/admin/deliveries/{delivery_id}" for delivery_id in site.delivery_ids.values()),
         "/admin/settings",
+        "/admin/connections/new",
+        "/admin/connections/new?type=fluentcrm",
+        "/admin/connections/fluent/edit",
+        "/admin/connections/fluent/dry-run",
+        "/admin/connections/fluent/rotate-key",
+        "/admin/connections/fluent/remove",
+        "/admin/tokens",
+        "/admin/admins",
+        "/admin/roles",
     ]
 
 

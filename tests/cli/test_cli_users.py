@@ -1,6 +1,8 @@
-"""``bridge role|admin|token|user …``: roles, administrators, API tokens, local registration."""
+"""``crm-bridge role|admin|token|user …``: roles, administrators, API tokens, local registration."""
 
 from __future__ import annotations
+
+import json
 
 from sqlalchemy import select
 
@@ -169,3 +171,17 @@ def test_user_list_filters_by_email_and_pages(app, cli, cli_json):
     assert empty["items"] == [] and empty["total"] == 2
     text = cli("user", "list").stdout
     assert "a@example.com" in text and "2 user(s)" in text
+
+
+def test_token_names_are_unique_and_tokens_are_listed_and_revoked(app, client, cli, cli_json, dump_database):
+    code, data = cli_json("token", "create", "zapier")
+    token = data["token"]
+    code, refused = cli_json("token", "create", "zapier")
+    assert code == 1 and refused["error"] == "invalid_name" and "exists" in refused["message"]
+    code, listed = cli_json("token", "list")
+    assert code == 0 and [i["name"] for i in listed["items"]] == ["zapier"]
+    assert token not in json.dumps(listed)
+    assert cli_json("token", "revoke", "zapier") == (0, {"success": True, "name": "zapier", "revoked": True})
+    assert client.get("/api/connections", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    code, missing = cli_json("token", "revoke", "zapier")
+    assert code == 1 and missing["error"] == "not_found"
