@@ -21,6 +21,14 @@ bp = Blueprint("signup", __name__)
 csrf.exempt(bp)
 
 FORM_FIELDS = ("email", "first_name", "last_name")
+# What each field needs, in the page's words: the validator's own messages ("value is not a
+# valid email address: The part after the @-sign is not valid") are written for developers.
+FIELD_HINTS = {
+    "email": "Enter your email address, like name@example.com.",
+    "password": f"Choose a password of at least {users.MIN_PASSWORD_LENGTH} characters (at most 256).",
+    "first_name": "Keep the first name under 192 characters.",
+    "last_name": "Keep the last name under 192 characters.",
+}
 
 
 @bp.before_request
@@ -64,7 +72,7 @@ def register_submit() -> tuple[str, int]:
         registration = accounts.parse_input(accounts.RegistrationInput, data)
         user = accounts.register(registration, allow_role=False)
     except accounts.InvalidInput as exc:
-        problems = {p["field"]: p["message"] for p in exc.problems}
+        problems = {p["field"]: FIELD_HINTS.get(p["field"], "Check this field.") for p in exc.problems}
         return _render(422, error="Please check the highlighted fields.", problems=problems)
     except users.EmailTaken:
         return _render(

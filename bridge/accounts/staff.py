@@ -11,6 +11,7 @@ from bridge.accounts import users
 from bridge.extensions import db
 from bridge.models import Role, User, utcnow
 
+SUBSCRIBER = "subscriber"  # what a former administrator becomes (one of ``users.DEFAULT_ROLES``)
 ROLE_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -56,3 +57,21 @@ def make_admin(email: str, password: str) -> tuple[User, bool]:
     user.password_hash = users.hash_password(password)
     user.updated_at = utcnow()
     return user, False
+
+
+class LastAdministrator(users.UserRuleError):
+    """Demoting would leave the console without an administrator, or lock out the one asking."""
+
+
+def revoke_admin(user: User, *, by: User) -> None:
+    """Take the administrator role away (the user becomes a subscriber; their sessions end on
+    their next request, since the console checks the role on each). Never oneself, never the
+    last administrator."""
+    if user.id == by.id:
+        raise LastAdministrator("you cannot remove your own administrator rights; ask another administrator")
+    if user.role != users.ADMIN_ROLE:
+        raise users.UserRuleError(f"{user.email} is not an administrator")
+    if len(administrators()) <= 1:
+        raise LastAdministrator("the console needs at least one administrator")
+    user.role = SUBSCRIBER
+    user.updated_at = utcnow()

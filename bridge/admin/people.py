@@ -8,7 +8,7 @@ shown once, in the answer to the POST that made it (rendered, never redirected).
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from bridge.accounts import api_tokens, staff, tag_push, users
@@ -149,6 +149,20 @@ def admin_create() -> str | tuple[str, int]:
         db.session.rollback()
         return _admins_page(error=exc.message, email=email), 422
     return _admins_page(created=(user.email, "" if chosen else password))
+
+
+@bp.post("/admins/<int:user_id>/revoke")
+def admin_revoke(user_id: int) -> Response:
+    user = _user_or_404(user_id)
+    try:
+        staff.revoke_admin(user, by=g.admin)
+        db.session.commit()
+    except users.UserRuleError as exc:
+        db.session.rollback()
+        flash(f"{user.email} stays an administrator: {exc.message}.", "error")
+    else:
+        flash(f"{user.email} is no longer an administrator (now a subscriber).", "success")
+    return redirect(url_for("admin.admins"))
 
 
 @bp.get("/roles")

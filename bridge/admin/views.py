@@ -40,6 +40,19 @@ def format_json(value: object, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
 
 
+@bp.app_template_filter("admin_body")
+def format_body(value: object) -> str:
+    """A recorded request or response body: indented when it is JSON, else as it was."""
+    if value is None or value == "":
+        return "(no body)"
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
 @bp.get("/")
 def dashboard() -> str:
     board = queries.dashboard()

@@ -157,3 +157,19 @@ def test_roles_are_listed_and_added(app, admin_client):
     assert bad.status_code == 422 and "lower-case slug" in text(bad)
     with app.app_context():
         assert db.session.scalar(select(Role.title).where(Role.slug == "customer")) == "Customer"
+
+
+def test_administrator_rights_are_revoked_but_never_ones_own(app, admin_client, admin_user):
+    from bridge.accounts.users import ADMIN_ROLE, create_user
+
+    with app.app_context():
+        other = create_user(email="second@example.com", role=ADMIN_ROLE)
+        db.session.commit()
+        other_id = other.id
+    page = text(admin_client.get("/admin/admins"))
+    own = admin_client.post(f"/admin/admins/{admin_user}/revoke", data={"csrf_token": csrf_from(page)})
+    assert "cannot remove your own administrator rights" in text(admin_client.get(own.headers["Location"]))
+    admin_client.post(f"/admin/admins/{other_id}/revoke", data={"csrf_token": csrf_from(page)})
+    with app.app_context():
+        assert db.session.get(User, other_id).role == "subscriber"
+        assert db.session.get(User, admin_user).role == ADMIN_ROLE

@@ -236,6 +236,8 @@ def test_every_page_fits_a_phone_and_a_desktop_and_shows_no_secret(app, tab: Tab
         menu = tab.page.locator(".nav-panel nav")
         if width == NARROW:
             assert not menu.is_visible()
+            header = tab.page.evaluate("document.querySelector('.sidebar').getBoundingClientRect().height")
+            assert header < 80, header  # a bar, not a first screen full of menu
             tab.page.click("label.nav-button")
             assert menu.is_visible()
             tab.shoot("menu-open")

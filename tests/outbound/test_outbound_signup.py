@@ -53,7 +53,7 @@ def test_without_the_csrf_token_nothing_is_created(app, client):
 @pytest.mark.parametrize(
     ("overrides", "status", "text"),
     [
-        ({"email": "nope"}, 422, "valid email"),
+        ({"email": "nope"}, 422, "Enter your email address, like name@example.com."),
         ({"password_confirm": "different"}, 422, "do not match"),
         ({"password": "short", "password_confirm": "short"}, 422, "at least 12"),
         ({"password": "eleven-char", "password_confirm": "eleven-char"}, 422, "at least 12"),
@@ -63,6 +63,8 @@ def test_bad_input_re_renders_the_form(client, overrides, status, text):
     response = client.post("/register", data=form(csrf_token(client), **overrides))
     assert response.status_code == status and text in response.get_data(as_text=True)
     assert 'name="csrf_token"' in response.get_data(as_text=True)
+    assert "value is not a valid" not in response.get_data(as_text=True)  # the validator's words
+    assert "String should have" not in response.get_data(as_text=True)
 
 
 def test_a_taken_email_is_409(client):
