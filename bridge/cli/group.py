@@ -1,4 +1,5 @@
-"""The ``bridge`` command group and what every command shares (``--json``, output, failures).
+"""The ``crm-bridge`` command group (``flask --app app bridge``) and what every command shares
+(``--json``, output, failures).
 
 Every command takes ``--json``. Commands are thin: parse options, call a service, print.
 """
@@ -45,7 +46,7 @@ def missing_schema_message(app: Flask) -> str:
 
 
 class BridgeGroup(AppGroup):
-    """The ``bridge`` group. A command run against a database without the schema (no ``bridge
+    """The ``bridge`` group. A command run against a database without the schema (no ``crm-bridge
     init`` yet) answers one line and exits 1 instead of a SQLAlchemy traceback. Only a missing
     table is caught: any other database error still surfaces as it is."""
 
@@ -60,7 +61,13 @@ class BridgeGroup(AppGroup):
             fail(missing_schema_message(app), as_json, "no_schema")
 
 
-bridge_group = BridgeGroup("bridge", help="crm-bridge administration.")
+bridge_group = BridgeGroup(
+    "bridge",
+    help=(
+        "crm-bridge administration: connections, users, tokens, deliveries. Run it in the project "
+        "folder (its instance/ holds the database and secret key) or set BRIDGE_INSTANCE_PATH."
+    ),
+)
 
 
 def require_schema() -> None:

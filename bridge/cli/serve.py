@@ -42,10 +42,12 @@ def serve_command(host: str, port: int) -> None:
             f"  add URL: {urls['add']}",
             "  set its CRM credentials: crm-bridge connection set default base_url=https://crm.example.com "
             "username=api app_password=...",
+            f"  or in the console: {base_url}/admin/connections/default/edit",
         ]
     lines.append(
         "Create another connection: crm-bridge connection add NAME --type fluentcrm "
-        "--set base_url=https://crm.example.com --set username=api --set app_password=..."
+        "--set base_url=https://crm.example.com --set username=api --set app_password=... "
+        f"(or in the console: {base_url}/admin/connections/new)"
     )
     db.session.commit()
     click.echo("\n".join(lines))

@@ -113,7 +113,7 @@ def admin_create_command(email: str, password_stdin: bool, as_json: bool) -> Non
 @click.argument("name")
 @json_option
 def token_create_command(name: str, as_json: bool) -> None:
-    """An API token for ``Authorization: Bearer …`` on /api. Shown once; stored as a hash."""
+    """An API token for /api (Authorization: Bearer TOKEN). Shown once; stored as a hash."""
     try:
         row, token = api_tokens.create_token(name)
     except api_tokens.TokenNameInvalid as exc:
