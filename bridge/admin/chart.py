@@ -1,4 +1,4 @@
-"""Deliveries per hour by status, drawn as an inline SVG on the server: no JavaScript, no build
+"""Deliveries per hour by status (counted in SQL), drawn as an inline SVG on the server: no JavaScript, no build
 step, no external asset. The SVG scales to its container (``viewBox``), so it fits a phone.
 
 Bars are stacked by status in ``STATUS_COLOURS`` order; each bar has a ``<title>`` (a tooltip
@@ -8,9 +8,15 @@ and what a screen reader reads) with the hour and its counts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from markupsafe import Markup, escape
+from sqlalchemy import func, select
+
+from bridge.delivery.outbox import STATUSES
+from bridge.extensions import db
+from bridge.models import Delivery, utcnow
 
 STATUS_COLOURS = {
     "succeeded": "#16a34a",
@@ -73,3 +79,28 @@ def hourly_svg(buckets: Sequence[tuple[datetime, Mapping[str, int]]], statuses: 
     parts.append("</svg>")
     # Every interpolated value is a number or went through ``escape``.
     return Markup("".join(parts))  # noqa: S704
+
+
+def deliveries_per_hour(now: datetime | None = None, hours: int = 24) -> list[tuple[datetime, dict[str, int]]]:
+    """Deliveries created in each of the last ``hours`` hours, by their status now: oldest hour
+    first, every hour present (empty ones with zeros). Counted in SQL per hour and status."""
+    now = now or utcnow()
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - timedelta(hours=hours)
+    if db.engine.dialect.name == "postgresql":
+        bucket: Any = func.date_trunc("hour", Delivery.created_at)
+    else:
+        bucket = func.strftime("%Y-%m-%d %H:00:00", Delivery.created_at)
+    rows = db.session.execute(
+        select(bucket, Delivery.status, func.count())
+        .where(Delivery.created_at >= start, Delivery.created_at < end)
+        .group_by(bucket, Delivery.status)
+    )
+    hours_list = [start + timedelta(hours=i) for i in range(hours)]
+    counts: dict[datetime, dict[str, int]] = {hour: dict.fromkeys(STATUSES, 0) for hour in hours_list}
+    for hour, status, number in rows:
+        key = hour if isinstance(hour, datetime) else datetime.fromisoformat(str(hour))
+        key = key.replace(tzinfo=None)
+        if key in counts and status in counts[key]:
+            counts[key][status] += number
+    return [(hour, counts[hour]) for hour in hours_list]

@@ -29,8 +29,6 @@ from bridge.outbound.redaction import scrub_text
 from crm_adapters.base import DEFAULT_FIELD_MAP
 from crm_adapters.errors import AdapterError
 
-MAX_GRACE_HOURS = 24 * 30
-
 
 def connection_or_404(name: str) -> Connection:
     connection = connection_service.get_connection(name)
@@ -143,14 +141,11 @@ def connection_catalog_refresh(name: str) -> Response:
 def connection_toggle(name: str) -> Response:
     connection = connection_or_404(name)
     enabled = request.form.get("enabled") == "1"
-    try:
-        settings_service.apply_settings(connection, {"enabled": enabled}, judge_connection=False)
-        db.session.commit()
-    except settings_service.InvalidConnection as exc:  # pragma: no cover - a bool always coerces
-        db.session.rollback()
-        flash(str(exc), "error")
-    else:
-        flash(f"{connection.name} is {'enabled' if enabled else 'disabled'}.", "success")
+    # Not judged as a whole: switching an incomplete connection off (or on) must not wait for
+    # its other settings to be fixed.
+    settings_service.apply_settings(connection, {"enabled": enabled}, judge_connection=False)
+    db.session.commit()
+    flash(f"{connection.name} is {'enabled' if enabled else 'disabled'}.", "success")
     return redirect(url_for("admin.connection_detail", name=connection.name))
 
 
@@ -197,8 +192,8 @@ def parse_grace_hours(raw: str | None) -> float:
         hours = float(text)
     except ValueError:
         raise ValueError(f"The grace period must be a number of hours, not {text or 'nothing'!r}.") from None
-    if not math.isfinite(hours) or not 0 <= hours <= MAX_GRACE_HOURS:
-        raise ValueError(f"The grace period must be between 0 and {MAX_GRACE_HOURS} hours.")
+    if not math.isfinite(hours) or not 0 <= hours <= connection_service.MAX_GRACE_HOURS:
+        raise ValueError(f"The grace period must be between 0 and {connection_service.MAX_GRACE_HOURS} hours.")
     return hours
 
 

@@ -385,28 +385,3 @@ def user_id_from(text: str) -> int:
     if user_id is None:
         raise ValueError(f"No user with the id or email {cleaned!r}." if cleaned else "Name a user by id or email.")
     return user_id
-
-
-def deliveries_per_hour(now: datetime | None = None, hours: int = 24) -> list[tuple[datetime, dict[str, int]]]:
-    """Deliveries created in each of the last ``hours`` hours, by their status now: oldest hour
-    first, every hour present (empty ones with zeros). Counted in SQL per hour and status."""
-    now = now or utcnow()
-    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    start = end - timedelta(hours=hours)
-    if db.engine.dialect.name == "postgresql":
-        bucket: Any = func.date_trunc("hour", Delivery.created_at)
-    else:
-        bucket = func.strftime("%Y-%m-%d %H:00:00", Delivery.created_at)
-    rows = db.session.execute(
-        select(bucket, Delivery.status, func.count())
-        .where(Delivery.created_at >= start, Delivery.created_at < end)
-        .group_by(bucket, Delivery.status)
-    )
-    hours_list = [start + timedelta(hours=i) for i in range(hours)]
-    counts: dict[datetime, dict[str, int]] = {hour: dict.fromkeys(STATUSES, 0) for hour in hours_list}
-    for hour, status, number in rows:
-        key = hour if isinstance(hour, datetime) else datetime.fromisoformat(str(hour))
-        key = key.replace(tzinfo=None)
-        if key in counts and status in counts[key]:
-            counts[key][status] += number
-    return [(hour, counts[hour]) for hour in hours_list]

@@ -152,7 +152,7 @@ def deliveries() -> str | tuple[str, int]:
     html = render_template(
         "admin/deliveries.html",
         problem=problem,
-        chart=chart.hourly_svg(queries.deliveries_per_hour(), STATUSES),
+        chart=chart.hourly_svg(chart.deliveries_per_hour(), STATUSES),
         page=page,
         status=status,
         connection=connection,

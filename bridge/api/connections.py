@@ -25,7 +25,6 @@ from bridge.models import Connection
 from crm_adapters.errors import AdapterError
 
 PAGE_SIZE = 50
-MAX_GRACE_HOURS = 24 * 30
 
 
 def json_object() -> dict[str, Any]:
@@ -165,8 +164,8 @@ def rotate_connection_key(name: str) -> Any:
     grace = body.get("grace_hours", 24)
     if isinstance(grace, bool) or not isinstance(grace, int | float) or not math.isfinite(grace):
         raise ApiError(400, "invalid_parameter", "grace_hours must be a number")
-    if not 0 <= grace <= MAX_GRACE_HOURS:
-        raise ApiError(400, "invalid_parameter", f"grace_hours must be between 0 and {MAX_GRACE_HOURS}")
+    if not 0 <= grace <= connections.MAX_GRACE_HOURS:
+        raise ApiError(400, "invalid_parameter", f"grace_hours must be between 0 and {connections.MAX_GRACE_HOURS}")
     key = connections.rotate_access_key(connection, float(grace))
     db.session.commit()
     return {**new_key_body(connection, key), "grace_hours": grace}

@@ -37,6 +37,7 @@ from crm_adapters.base import Adapter, HttpClient
 logger = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_GRACE_HOURS = 24 * 30  # the longest an old key may keep working after a rotation
 ACCESS_KEY_PREFIX = "cbk_"
 
 

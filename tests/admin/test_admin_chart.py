@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from bridge.accounts.login_links import make_login_token
 from bridge.accounts.users import create_user
-from bridge.admin import chart, queries
+from bridge.admin import chart
 from bridge.delivery import outbox
 from bridge.extensions import db
 from bridge.models import utcnow
@@ -22,7 +22,7 @@ def test_deliveries_are_counted_per_hour_by_status(ctx):
         row.status, row.created_at = status, now - timedelta(hours=hours_ago)
     db.session.commit()
 
-    buckets = queries.deliveries_per_hour(now)
+    buckets = chart.deliveries_per_hour(now)
     assert len(buckets) == 24
     assert buckets[-1][0] == now.replace(minute=0)
     assert buckets[-1][1]["dead"] == 2 and buckets[-1][1]["succeeded"] == 1
