@@ -219,3 +219,29 @@ def test_the_dry_run_pane_renders_a_registration_for_a_preset_or_a_user(app, adm
     assert missing.status_code == 422 and "No user with the id or email" in text(missing)
     with app.app_context():
         assert db.session.execute(db.text("select count(*) from delivery")).scalar() == 5  # the site's, no more
+
+
+def test_every_connection_type_has_a_form(admin_client):
+    from bridge.connections.adapter_registry import adapter_types
+
+    for type_slug, adapter in adapter_types().items():
+        response = admin_client.get(f"/admin/connections/new?type={type_slug}")
+        assert response.status_code == 200, type_slug
+        body = text(response)
+        for setting in adapter.settings:
+            assert f'name="{setting.name}"' in body, (type_slug, setting.name)
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+@responses.activate
+def test_the_dry_run_pane_can_send_for_real(app, admin_client, site):
+    responses.post(f"{FLUENT_API}/subscribers", json={"contact": {"id": 99}, "action_type": "created"})
+    page = text(admin_client.get("/admin/connections/fluent/dry-run"))
+    body = text(
+        admin_client.post(
+            "/admin/connections/fluent/dry-run", data={"csrf_token": csrf_from(page), "subject": "preset", "send": "1"}
+        )
+    )
+    assert "sent" in body and "HTTP 200" in body
+    assert [c.request.url for c in responses.calls] == [f"{FLUENT_API}/subscribers"]
+    assert APP_PASSWORD not in body
