@@ -25,8 +25,8 @@ STATUS_COLOURS = {
     "failed": "#f59e0b",
     "dead": "#ef4444",
 }
-WIDTH, HEIGHT = 720, 180
-LEFT, BOTTOM, TOP = 34, 22, 8
+WIDTH, HEIGHT = 720, 220
+LEFT, BOTTOM, TOP = 36, 32, 16
 
 
 def _nice_ceiling(value: int) -> int:
@@ -73,9 +73,9 @@ def hourly_svg(buckets: Sequence[tuple[datetime, Mapping[str, int]]], statuses: 
         parts.append("</g>")
         if index % 3 == 0:
             centre = x + bar_w / 2
-            parts.append(
-                f'<text x="{centre:.1f}" y="{HEIGHT - 6}" class="chart-axis" text-anchor="middle">{hour:%H}h</text>'
-            )
+            minor = " chart-minor" if index % 6 else ""  # hidden on a phone, where labels are larger
+            label = f'x="{centre:.1f}" y="{HEIGHT - 6}" class="chart-axis{minor}" text-anchor="middle"'
+            parts.append(f"<text {label}>{hour:%H}h</text>")
     parts.append("</svg>")
     # Every interpolated value is a number or went through ``escape``.
     return Markup("".join(parts))  # noqa: S704

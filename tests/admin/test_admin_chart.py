@@ -30,7 +30,7 @@ def test_deliveries_are_counted_per_hour_by_status(ctx):
     assert sum(sum(counts.values()) for _, counts in buckets) == 4  # 30 hours ago is out
 
     svg = str(chart.hourly_svg(buckets, outbox.STATUSES))
-    assert svg.startswith("<svg") and 'viewBox="0 0 720 180"' in svg
+    assert svg.startswith("<svg") and 'viewBox="0 0 720 220"' in svg
     assert "4 in all" in svg and "2 dead" in svg
     assert svg.count('fill="#ef4444"') == 1  # one dead segment: the hour with two
 
