@@ -64,6 +64,7 @@ def _render_form(
         current = {**current, **{k: v for k, v in changes.items() if k not in secret_names and v is not None}}
         field_map = list(forms.field_map_from(request.form).items())
     found = crm_catalog.cached_catalog(connection) if connection else None
+    tags = current.get("assign_tags") or []  # a list as stored, the typed text when sent back
     html = render_template(
         "admin/connection_form.html",
         connection=connection,
@@ -72,8 +73,8 @@ def _render_form(
         name=name or (connection.name if connection else ""),
         fields=forms.form_fields(type_slug, current),
         field_map=field_map,
-        assign_tags=", ".join(current.get("assign_tags") or []),
-        enabled=bool(current.get("enabled", True)) if connection else True,
+        assign_tags=tags if isinstance(tags, str) else ", ".join(tags),
+        enabled=bool(current.get("enabled", True)),
         local_fields=forms.local_field_names(),
         catalog=found,
         problems=problems or [],

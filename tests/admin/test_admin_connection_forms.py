@@ -100,12 +100,19 @@ def test_creating_a_connection_answers_with_the_key_and_complete_urls_once(app, 
 def test_an_invalid_form_is_shown_again_with_plain_reasons(app, admin_client):
     response = admin_client.post(
         "/admin/connections/new",
-        data={"csrf_token": token(admin_client), "type": "fluentcrm", "name": "Not A Slug", "password_length": "abc"},
+        data={
+            "csrf_token": token(admin_client),
+            "type": "fluentcrm",
+            "name": "Not A Slug",
+            "password_length": "abc",
+            "assign_tags": "vip, web",
+        },
     )
     assert response.status_code == 422
     body = text(response)
     assert "name must be a lower-case slug" in body
-    assert 'value="Not A Slug"' in body  # what was typed is kept
+    assert 'value="Not A Slug"' in body and 'value="vip, web"' in body  # what was typed is kept
+    assert 'name="enabled" value="1" checked' not in body  # left unticked, shown unticked
     assert "pydantic" not in body and "validation error" not in body
     with app.app_context():
         assert get_connection("Not A Slug") is None
