@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 
@@ -70,6 +71,7 @@ PAGE_MESSAGES = {
     404: "There is nothing at this address. Check the link, or start again from the menu.",
     429: "Too many attempts from your address. Wait a minute, then try again.",
     405: "This page does not accept that kind of request.",
+    500: "Something went wrong on the server. Try again in a moment; the log says more.",
 }
 CSRF_MESSAGE = "The form had expired or was not sent from this site. Reload the page and submit it again."
 
@@ -79,7 +81,7 @@ def html_error(error: HTTPException) -> tuple[str, int, dict[str, str]]:
     never Werkzeug's bare text, and never its default descriptions (they address developers)."""
     status = error.code or 500
     description = error.description if error.description != type(error).description else None
-    if type(error).__name__ == "CSRFError":
+    if isinstance(error, CSRFError):
         description = CSRF_MESSAGE
     message = description or PAGE_MESSAGES.get(status) or "Something about that request was wrong."
     headers = {k: v for k, v in error.get_headers() if k.lower() == "retry-after"}
