@@ -238,6 +238,12 @@ def link_base_url(payload: dict[str, Any]) -> str:
     return (configured or payload.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
 
 
+def login_link(user: User, base_url: str | None = None) -> str:
+    """A fresh one-time login link for ``user`` (``crm-bridge user login-link``): on
+    ``BRIDGE_BASE_URL`` when set, else on ``base_url``."""
+    return f"{link_base_url({'base_url': base_url})}/login/{make_login_token(user)}"
+
+
 def mail_domain(base_url: str) -> str:
     """The domain for the default sender and the Message-ID: the site's host when it is a
     name, else ``localhost`` (an IP address is not a valid mail domain)."""
@@ -287,7 +293,7 @@ def send_welcome(ctx: JobContext) -> dict[str, Any]:
     sender = config.get("BRIDGE_MAIL_FROM") or str(Address(_one_line(site_name), "no-reply", domain))
     message = build_welcome_message(
         user,
-        link=f"{base_url}/login/{make_login_token(user)}",
+        link=login_link(user, base_url),
         site_name=site_name,
         sender=sender,
         message_id=welcome_message_id(ctx.delivery, domain),

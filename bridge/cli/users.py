@@ -14,7 +14,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from bridge.accounts import api_tokens, registration, staff, user_json, users
+from bridge.accounts import api_tokens, registration, staff, user_json, users, welcome_mail
 from bridge.cli.group import bridge_group, emit, fail, json_option
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, User, iso
@@ -196,6 +196,27 @@ def user_create_command(
         return f"Created user {who}; queued {len(queued)} push(es)."
 
     emit(data, as_json, render)
+
+
+@user_group.command("login-link")
+@click.argument("email")
+@click.option("--send", is_flag=True, help="Mail it (the welcome mail) instead of printing it.")
+@json_option
+def user_login_link_command(email: str, send: bool, as_json: bool) -> None:
+    """A fresh one-time login link for EMAIL (valid 72 hours): printed, or mailed with --send."""
+    user = users.find_by_email(email)
+    if user is None:
+        fail(f"no user with the email {email!r} (see: crm-bridge user list)", as_json, "not_found")
+    if send:
+        delivery = welcome_mail.queue_welcome(user)
+        db.session.commit()
+        emit(
+            {"email": user.email, "queued": True, "delivery_id": delivery.id},
+            as_json,
+            lambda d: f"A login link is queued for {d['email']} (delivery #{d['delivery_id']}).",
+        )
+        return
+    emit({"email": user.email, "link": welcome_mail.login_link(user)}, as_json, lambda d: d["link"])
 
 
 @user_group.command("list")

@@ -185,3 +185,19 @@ def test_token_names_are_unique_and_tokens_are_listed_and_revoked(app, client, c
     assert client.get("/api/connections", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     code, missing = cli_json("token", "revoke", "zapier")
     assert code == 1 and missing["error"] == "not_found"
+
+
+def test_user_login_link_prints_a_working_link_or_queues_the_mail(app, client, cli_json):
+    from bridge.delivery import outbox
+
+    cli_json("user", "create", "--email", "ann@example.com")
+    code, data = cli_json("user", "login-link", "ANN@example.com")
+    assert code == 0 and data["link"].startswith("http://127.0.0.1:5000/login/")
+    path = data["link"].removeprefix("http://127.0.0.1:5000")
+    assert "Set your password" in client.get(path).get_data(as_text=True)
+    code, queued = cli_json("user", "login-link", "ann@example.com", "--send")
+    assert code == 0 and queued["queued"] is True
+    with app.app_context():
+        assert db.session.get(Delivery, queued["delivery_id"]).kind == outbox.MAIL_WELCOME
+    code, missing = cli_json("user", "login-link", "nobody@example.com")
+    assert code == 1 and missing["error"] == "not_found"
