@@ -40,6 +40,12 @@ def roles_with_counts() -> list[tuple[Role, int]]:
     return [(role, counts.get(role.slug, 0)) for role in db.session.scalars(select(Role).order_by(Role.slug))]
 
 
+def assignable_roles() -> list[str]:
+    """Roles a connection may give its users (``default_role``): every role but administrator,
+    which no webhook assigns."""
+    return [role.slug for role, _ in roles_with_counts() if role.slug != users.ADMIN_ROLE]
+
+
 def administrators() -> list[User]:
     return list(db.session.scalars(select(User).where(User.role == users.ADMIN_ROLE).order_by(User.email)))
 

@@ -14,6 +14,7 @@ import math
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from bridge.accounts import staff
 from bridge.admin import queries
 from bridge.admin.blueprint import bp
 from bridge.connections import catalog as crm_catalog
@@ -71,7 +72,7 @@ def _render_form(
         type_slug=type_slug,
         adapter=adapter_types()[type_slug],
         name=name or (connection.name if connection else ""),
-        fields=forms.form_fields(type_slug, current),
+        fields=forms.form_fields(type_slug, current, roles=staff.assignable_roles()),
         field_map=field_map,
         assign_tags=tags if isinstance(tags, str) else ", ".join(tags),
         enabled=bool(current.get("enabled", True)),

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bridge.connections.settings import COMMON_SETTINGS, settings_for_type
+from bridge.connections.settings import COMMON_SETTINGS, USERNAME_FORMATS, settings_for_type
 from crm_adapters.base import Setting
 
 SPECIAL = frozenset({"field_map", "assign_tags", "enabled"})  # edited by their own widgets
@@ -46,6 +46,7 @@ class FormField:
     checked: bool  # for bools
     is_set: bool  # a secret is stored (the input says "leave blank to keep")
     group: str  # "crm" (the adapter's own) | "behaviour" (every type's)
+    choices: tuple[str, ...] = ()  # a select instead of a text input
 
     @property
     def input_type(self) -> str:
@@ -64,11 +65,15 @@ def _shown(setting: Setting, value: Any) -> str:
     return str(value)
 
 
-def form_fields(type_slug: str, current: Mapping[str, Any] | None = None) -> list[FormField]:
+def form_fields(
+    type_slug: str, current: Mapping[str, Any] | None = None, *, roles: Sequence[str] = ()
+) -> list[FormField]:
     """The inputs for ``type_slug``, filled from ``current`` (settings as shown: secrets are
     only reported as set, never filled in). The field map, tags and the enabled switch have
-    their own widgets and are left out."""
+    their own widgets and are left out. ``roles`` (the roles that exist) makes
+    ``default_role`` a choice, as ``username_format`` is."""
     current = current or {}
+    choices = {"username_format": tuple(USERNAME_FORMATS), "default_role": tuple(roles)}
     fields = []
     for setting in settings_for_type(type_slug):
         if setting.name in SPECIAL:
@@ -86,6 +91,7 @@ def form_fields(type_slug: str, current: Mapping[str, Any] | None = None) -> lis
                 checked=bool(value) if setting.kind == "bool" else False,
                 is_set=bool(setting.secret and current.get(setting.name)),
                 group="behaviour" if setting.name in COMMON_NAMES else "crm",
+                choices=choices.get(setting.name, ()),
             )
         )
     return fields

@@ -121,6 +121,9 @@ def test_an_invalid_form_is_shown_again_with_plain_reasons(app, admin_client):
 def test_editing_keeps_a_secret_left_blank_and_replaces_the_field_map(app, admin_client, site):
     page = text(admin_client.get("/admin/connections/fluent/edit"))
     assert APP_PASSWORD not in page and 'name="app_password" value=""' in page
+    role_select = page.split('<select name="default_role">', 1)[1].split("</select>", 1)[0]
+    assert "<option selected>subscriber</option>" in role_select and "administrator" not in role_select
+    assert '<select name="username_format">' in page
     response = admin_client.post(
         "/admin/connections/fluent/edit",
         data={
