@@ -87,6 +87,9 @@ class DeliveryWorker:
         self.inline = inline
         self.worker_id = worker_id or new_worker_id(inline)
         self.poll_seconds = float(app.config.get("BRIDGE_WORKER_POLL_SECONDS", 0.1))
+        # Set while the loop sleeps with nothing in hand (until a wake-up or the next poll):
+        # what tests wait for to know that only a wake-up can start the next row.
+        self.waiting = threading.Event()
         self.lease_seconds = float(app.config.get("BRIDGE_LEASE_SECONDS", 60))
         self.heartbeat_seconds = min(HEARTBEAT_SECONDS, self.lease_seconds / 3)
         self.stopping = threading.Event()
@@ -153,7 +156,9 @@ class DeliveryWorker:
                         )
                     if once and idle:
                         break
+                    self.waiting.set()
                     self.wake.wait(max(0.0, min(self.poll_seconds - (now - last_claim), record_in)))
+                    self.waiting.clear()
             # The pool has let its running deliveries finish: record them.
             self._record_and_claim(self._take_finished(time.monotonic(), force=True), limit=0)
         finally:

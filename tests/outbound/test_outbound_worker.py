@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 import responses
@@ -24,32 +23,30 @@ from bridge.models import Connection, Delivery, User
 SECRET = "echo-secret-key-123"
 
 
-def seconds_until_picked_up(app, queue, behaviour, start_worker, commit) -> float:
-    """Start a worker, let it go idle (polling only every 5 s), then ``commit()`` a row and
-    return how long the worker took to start it."""
-    app.config["BRIDGE_WORKER_POLL_SECONDS"] = 5.0  # only the in-process wake-up can be this fast
+def picked_up_by_the_wake_up(app, queue, behaviour, start_worker, commit) -> bool:
+    """Start a worker, let it go idle with a poll of an hour, then ``commit()`` a row: True when
+    the worker starts it anyway, which only the in-process wake-up can make it do (no timing:
+    the 30 s wait is a deadline for a slow machine, two orders below the poll)."""
+    app.config["BRIDGE_WORKER_POLL_SECONDS"] = 3600.0
     picked = threading.Event()
-    picked_at: list[float] = []
 
     def record(ctx):
-        picked_at.append(time.perf_counter())
         picked.set()
 
     worker = start_worker()
-    queue()  # warm-up: the worker then goes idle, waiting up to 5 s
+    queue()  # warm-up: the worker then goes idle, waiting for a wake-up or the hour's poll
     assert worker.wait_until_processed(1)
+    assert worker.waiting.wait(30)
     behaviour.action = record
-    committed = time.perf_counter()
     commit()
-    assert picked.wait(2)
-    return picked_at[-1] - committed
+    return picked.wait(30)
 
 
-def test_an_idle_worker_picks_a_new_row_up_within_200_ms(app, queue, behaviour, start_worker):
-    assert seconds_until_picked_up(app, queue, behaviour, start_worker, queue) < 0.2
+def test_an_idle_worker_is_woken_by_a_new_row(app, queue, behaviour, start_worker):
+    assert picked_up_by_the_wake_up(app, queue, behaviour, start_worker, queue)
 
 
-def test_an_idle_worker_picks_up_a_job_committed_with_its_log_row_within_200_ms(app, queue, behaviour, start_worker):
+def test_an_idle_worker_is_woken_by_a_job_committed_with_its_log_row(app, queue, behaviour, start_worker):
     """``outbox.commit_job`` (the async accept) commits outside the session's hooks on
     PostgreSQL: it wakes this process's workers itself."""
     from bridge.inbound.log import EVENTS, InboundLogEntry, row_values
@@ -63,7 +60,7 @@ def test_an_idle_worker_picks_up_a_job_committed_with_its_log_row_within_200_ms(
                 outbox.commit_job("test.job", connection_id=None, payload={}, dedupe_key="k", along=(EVENTS, log_row))
             )
 
-    assert seconds_until_picked_up(app, queue, behaviour, start_worker, commit_job) < 0.2
+    assert picked_up_by_the_wake_up(app, queue, behaviour, start_worker, commit_job)
     assert behaviour.seen[-1] == job_ids[0]
 
 
