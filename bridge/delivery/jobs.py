@@ -24,7 +24,15 @@ from crm_adapters.base import Adapter
 log = logging.getLogger(__name__)
 
 # Modules whose import registers handlers (kept here so the worker needs no list of its own).
-HANDLER_MODULES = ("bridge.accounts.crm_push", "bridge.inbound.service", "bridge.accounts.welcome_mail")
+HANDLER_MODULES = (
+    "bridge.accounts.crm_push",
+    "bridge.inbound.service",
+    "bridge.accounts.welcome_mail",
+    "bridge.delivery.batch_pages",
+    "bridge.inbound.batch_import",
+    "bridge.accounts.batch_push",
+    "bridge.accounts.batch_undo",
+)
 
 
 @dataclass

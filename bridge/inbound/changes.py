@@ -115,11 +115,11 @@ def apply_contact(runtime: ConnectionRuntime, action: str, plan: ContactPlan, op
         if not linked and contact.contact_id:
             users.link_contact(user, runtime.connection, contact.contact_id)
         return result
-    _changed, tags, _added, _removed = update_from_contact(runtime, user, contact, options, tags_only=False)
+    changed, tags, added, removed = update_from_contact(runtime, user, contact, options, tags_only=False)
     if not linked and contact.contact_id:
         users.link_contact(user, runtime.connection, contact.contact_id)
     body = _add_body(runtime, contact, user, created=False, tags=tags, notified=False, password_queued=False)
-    return ContactResult(body, "updated", user.id)
+    return ContactResult(body, "updated", user.id, changed=bool(changed or added or removed or not linked))
 
 
 def _updated(

@@ -183,6 +183,8 @@ class FakeFluentCrm:
         if method == "GET" and route == "/subscribers/0" and "get_by_email" in query:
             found = self._find_by_email(query["get_by_email"])
             return (200, {"subscriber": self._subscriber(found)}, {}) if found else missing
+        if method == "GET" and route == "/subscribers" and ("page" in query or "tags[]" in query):
+            return 200, self._subscriber_page(query), {}
         if method == "GET" and route == "/subscribers":
             term = query.get("search", "").lower()
             data = [self._subscriber(c) for c in self.contacts.values() if term in c["email"]]
@@ -233,6 +235,33 @@ class FakeFluentCrm:
                         contact["tag_slugs"].append(slug)
             return 200, {"message": "Successfully updated the subscriber."}, {}
         return 404, {"code": "rest_no_route", "message": "No route was found"}, {}
+
+    def _subscriber_page(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """``GET subscribers?tags[]=ID&per_page=N&page=P``, paginated as FluentCRM does
+        (``shared/fixtures/fluentcrm/api/list_by_tag_page.json``: Laravel's paginator, oldest
+        first, ``per_page`` 10 unless given)."""
+        matching = list(self.contacts.values())
+        if "tags[]" in query:
+            tag_id = int(query["tags[]"])
+            matching = [c for c in matching if any(self.tags[s]["id"] == tag_id for s in c["tag_slugs"])]
+        per_page, page = int(query.get("per_page") or 10), int(query.get("page") or 1)
+        last_page = max(1, -(-len(matching) // per_page))
+        chunk = matching[(page - 1) * per_page : page * per_page]
+        start = (page - 1) * per_page + 1
+        return {
+            "subscribers": {
+                "total": len(matching),
+                "per_page": per_page,
+                "current_page": page,
+                "last_page": last_page,
+                "next_page_url": None if page >= last_page else f"{self.url}{API_PATH}/subscribers?page={page + 1}",
+                "prev_page_url": None,
+                "from": start if chunk else None,
+                "to": start + len(chunk) - 1 if chunk else None,
+                "data": [self._subscriber(c) for c in chunk],
+            },
+            "custom": None,
+        }
 
     def _apply(self, contact: dict[str, Any], fields: Mapping[str, Any]) -> None:
         for key, value in fields.items():
