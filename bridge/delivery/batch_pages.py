@@ -82,7 +82,8 @@ def record_page(batch_id: int, page: int, work: PageWork) -> dict[str, int]:
     attempt). Returns the counts that were new."""
     new = _insert_items(batch_id, work)
     counts = Counter(outcome for _key, outcome, _error in new)
-    batch = db.session.scalar(select(Batch).where(Batch.id == batch_id).with_for_update())
+    fresh = select(Batch).where(Batch.id == batch_id).with_for_update().execution_options(populate_existing=True)
+    batch = db.session.scalar(fresh)  # the row as it is now (a cancel may have come meanwhile)
     if batch is None:
         return {}
     values: dict[str, Any] = {name: getattr(Batch, name) + counts.get(name, 0) for name in COUNTED}
@@ -137,14 +138,18 @@ def _insert_items(batch_id: int, work: PageWork) -> list[tuple[str, str, str | N
         }
         for item in {item.key[:191]: item for item in work.items}.values()
     ]
-    dialect_insert = sqlite.insert if is_sqlite() else postgresql.insert
-    statement = (
-        dialect_insert(_ITEMS)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["batch_id", "item_key"])
-        .returning(_ITEMS.c.item_key, _ITEMS.c.outcome, _ITEMS.c.error)
-    )
-    return [tuple(row) for row in db.session.connection().execute(statement)]  # type: ignore[misc]
+    statement = _INSERT_ITEMS["sqlite" if is_sqlite() else "postgresql"]
+    return [tuple(row) for row in db.session.connection().execute(statement, rows)]  # type: ignore[misc]
+
+
+# ``INSERT … ON CONFLICT (batch_id, item_key) DO NOTHING RETURNING …``, built once per dialect
+# and run as one executemany (compiling a fresh multi-row VALUES per page cost more than running it).
+_INSERT_ITEMS = {
+    name: dialect_insert(_ITEMS)
+    .on_conflict_do_nothing(index_elements=["batch_id", "item_key"])
+    .returning(_ITEMS.c.item_key, _ITEMS.c.outcome, _ITEMS.c.error)
+    for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
 
 
 def fail_batch(batch_id: int, message: str) -> None:
