@@ -5,7 +5,7 @@ holds the read-side helpers the pages share, ``views`` renders them. Every form 
 token (Flask-WTF's ``CSRFProtect`` is global and not exempted here).
 """
 
-from bridge.admin import auth, views  # noqa: F401  (routes register on import)
+from bridge.admin import auth, batches, views  # noqa: F401  (routes register on import)
 from bridge.admin.blueprint import bp
 
 __all__ = ["bp"]
