@@ -74,6 +74,7 @@ class FakeFluentCrm:
         self.scripted: list[Scripted] = []
         self.reject_writes_with: int | None = None
         self.gate: threading.Event | None = None  # when set to an Event, requests wait on it
+        self.gate_when: Callable[[Recorded], bool] | None = None  # set: only matching requests wait
         self.arrived = threading.Event()  # set whenever a request arrives
         self._next_id = 1
         for name in tags:
@@ -307,12 +308,11 @@ class FakeFluentCrm:
                 query = dict(pairs)
                 if any(k == "with[]" for k, _ in pairs):  # repeated: all of them, comma-joined
                     query["with[]"] = ",".join(v for k, v in pairs if k == "with[]")
+                recorded = Recorded(self.command, parts.path, query, dict(self.headers.items()), body, time.monotonic())
                 with fake.lock:
-                    fake.requests.append(
-                        Recorded(self.command, parts.path, query, dict(self.headers.items()), body, time.monotonic())
-                    )
+                    fake.requests.append(recorded)
                     fake.lock.notify_all()
-                    gate = fake.gate
+                    gate = fake.gate if fake.gate_when is None or fake.gate_when(recorded) else None
                 fake.arrived.set()
                 if gate is not None:
                     gate.wait(30)
