@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fakecrm import FakeFluentCrm, Scripted, connection_settings
 from sqlalchemy import func, select
+from test_batch_import import wait_finished
 
 from bridge.accounts import users
 from bridge.extensions import db
@@ -130,3 +131,24 @@ def test_fake_paginates_like_fluentcrm(fake_crm: FakeFluentCrm, crm_fixture):
     fake_crm.seed_contact("a@example.com")
     page = fake_crm._subscriber_page({"per_page": "1", "page": "1"})["subscribers"]
     assert set(page) == set(recorded)
+
+
+def test_a_registration_is_pushed_before_a_running_batch_is_done(
+    app, client, auth_headers, runner, make_connection, fake_crm, start_worker
+):
+    """The batch runs a short page at a time, each queued behind what is already due: a
+    registration made while it runs waits for one page at most, not for the batch (200 pushes
+    at 10 ms each are four pages or more)."""
+    make_connection("fluent", "fluentcrm", **connection_settings(fake_crm))
+    make_users(app, 200, prefix="batch")
+    fake_crm.delay = 0.01
+    start_worker(concurrency=1)  # one thread: the batch and the registration compete for it
+    started = run_cli(runner, "push", "fluent", "--detach")
+    assert fake_crm.wait_for(lambda f: bool(f.requests_to("POST", "/subscribers")))
+
+    assert client.post("/api/users", json={"email": "new@example.com"}, headers=auth_headers).status_code == 201
+    done = wait_finished(client, auth_headers, started["id"])
+
+    assert (done["status"], done["done"]) == ("succeeded", 200)
+    creates = [r.json["email"] for r in fake_crm.requests_to("POST", "/subscribers")]
+    assert creates.index("new@example.com") < creates.index("batch199@example.com")
