@@ -51,7 +51,11 @@ def import_page(page: PageContext) -> PageWork:
     options = InboundOptions(role=params.get("role") or None, send_notification=bool(params.get("send_welcome")))
     tag = params.get("tag") or None
     listing = _listing(runtime.adapter, page.batch.id, tag, page.cursor)
-    ahead = _Prefetch(runtime.adapter, page.batch.id, tag, listing.next_cursor) if listing.next_cursor else None
+    # Not for a rate-limited CRM: its requests wait for room, which gains nothing here, and the
+    # shared counter's write (on SQLite) would wait for this page's own transaction.
+    ahead = None
+    if listing.next_cursor and runtime.adapter.throttle is None:
+        ahead = _Prefetch(runtime.adapter, page.batch.id, tag, listing.next_cursor)
     try:
         return _import(runtime, page, listing, options)
     finally:
