@@ -13,7 +13,7 @@ from test_batch_import import wait_finished
 
 from bridge.accounts import users
 from bridge.extensions import db
-from bridge.models import Connection, ContactLink, User, UserTag
+from bridge.models import Connection, ContactLink, Delivery, Role, User, UserTag
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -152,3 +152,27 @@ def test_a_registration_is_pushed_before_a_running_batch_is_done(
     assert (done["status"], done["done"]) == ("succeeded", 200)
     creates = [r.json["email"] for r in fake_crm.requests_to("POST", "/subscribers")]
     assert creates.index("new@example.com") < creates.index("batch199@example.com")
+
+
+def test_import_from_the_cli_keeps_a_refused_contact_and_sends_welcome_mail_with_the_role(
+    app, runner, make_connection, fake_crm, start_worker
+):
+    make_connection("fluent", "fluentcrm", **connection_settings(fake_crm))
+    with app.app_context():
+        db.session.add(Role(slug="member", title="Member"))
+        db.session.commit()
+    for n in range(3):
+        fake_crm.seed_contact(f"c{n}@example.com", first_name=f"C{n}")
+    fake_crm.seed_contact("", first_name="No email")  # FluentCRM lets a contact have none
+    start_worker(concurrency=1)
+
+    result = runner.invoke(args=["bridge", "batch", "import", "fluent", "--role", "member", "--send-welcome"])
+
+    assert result.exit_code == 0, result.output
+    assert "succeeded 4/4" in result.stderr  # a plain progress line: not a terminal
+    assert "3 created, 0 updated, 0 unchanged, 1 failed" in result.stdout
+    assert "missing_email" in result.stdout
+    with app.app_context():
+        assert set(db.session.scalars(select(User.role))) == {"member"}
+        mails = db.session.scalar(select(func.count()).select_from(Delivery).where(Delivery.kind == "mail.welcome"))
+        assert mails == 3
