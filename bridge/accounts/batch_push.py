@@ -35,7 +35,7 @@ from bridge.delivery.deliveries import DeliveryAbandoned
 from bridge.delivery.retry_schedule import backoff_seconds
 from bridge.extensions import db
 from bridge.models import Connection, ContactLink, User, iso, utcnow
-from crm_adapters.base import Adapter, OutboundEvent
+from crm_adapters.base import Adapter, OutboundContact, OutboundEvent
 from crm_adapters.errors import AdapterError
 
 PAGE_SECONDS = 0.5
@@ -70,9 +70,16 @@ def _current_links(connection: Connection, user_ids: list[int]) -> dict[int, str
 ItemStep = Callable[[Adapter, User, str | None], tuple[str, str | None, list[str] | None]]
 
 
-def _run_users(page: PageContext, item_step: ItemStep, *, unlinked_only: bool) -> PageWork:
+def _run_users(
+    page: PageContext,
+    item_step: ItemStep,
+    *,
+    unlinked_only: bool,
+    before_crm: Callable[[Adapter, list[User]], None] | None = None,
+) -> PageWork:
     """Walk a page of users through ``item_step`` (CRM calls only: it returns the outcome, the
-    contact id to link and the tags to store), then make the page's links and tag changes."""
+    contact id to link and the tags to store), then make the page's links and tag changes.
+    ``before_crm`` reads what the steps need while the page's read transaction is open."""
     connection = page.connection
     if connection is None:
         raise DeliveryAbandoned("the connection of this batch was removed")
@@ -86,6 +93,8 @@ def _run_users(page: PageContext, item_step: ItemStep, *, unlinked_only: bool) -
     rows = list(db.session.scalars(query.order_by(User.id).limit(PAGE_SIZE)))
     links = _current_links(connection, [u.id for u in rows]) if rows else {}
     adapter = build_adapter(connection, page.job)
+    if before_crm is not None:
+        before_crm(adapter, rows)
     db.session.commit()  # no transaction while the CRM answers
     deadline = time.monotonic() + PAGE_SECONDS
     new_links: list[LinkContact] = []
@@ -127,16 +136,23 @@ def _run_users(page: PageContext, item_step: ItemStep, *, unlinked_only: bool) -
 
 @batch_operation("push")
 def push_page(page: PageContext) -> PageWork:
-    every = bool(page.params.get("all"))
+    """Each user as its registration push: the user's local tags and ``assign_tags`` applied,
+    linked, and those tags recorded as the user's tags for the connection."""
+    contacts: dict[int, OutboundContact] = {}
+
+    def read(adapter: Adapter, rows: list[User]) -> None:
+        for user in rows:
+            event = OutboundEvent(
+                id=f"batch-{page.batch.id}-user-{user.id}", type="user.registered", occurred_at=iso(utcnow()) or ""
+            )
+            contacts[user.id] = registration_contact(user, adapter, event)
 
     def push_one(adapter: Adapter, user: User, linked: str | None) -> tuple[str, str | None, list[str] | None]:
-        event = OutboundEvent(
-            id=f"batch-{page.batch.id}-user-{user.id}", type="user.registered", occurred_at=iso(utcnow()) or ""
-        )
-        contact_id = upsert_registration(adapter, registration_contact(user, adapter, event))
-        return ("updated" if linked else "created"), contact_id, None
+        contact = contacts[user.id]
+        contact_id = upsert_registration(adapter, contact)
+        return ("updated" if linked else "created"), contact_id, (list(contact.tags) if contact_id else None)
 
-    return _run_users(page, push_one, unlinked_only=not every)
+    return _run_users(page, push_one, unlinked_only=not page.params.get("all"), before_crm=read)
 
 
 @batch_operation("resync", lists_crm=True)
