@@ -176,3 +176,26 @@ def test_import_from_the_cli_keeps_a_refused_contact_and_sends_welcome_mail_with
         assert set(db.session.scalars(select(User.role))) == {"member"}
         mails = db.session.scalar(select(func.count()).select_from(Delivery).where(Delivery.kind == "mail.welcome"))
         assert mails == 3
+
+
+def test_push_applies_and_records_the_users_local_tags_as_a_registration_does(
+    app, runner, make_connection, fake_crm, start_worker
+):
+    make_connection("fluent", "fluentcrm", **connection_settings(fake_crm, assign_tags=["site"]))
+    [user_id] = make_users(app, 1)
+    with app.app_context():
+        users.replace_tags_for(db.session.get(User, user_id), None, ["gold"])
+        db.session.commit()
+    start_worker(concurrency=1)
+
+    body = run_cli(runner, "push", "fluent")
+
+    assert (body["status"], body["created"]) == ("succeeded", 1)
+    [contact] = fake_crm.contacts.values()
+    assert sorted(contact["tag_slugs"]) == ["gold", "site"]
+    with app.app_context():
+        connection_id = db.session.scalar(select(Connection.id))
+        recorded = db.session.scalars(
+            select(UserTag.name).where(UserTag.user_id == user_id, UserTag.connection_id == connection_id)
+        )
+        assert sorted(recorded) == ["gold", "site"]
