@@ -34,6 +34,10 @@ _LINKED = select(ContactLink.contact_id, ContactLink.user_id).where(
     ContactLink.unlinked_at.is_(None),
 )
 _BY_EMAIL = select(User.email, User.id).where(User.email.in_(bindparam("emails", expanding=True)))
+# RETURNING makes SQLAlchemy write a page's rows in one statement ("insertmanyvalues"); a plain
+# executemany is one statement per row on psycopg.
+_INSERT_LINKS = insert(ContactLink.__table__).returning(ContactLink.__table__.c.id)
+_INSERT_TAGS = insert(UserTag.__table__).returning(UserTag.__table__.c.id)
 
 
 def fits(runtime: ConnectionRuntime, contact: Contact) -> bool:
@@ -108,7 +112,7 @@ def _create(runtime: ConnectionRuntime, contacts: list[Contact], options: Inboun
     connection_id = runtime.connection_id
     connection = db.session.connection()
     connection.execute(
-        insert(ContactLink.__table__),
+        _INSERT_LINKS,
         [
             {"connection_id": connection_id, "contact_id": c.contact_id, "user_id": user_id, "linked_at": now}
             for c, user_id in zip(contacts, ids, strict=True)
@@ -121,7 +125,7 @@ def _create(runtime: ConnectionRuntime, contacts: list[Contact], options: Inboun
         for name in names_
     ]
     if tag_rows:
-        connection.execute(insert(UserTag.__table__), tag_rows)
+        connection.execute(_INSERT_TAGS, tag_rows)
     welcome = [user_id for user_id, n in zip(ids, new_users, strict=True) if n.notify]
     if welcome:
         mail.queue_welcome_many(welcome, connection_id)
