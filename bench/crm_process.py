@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _serve(delay: float, connection: Any) -> None:
+def _serve(delay: float, connection: Any, contacts: int = 0, tag: str = "") -> None:
     sys.path.insert(0, str(ROOT / "tests" / "e2e"))
     sys.path.insert(0, str(ROOT))
     from fakecrm import FakeFluentCrm, connection_settings
@@ -25,6 +25,10 @@ def _serve(delay: float, connection: Any) -> None:
     seen: dict[str, float] = {}
     scanned = 0
     with FakeFluentCrm(delay=delay) as fake:
+        if tag:
+            fake._create_tag(tag)
+        for number in range(contacts):  # contacts the CRM already has (bench/batch.py imports them)
+            fake.seed_contact(f"contact{number}@example.com", first_name=f"C{number}", tag_slugs=[tag] if tag else [])
         connection.send(connection_settings(fake))
         while True:
             command = connection.recv()
@@ -40,12 +44,15 @@ def _serve(delay: float, connection: Any) -> None:
 
 class FakeCrmProcess:
     """``with FakeCrmProcess(delay) as crm:`` ``crm.settings`` (connection settings),
-    ``crm.count()`` (contacts pushed so far), ``crm.arrivals()`` (email → first push time)."""
+    ``crm.count()`` (contacts pushed so far), ``crm.arrivals()`` (email → first push time).
+    ``contacts`` seeds that many contacts first, with ``tag`` when given."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, *, contacts: int = 0, tag: str = "") -> None:
         self.delay = delay
         self._pipe, child = multiprocessing.Pipe()
-        self._process = multiprocessing.get_context("spawn").Process(target=_serve, args=(delay, child), daemon=True)
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(delay, child, contacts, tag), daemon=True
+        )
         self.settings: dict[str, Any] = {}
 
     def __enter__(self) -> FakeCrmProcess:

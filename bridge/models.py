@@ -298,3 +298,52 @@ class RateLimitCounter(db.Model):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Batch(db.Model):
+    """A batch operation (CONTRACT.md §11): an import, push, resync or undo over many contacts or
+    users, run page by page by the delivery workers (``bridge.delivery.batches``). The counters
+    move only when an item row is first written, so a page that runs twice counts once."""
+
+    __tablename__ = "batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operation: Mapped[str] = mapped_column(String(16))
+    connection_id: Mapped[int | None] = mapped_column(ForeignKey("connection.id", ondelete="SET NULL"))
+    connection_name: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    params: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+    total: Mapped[int | None] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[JsonDict]] = mapped_column(JSON, default=list)
+    # The number of the next page to queue; a page queues its successor only by moving this on
+    # (compare-and-set), so a page that runs twice never queues a second successor.
+    next_page: Mapped[int] = mapped_column(Integer, default=1)
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class BatchItem(db.Model):
+    """One contact or user a batch has dealt with. Unique per batch: the first write counts.
+    ``fingerprint`` is kept for users an import created, so ``undo`` can tell whether anyone
+    changed them since."""
+
+    __tablename__ = "batch_item"
+    __table_args__ = (UniqueConstraint("batch_id", "item_key", name="uq_batch_item_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
+    item_key: Mapped[str] = mapped_column(String(191))
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -35,7 +35,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from crm_adapters.base import Adapter, Contact, HttpClient, InboundRequest, OutboundContact, Setting
+from crm_adapters.base import (
+    Adapter,
+    Contact,
+    ContactPage,
+    HttpClient,
+    InboundRequest,
+    OutboundContact,
+    RateLimit,
+    Setting,
+)
 from crm_adapters.errors import ContactNotFound, CrmRejected, InvalidPayload, MissingContactId
 from crm_adapters.field_format import FieldKind, FormatRules
 from crm_adapters.parsing import normalise_email, request_payload, split_tags, stringify_id
@@ -289,3 +298,40 @@ class ActiveCampaignAdapter(Adapter):
     def list_fields(self) -> list[str]:
         custom = [str(f.get("perstag") or f.get("title")) for f in self._custom_fields()]
         return list(CONTACT_PROPERTIES) + custom
+
+    # -- listing (batch import and resync) and the rate limit they keep under --
+
+    # https://developers.activecampaign.com/reference/rate-limits: 5 requests per second per account.
+    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=5, seconds=1)
+
+    def list_contacts(self, tag: str | None = None, cursor: str | None = None) -> ContactPage:
+        """``GET contacts?tagid=ID&limit=100&offset=N`` (``meta.total`` counts them all);
+        the cursor is the next offset and the tag id (``"offset:tag_id"``). Listed contacts
+        carry no tag names: tags are loaded per contact."""
+        offset, tag_id = 0, None
+        if cursor:
+            offset_text, _, tag_text = cursor.partition(":")
+            offset, tag_id = int(offset_text), (tag_text or None)
+        elif tag:
+            tag_id = self._find_tag_id(tag)
+            if tag_id is None:
+                return ContactPage([], None, 0)
+        params: dict[str, Any] = {"limit": PAGE_SIZE, "offset": offset}
+        if tag_id:
+            params["tagid"] = tag_id
+        data = self._request("GET", "contacts", params=params)
+        contacts = []
+        for item in data.get("contacts") or []:
+            if not isinstance(item, Mapping) or not item.get("id"):
+                continue
+            crm_fields = {k: v for k, v in item.items() if not isinstance(v, Mapping | list)}
+            email = normalise_email(item.get("email"))
+            if email:
+                crm_fields["email"] = email
+            contacts.append(
+                Contact(stringify_id(item.get("id")), email, self.local_fields_from(crm_fields), None, dict(item))
+            )
+        total = int((data.get("meta") or {}).get("total") or 0)
+        following = offset + PAGE_SIZE
+        next_cursor = f"{following}:{tag_id or ''}" if contacts and following < total else None
+        return ContactPage(contacts, next_cursor, total)

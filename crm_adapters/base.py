@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -20,6 +21,7 @@ from crm_adapters.errors import (
     ContactNotFound,
     CrmRejected,
     CrmUnavailable,
+    ListingNotSupported,
     RateLimited,
 )
 from crm_adapters.field_format import FieldKind, FormatRules, format_fields
@@ -158,6 +160,29 @@ class OutboundContact:
     event: OutboundEvent | None = None
 
 
+@dataclass
+class ContactPage:
+    """One page of a CRM's contact list (``Adapter.list_contacts``). ``next_cursor`` is what to
+    pass for the next page (a page number, an offset or the CRM's own cursor, as text), None on
+    the last page; ``total`` is the CRM's count of matching contacts when it says."""
+
+    contacts: list[Contact]
+    next_cursor: str | None = None
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A CRM's documented request limit: ``requests`` per ``seconds``, or at most
+    ``concurrent`` requests at once. The host keeps all its processes together under it
+    (``Adapter.throttle``)."""
+
+    requests: int = 0
+    seconds: int = 1
+    concurrent: int = 0
+    source: str = ""
+
+
 # -- the adapter ------------------------------------------------------------------------------
 
 
@@ -183,6 +208,8 @@ class Adapter:
     # CRM fields known to hold plain text (the standard ones): pushing only these needs no
     # look-up of the CRM's field list.
     text_fields: ClassVar[frozenset[str]] = frozenset()
+    # The CRM's documented rate limit (None: none documented). CONTRACT.md §11.
+    rate_limit: ClassVar[RateLimit | None] = None
 
     def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
         self.config = dict(config)
@@ -194,6 +221,9 @@ class Adapter:
         # Set by the host to serialise the creation of a missing tag across its processes
         # (``crm_adapters.tag_catalogue``); None: this process's threads only.
         self.tag_guard: TagGuard | None = None
+        # Set by the host to keep all its processes under ``rate_limit``: entered around every
+        # request :meth:`call` makes (it may wait for a free slot). None: no throttling.
+        self.throttle: Callable[[], AbstractContextManager[None]] | None = None
 
     # -- configuration helpers --
 
@@ -343,6 +373,15 @@ class Adapter:
     def list_fields(self) -> list[str]:
         raise NotImplementedError
 
+    # -- listing (batch import and resync, CONTRACT.md §11) --
+
+    def list_contacts(self, tag: str | None = None, cursor: str | None = None) -> ContactPage:
+        """One page of the CRM's contacts (those with ``tag``, a tag name, when given), with
+        local fields and, where the listing carries them, tags. ``cursor`` is the previous
+        page's ``next_cursor`` (None: the first page). A CRM without a listing API raises
+        ``ListingNotSupported`` (this default)."""
+        raise ListingNotSupported(f"{self.label or self.type or 'this CRM'} has no API to list contacts")
+
     # -- HTTP plumbing --
 
     def call(
@@ -361,7 +400,11 @@ class Adapter:
         ``CrmRejected``. Transport failures come from the client already typed.
         """
         kwargs.setdefault("timeout", float(self.setting("timeout", self.default_timeout)))
-        response = self.http.request(method, url, **kwargs)
+        if self.throttle is None:
+            response = self.http.request(method, url, **kwargs)
+        else:
+            with self.throttle():
+                response = self.http.request(method, url, **kwargs)
         self.raise_for_status(response, not_found_statuses=not_found_statuses)
         return response
 

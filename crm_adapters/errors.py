@@ -99,6 +99,13 @@ class CrmRejected(CrmError):
     error_class = "crm_rejected"
 
 
+class ListingNotSupported(CrmError):
+    """The CRM (or this adapter) has no API to list contacts, so it cannot be imported from or
+    resynced in bulk: final, and the message says so."""
+
+    error_class = "listing_not_supported"
+
+
 class PayloadTooLarge(CrmError):
     """The request body we would send is over the connection's limit: final."""
 

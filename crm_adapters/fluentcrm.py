@@ -38,7 +38,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import Adapter, Contact, HttpClient, InboundRequest, OutboundContact, Setting
+from crm_adapters.base import Adapter, Contact, ContactPage, HttpClient, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import (
     ContactNotFound,
     CrmError,
@@ -400,3 +400,29 @@ class FluentCrmAdapter(Adapter):
         data = self._request("GET", "/custom-fields/contacts") or {}
         custom = [str(f["slug"]) for f in data.get("fields") or [] if isinstance(f, Mapping) and f.get("slug")]
         return sorted(STANDARD_COLUMNS - {"user_id", "company_id", "avatar"}) + custom
+
+    # -- listing (batch import and resync) --
+
+    def list_contacts(self, tag: str | None = None, cursor: str | None = None) -> ContactPage:
+        """``GET subscribers?tags[]=ID&per_page=100&page=N`` (recorded:
+        ``shared/fixtures/fluentcrm/api/list_by_tag_page.json``): the filter takes tag *ids*, so
+        the first page resolves the name once and the cursor carries the id (``"page:tag_id"``).
+        Subscribers come with their tags. A tag FluentCRM does not have lists nothing."""
+        page, tag_id = 1, None
+        if cursor:
+            page_text, _, tag_text = cursor.partition(":")
+            page, tag_id = int(page_text), (int(tag_text) if tag_text else None)
+        elif tag:
+            ids = self._tag_ids([tag], create_missing=False)
+            if not ids:
+                return ContactPage([], None, 0)
+            tag_id = ids[0]
+        params: list[tuple[str, Any]] = [("per_page", PAGE_SIZE), ("page", page)]
+        if tag_id is not None:
+            params.insert(0, ("tags[]", tag_id))
+        listing = (self._request("GET", "/subscribers", params=params) or {}).get("subscribers") or {}
+        contacts = [self._contact_from(s) for s in listing.get("data") or [] if isinstance(s, Mapping) and s.get("id")]
+        last = int(listing.get("last_page") or 1)
+        following = f"{page + 1}:{tag_id if tag_id is not None else ''}" if page < last and contacts else None
+        total = listing.get("total")
+        return ContactPage(contacts, following, int(total) if total is not None else None)

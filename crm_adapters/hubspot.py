@@ -48,7 +48,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from crm_adapters.base import Adapter, Contact, HttpResponse, InboundRequest, OutboundContact, Setting
+from crm_adapters.base import (
+    Adapter,
+    Contact,
+    ContactPage,
+    HttpResponse,
+    InboundRequest,
+    OutboundContact,
+    RateLimit,
+    Setting,
+)
 from crm_adapters.errors import (
     ContactNotFound,
     CrmRejected,
@@ -381,3 +390,48 @@ class HubSpotAdapter(Adapter):
         """From the contact properties' ``type`` and ``fieldType``
         (https://developers.hubspot.com/docs/api/crm/properties)."""
         return {str(p["name"]): property_kind(p) for p in self._properties()}
+
+    # -- listing (batch import and resync) and the rate limit they keep under --
+
+    # https://developers.hubspot.com/docs/api/usage-details: 100 requests per 10 seconds per
+    # private app (Free and Starter).
+    rate_limit: ClassVar[RateLimit | None] = RateLimit(requests=100, seconds=10)
+
+    def list_contacts(self, tag: str | None = None, cursor: str | None = None) -> ContactPage:
+        """Every contact: ``GET /crm/v3/objects/contacts?limit=100&after=…`` (cursor paging,
+        ``paging.next.after``). A tag is a static list: ``GET /crm/v3/lists/{id}/memberships``
+        pages the member ids (same ``after`` cursors), then one ``POST
+        /crm/v3/objects/contacts/batch/read`` loads them. The cursor carries the list id
+        (``"list_id|after"``). Listings carry no list memberships: tags are loaded per contact."""
+        list_id, _, after = (cursor or "").rpartition("|") if cursor else ("", "", "")
+        properties = self._wanted_properties()
+        if tag and not list_id:
+            ids = self._list_ids([tag], create_missing=False)
+            if not ids:
+                return ContactPage([], None, 0)
+            list_id = ids[0]
+        params: dict[str, Any] = {"limit": PAGE_SIZE}
+        if after:
+            params["after"] = after
+        if list_id:
+            data = self._request("GET", f"/crm/v3/lists/{list_id}/memberships", params=params)
+            ids = [stringify_id(m.get("recordId")) for m in data.get("results") or [] if isinstance(m, Mapping)]
+            objects: list[Any] = []
+            if ids:
+                read = self._request(
+                    "POST",
+                    f"{CONTACTS}/batch/read",
+                    json={"properties": properties, "inputs": [{"id": i} for i in ids if i]},
+                )
+                objects = read.get("results") or []
+        else:
+            data = self._request("GET", CONTACTS, params={**params, "properties": ",".join(properties)})
+            objects = data.get("results") or []
+        contacts = [
+            self._contact(stringify_id(o.get("id")), o.get("properties") or {}, raw=dict(o))
+            for o in objects
+            if isinstance(o, Mapping) and o.get("id")
+        ]
+        following = ((data.get("paging") or {}).get("next") or {}).get("after")
+        next_cursor = f"{list_id}|{following}" if following else None
+        return ContactPage(contacts, next_cursor, None)

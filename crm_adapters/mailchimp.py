@@ -27,7 +27,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
+from crm_adapters.base import Adapter, Contact, ContactPage, InboundRequest, OutboundContact, RateLimit, Setting
 from crm_adapters.errors import ContactNotFound, InvalidPayload, MissingContactId
 from crm_adapters.field_format import FieldKind, FormatRules
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
@@ -207,3 +207,44 @@ class MailchimpAdapter(Adapter):
             for f in self._merge_field_list()
             if f.get("tag")
         }
+
+    # -- listing (batch import and resync) and the rate limit they keep under --
+
+    # https://mailchimp.com/developer/marketing/docs/fundamentals/#api-limits: 10 simultaneous
+    # connections per user.
+    rate_limit: ClassVar[RateLimit | None] = RateLimit(concurrent=10)
+
+    LIST_PAGE_SIZE: ClassVar[int] = 100
+
+    def list_contacts(self, tag: str | None = None, cursor: str | None = None) -> ContactPage:
+        """The list's members, ``GET lists/{id}/members?count=100&offset=N`` (``total_items``);
+        a tag is a static segment, found by ``GET lists/{id}/tag-search?name=``, whose members
+        are ``GET lists/{id}/segments/{segment}/members`` with the same paging. Members carry
+        their tags. The cursor is the next offset and the segment (``"offset:segment_id"``)."""
+        offset, segment = 0, ""
+        if cursor:
+            offset_text, _, segment = cursor.partition(":")
+            offset = int(offset_text)
+        elif tag:
+            found = self._request("GET", f"/lists/{self.setting('list_id', '')}/tag-search", params={"name": tag})
+            matches = [t for t in found.get("tags") or [] if isinstance(t, Mapping) and t.get("name") == tag]
+            if not matches:
+                return ContactPage([], None, 0)
+            segment = str(matches[0].get("id"))
+        path = f"/lists/{self.setting('list_id', '')}/segments/{segment}/members" if segment else self.members
+        data = self._request("GET", path, params={"count": self.LIST_PAGE_SIZE, "offset": offset})
+        contacts = []
+        for member in data.get("members") or []:
+            if not isinstance(member, Mapping):
+                continue
+            email = normalise_email(member.get("email_address"))
+            merges = member.get("merge_fields") if isinstance(member.get("merge_fields"), Mapping) else {}
+            names = [str(t.get("name")) for t in member.get("tags") or [] if isinstance(t, Mapping) and t.get("name")]
+            member_id = stringify_id(member.get("id")) or (subscriber_hash(email) if email else None)
+            if member_id:
+                tags = names if "tags" in member else None
+                contacts.append(self._contact(member_id, email, merges, tags=tags, raw=dict(member)))
+        total = int(data.get("total_items") or 0)
+        following = offset + self.LIST_PAGE_SIZE
+        next_cursor = f"{following}:{segment}" if contacts and following < total else None
+        return ContactPage(contacts, next_cursor, total)

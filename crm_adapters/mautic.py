@@ -28,7 +28,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import Adapter, Contact, InboundRequest, OutboundContact, Setting
+from crm_adapters.base import Adapter, Contact, ContactPage, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import InvalidPayload, InvalidSignature, MissingContactId
 from crm_adapters.field_format import FieldKind, FormatRules
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
@@ -234,3 +234,18 @@ class MauticAdapter(Adapter):
             for f in self._paged("fields/contact", "fields")
             if f.get("alias")
         }
+
+    # -- listing (batch import and resync) --
+
+    def list_contacts(self, tag: str | None = None, cursor: str | None = None) -> ContactPage:
+        """``GET contacts?search=tag:NAME&start=N&limit=100`` (every contact without a tag;
+        ``total`` counts them all). Contacts come keyed by id, with their tags."""
+        start = int(cursor) if cursor else 0
+        params: dict[str, Any] = {"start": start, "limit": PAGE_SIZE, "orderBy": "id", "orderByDir": "asc"}
+        if tag:
+            params["search"] = f'tag:"{tag}"' if " " in tag else f"tag:{tag}"
+        data = self._request("GET", "contacts", params=params)
+        contacts = [self._contact_from(entity) for entity in _items(data.get("contacts")) if entity.get("id")]
+        total = int(data.get("total") or 0)
+        following = start + PAGE_SIZE
+        return ContactPage(contacts, str(following) if contacts and following < total else None, total)

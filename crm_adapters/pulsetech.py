@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from crm_adapters.base import Adapter, Contact, HttpClient, InboundRequest, OutboundContact, Setting
+from crm_adapters.base import Adapter, Contact, ContactPage, HttpClient, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import AuthRefused, InvalidPayload, MissingContactId
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
@@ -254,3 +254,25 @@ class PulseTechAdapter(Adapter):
     def list_fields(self) -> list[str]:
         custom = [str(f.get("key")) for f in self._paged("custom-fields") if isinstance(f, Mapping) and f.get("key")]
         return sorted(CONTACT_COLUMNS) + custom
+
+    # -- listing (batch import and resync) --
+
+    def list_contacts(self, tag: str | None = None, cursor: str | None = None) -> ContactPage:
+        """``GET contacts/tagged/?tag_name=NAME&page=N`` (``shared/reference/pulsetech.md``:
+        paginated ``{"data": [contact…], "meta": {"last_page"}}``), or ``GET contacts?page=N``
+        for every contact. The listed entities carry no tags, so each contact's tags are loaded
+        when it is imported (tags None: "not in the listing")."""
+        page = int(cursor) if cursor else 1
+        params: dict[str, Any] = {"page": page, "per_page": PAGE_SIZE}
+        if tag:
+            params["tag_name"] = tag
+        data = self._request("GET", "contacts/tagged/" if tag else "contacts", params=params) or {}
+        contacts = []
+        for entity in data.get("data") or []:
+            contact_id = stringify_id(entity.get("id")) if isinstance(entity, Mapping) else None
+            if contact_id:
+                contacts.append(self._contact_from(entity, contact_id=contact_id))
+        meta = data.get("meta") or {}
+        following = str(page + 1) if contacts and page < int(meta.get("last_page") or 1) else None
+        total = meta.get("total")
+        return ContactPage(contacts, following, int(total) if total is not None else None)

@@ -285,6 +285,21 @@ def _link_now(link: LinkContact) -> None:
         logger.exception("could not link user %s to contact %s", link.user_id, link.contact_id)
 
 
+def registration_contact(user: User, adapter: Adapter, event: OutboundEvent) -> OutboundContact:
+    """What a registration push sends: the user, with its local tags and ``assign_tags``
+    (reads the user's tags: call it before the first CRM call)."""
+    return outbound_contact(user, adapter, tags=registration_tags(user, adapter), event=event)
+
+
+def upsert_registration(adapter: Adapter, contact: OutboundContact) -> str | None:
+    """A registration push's CRM calls, for the batch ``push``: create or update the contact by
+    email, never a duplicate, then apply its tags. Returns the contact id."""
+    contact_id = adapter.upsert_contact(contact)
+    if contact_id and contact.tags:
+        adapter.apply_tags(str(contact_id), contact.tags)
+    return contact_id
+
+
 @job_handler(outbox.CONTACT_UPDATE)
 def push_profile_update(ctx: JobContext) -> dict[str, Any]:
     """Profile change: update the linked contact's fields; with no link yet, upsert by email

@@ -7,6 +7,8 @@ the inbound webhook and the API call them directly.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
@@ -65,3 +67,45 @@ def make_username(
     while username_taken(f"{base}{number}"):
         number += 1
     return f"{base}{number}"
+
+
+@dataclass(frozen=True)
+class UsernameWanted:
+    """One new user's username inputs (``make_username``'s arguments)."""
+
+    username_format: str
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    preferred: str | None = None
+
+
+def _candidates(wanted: UsernameWanted) -> Iterator[str]:
+    """The names ``make_username`` tries, in its order, after the preferred one."""
+    base = _username_base(
+        wanted.username_format, email=wanted.email, first_name=wanted.first_name, last_name=wanted.last_name
+    )
+    number = 1 if wanted.username_format == "fnamenum" else 2
+    if wanted.username_format != "fnamenum":
+        yield base
+    while True:
+        yield f"{base}{number}"
+        number += 1
+
+
+def make_usernames(wanted: Sequence[UsernameWanted]) -> list[str]:
+    """``make_username`` for many new users at once (a batch import's page), with the same
+    choices: the first candidates of all of them are checked in one statement, and only a
+    taken one costs a look-up of its own. Names chosen earlier in the list count as taken."""
+    first = {name for w in wanted for name in (_clean(w.preferred), next(_candidates(w))) if name}
+    taken = set(db.session.scalars(select(func.lower(User.username)).where(func.lower(User.username).in_(first))))
+    chosen: list[str] = []
+    for item in wanted:
+        preferred = _clean(item.preferred)
+        if preferred and preferred not in taken:
+            name = preferred
+        else:
+            name = next(c for c in _candidates(item) if c not in taken and (c in first or not username_taken(c)))
+        taken.add(name)
+        chosen.append(name)
+    return chosen

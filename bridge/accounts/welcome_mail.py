@@ -27,6 +27,7 @@ import secrets
 import smtplib
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -71,13 +72,43 @@ def queue_welcome(user: User, connection: Connection | None = None, *, base_url:
     """
     if base_url is None and has_request_context():
         base_url = request.url_root
+    if user.id is None:
+        db.session.flush()
     return outbox.enqueue(
         outbox.MAIL_WELCOME,
         user=user,
         connection=connection,
-        payload={"user_id": user.id, "base_url": base_url.rstrip("/") if base_url else None},
-        ordering=f"mail:{user.id}",  # never queued behind a CRM push that is failing
+        payload=_payload(user.id, base_url),
+        ordering=_lane(user.id),
     )
+
+
+def queue_welcome_many(user_ids: Sequence[int], connection_id: int | None) -> None:
+    """``queue_welcome`` for many users at once, in one insert (a batch import's page; no
+    request, so the link's base URL is ``BRIDGE_BASE_URL`` at send time)."""
+    now = utcnow()
+    rows = [
+        {
+            **outbox.new_row(
+                outbox.MAIL_WELCOME,
+                connection_id=connection_id,
+                user_id=user_id,
+                payload=_payload(user_id, None),
+                now=now,
+            ),
+            "ordering_key": _lane(user_id),
+        }
+        for user_id in user_ids
+    ]
+    outbox.insert_rows(rows)
+
+
+def _payload(user_id: int, base_url: str | None) -> dict[str, Any]:
+    return {"user_id": user_id, "base_url": base_url.rstrip("/") if base_url else None}
+
+
+def _lane(user_id: int) -> str:
+    return f"mail:{user_id}"  # never queued behind a CRM push that is failing
 
 
 # -- transport --------------------------------------------------------------------------------

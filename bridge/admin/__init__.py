@@ -5,7 +5,7 @@ holds the read-side helpers the pages share, ``views`` renders them. Every form 
 token (Flask-WTF's ``CSRFProtect`` is global and not exempted here).
 """
 
-from bridge.admin import auth, connection_views, people, views  # noqa: F401  (routes register on import)
+from bridge.admin import auth, batches, connection_views, people, views  # noqa: F401  (routes register on import)
 from bridge.admin.blueprint import bp
 
 __all__ = ["bp"]

@@ -23,7 +23,7 @@ NAV: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("admin.users", "Users", "☺", ("admin.user",)),
     ("admin.webhooks", "Inbound log", "↓", ("admin.webhook",)),
     ("admin.deliveries", "Deliveries", "↑", ("admin.deliver",)),
-    ("admin.batches", "Batches", "≡", ("admin.batch",)),
+    ("admin.batches_page", "Batches", "≡", ("admin.batch",)),
     ("admin.tokens", "API tokens", "✱", ("admin.token",)),
     ("admin.admins", "Admins & roles", "♔", ("admin.admin", "admin.role")),
     ("admin.settings", "Settings", "⚙", ("admin.settings",)),

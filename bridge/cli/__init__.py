@@ -14,7 +14,7 @@ from bridge.cli.group import bridge_group
 
 def register_commands() -> None:
     """Import the command modules: their commands attach to ``bridge_group`` on import."""
-    from bridge.cli import connections, deliveries, serve, users  # noqa: F401
+    from bridge.cli import batches, connections, deliveries, serve, users  # noqa: F401
 
 
 def init_app(app: Flask) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import joinedload
 from bridge import crypto
 from bridge.connections.adapter_registry import adapter_class
 from bridge.connections.crm_locks import tag_guard_for
+from bridge.connections.rate_limits import throttle_for
 from bridge.connections.settings import (
     IncompleteConnection,
     InvalidConnection,
@@ -130,6 +131,7 @@ def adapter_for(type_slug: str, settings: Mapping[str, Any], http: HttpClient, *
     adapter = adapter_class(type_slug)(settings, http)
     adapter.refresh_guard = guard_for(connection_id)
     adapter.tag_guard = tag_guard_for(connection_id)
+    adapter.throttle = throttle_for(connection_id, adapter.rate_limit)
     return adapter
 
 

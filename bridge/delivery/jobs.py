@@ -29,6 +29,10 @@ HANDLER_MODULES = (
     "bridge.inbound.service",
     "bridge.accounts.welcome_mail",
     "bridge.accounts.tag_push",
+    "bridge.delivery.batch_pages",
+    "bridge.inbound.batch_import",
+    "bridge.accounts.batch_push",
+    "bridge.accounts.batch_undo",
 )
 
 

@@ -201,6 +201,14 @@ def _job_along_statement(job_columns: tuple[str, ...], table: Table, columns: tu
     return statement
 
 
+def insert_rows(rows: Sequence[dict[str, Any]]) -> None:
+    """Add prepared rows (``new_row``'s columns) to the current transaction in one multi-row
+    insert; never commits. Wakes this process's idle workers on commit."""
+    if rows:
+        db.session.connection().execute(_TABLE.insert(), list(rows))
+        db.session.info[WAKE_FLAG] = True
+
+
 def enqueue_many(
     kind: str, *, connections: Sequence[Connection], user: User, payload: dict[str, Any] | None = None
 ) -> int:

@@ -8,6 +8,7 @@ after the commit); nothing here queues a push (no echo loops).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -115,11 +116,11 @@ def apply_contact(runtime: ConnectionRuntime, action: str, plan: ContactPlan, op
         if not linked and contact.contact_id:
             users.link_contact(user, runtime.connection, contact.contact_id)
         return result
-    _changed, tags, _added, _removed = update_from_contact(runtime, user, contact, options, tags_only=False)
+    changed, tags, added, removed = update_from_contact(runtime, user, contact, options, tags_only=False)
     if not linked and contact.contact_id:
         users.link_contact(user, runtime.connection, contact.contact_id)
-    body = _add_body(runtime, contact, user, created=False, tags=tags, notified=False, password_queued=False)
-    return ContactResult(body, "updated", user.id)
+    body = add_body(runtime, contact, user, created=False, tags=tags, notified=False, password_queued=False)
+    return ContactResult(body, "updated", user.id, changed=bool(changed or added or removed or not linked))
 
 
 def _updated(
@@ -173,34 +174,82 @@ def update_from_contact(
     return changed, wanted, added, removed
 
 
+@dataclass(frozen=True)
+class MadeUser:
+    """What an ``add`` answer says of a user made set-based (no ORM object to hand)."""
+
+    id: int
+    username: str
+    role: str
+
+
+@dataclass
+class NewUser:
+    """A new user as the rules make it from a contact (before a username is chosen): shared by
+    :func:`create_from_contact` and the batch import's set-based path (``bridge.inbound.bulk_add``)."""
+
+    email: str
+    first_name: str
+    last_name: str
+    role: str
+    meta: dict[str, Any]
+    preferred_username: str | None
+    notify: bool
+
+
+def new_user_for(
+    runtime: ConnectionRuntime, contact: Contact, options: InboundOptions, roles: dict[str | None, str] | None = None
+) -> NewUser:
+    """Email, names, role, meta and whether to send the welcome mail, by the contact's rules.
+    Raises :class:`InboundRejected` (``missing_email``, ``unknown_role``, ``forbidden_role``).
+    ``roles`` remembers roles already resolved (a page of contacts asks once per role)."""
+    fields = contact.fields
+    email = users.normalise_email(contact.email or text_value(fields.get("email")))
+    if not email:
+        raise InboundRejected(422, "missing_email", "the contact has no email address, even after loading it")
+    requested = text_value(fields.get("role")) or options.role
+    role = roles.get(requested) if roles is not None else None
+    if role is None:
+        role = _resolve_role(requested, runtime)
+        if roles is not None:
+            roles[requested] = role
+    notify = options.send_notification
+    if notify is None:
+        notify = bool(runtime.settings.get("send_welcome_email"))
+    return NewUser(
+        email=email,
+        first_name=text_value(fields.get("first_name")) or "",
+        last_name=text_value(fields.get("last_name")) or "",
+        role=role,
+        meta={k: v for k, v in fields.items() if k not in (*users.SPECIAL_FIELDS, *users.USER_COLUMNS)},
+        preferred_username=text_value(fields.get("user_login")),
+        notify=notify,
+    )
+
+
 def create_from_contact(
     runtime: ConnectionRuntime, contact: Contact, options: InboundOptions, credentials: Credentials | None = None
 ) -> ContactResult:
     """A new user for a contact: username, password and role by the contact's rules."""
     settings = runtime.settings
-    fields = contact.fields
-    email = users.normalise_email(contact.email or text_value(fields.get("email")))
-    if not email:
-        raise InboundRejected(422, "missing_email", "the contact has no email address, even after loading it")
-    role = _resolve_role(text_value(fields.get("role")) or options.role, runtime)
+    new = new_user_for(runtime, contact, options)
     credentials = credentials or make_credentials(runtime, contact)
     generated = credentials.generated
-    first_name, last_name = text_value(fields.get("first_name")) or "", text_value(fields.get("last_name")) or ""
     username = usernames.make_username(
         str(settings.get("username_format") or "email"),
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        preferred=text_value(fields.get("user_login")),
+        email=new.email,
+        first_name=new.first_name,
+        last_name=new.last_name,
+        preferred=new.preferred_username,
     )
     user = users.create_user(
-        email=email,
+        email=new.email,
         username=username,
         password_hash=credentials.password_hash,
-        first_name=first_name,
-        last_name=last_name,
-        role=role,
-        meta={k: v for k, v in fields.items() if k not in (*users.SPECIAL_FIELDS, *users.USER_COLUMNS)},
+        first_name=new.first_name,
+        last_name=new.last_name,
+        role=new.role,
+        meta=new.meta,
     )
     if contact.contact_id:
         users.link_contact(user, runtime.connection, contact.contact_id)
@@ -208,10 +257,7 @@ def create_from_contact(
     if contact.tags:
         users.replace_tags_for(user, runtime.connection_id, contact.tags)
         tags = users.tag_names_for(user.id, runtime.connection_id)
-    notify = options.send_notification
-    if notify is None:
-        notify = bool(settings.get("send_welcome_email"))
-    if notify:
+    if new.notify:
         mail.queue_welcome(user, runtime.connection)
     return_field = text_value(settings.get("return_password_field"))
     password_queued = bool(generated and return_field and runtime.can_call_crm)  # no push to an incomplete one
@@ -226,16 +272,18 @@ def create_from_contact(
                 "contact_id": contact.contact_id,
             },
         )
-    body = _add_body(runtime, contact, user, created=True, tags=tags, notified=notify, password_queued=password_queued)
+    body = add_body(
+        runtime, contact, user, created=True, tags=tags, notified=new.notify, password_queued=password_queued
+    )
     if generated and settings.get("return_password_in_response"):
         body["password"] = generated
     return ContactResult(body, "created", user.id, chosen_password=credentials.chosen)
 
 
-def _add_body(
+def add_body(
     runtime: ConnectionRuntime,
     contact: Contact,
-    user: User,
+    user: User | users.UserRow | MadeUser,
     *,
     created: bool,
     tags: list[str],

@@ -118,6 +118,7 @@ class ContactResult:
     outcome: str
     user_id: int | None = None
     chosen_password: str | None = field(default=None, repr=False)  # to hash once the user is committed
+    changed: bool = True  # an ``add`` that matched a user: whether it changed anything (batch counts)
 
 
 @dataclass

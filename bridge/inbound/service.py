@@ -102,11 +102,26 @@ def process_contacts(
     finally:
         if commit:  # nothing is written yet; the async job's worker stores them itself
             connections.store_changed_settings(runtime.connection_id, runtime.adapter)
+    return apply_plans(runtime, action, plans, options, commit=commit, before_commit=before_commit)[0]
+
+
+def apply_plans(
+    runtime: ConnectionRuntime,
+    action: str,
+    plans: list[ContactPlan],
+    options: InboundOptions,
+    *,
+    commit: bool = True,
+    before_commit: Callable[[InboundOutcome], None] | None = None,
+) -> tuple[InboundOutcome, list[ContactResult]]:
+    """Phase 2 of :func:`process_contacts` for contacts already prepared (the batch import
+    prepares a whole page first): the outcome, and each contact's result."""
+    results: list[ContactResult] = []
 
     chosen: list[tuple[int, str]] = []  # (user id, password) of users this request created
 
     def unit() -> InboundOutcome:
-        results = [apply_contact(runtime, action, plan, options) for plan in plans]
+        results[:] = [apply_contact(runtime, action, plan, options) for plan in plans]
         chosen[:] = [(r.user_id, r.chosen_password) for r in results if r.user_id and r.chosen_password]
         outcome = _summarise(action, plans, results)
         if before_commit is not None:
@@ -118,7 +133,7 @@ def process_contacts(
         users.set_password_hash_if_unset(user_id, users.hash_password(password))
     if chosen and commit:
         db.session.commit()
-    return outcome
+    return outcome, results
 
 
 def _summarise(action: str, plans: list[ContactPlan], results: list[ContactResult]) -> InboundOutcome:

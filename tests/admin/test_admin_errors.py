@@ -20,7 +20,12 @@ def text(response) -> str:
 
 def console_post_paths(app: Flask, site) -> list[str]:
     """Every POST route of the console, with its parameters filled from the site."""
-    values = {"name": "fluent", "user_id": str(site.user_id), "delivery_id": str(site.delivery_ids["dead"])}
+    values = {
+        "name": "fluent",
+        "user_id": str(site.user_id),
+        "delivery_id": str(site.delivery_ids["dead"]),
+        "batch_id": "1",
+    }
     paths = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("admin.") and "POST" in (rule.methods or ()) and rule.endpoint != "admin.login":

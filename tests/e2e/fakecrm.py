@@ -75,6 +75,7 @@ class FakeFluentCrm:
         self.scripted: list[Scripted] = []
         self.reject_writes_with: int | None = None
         self.gate: threading.Event | None = None  # when set to an Event, requests wait on it
+        self.gate_when: Callable[[Recorded], bool] | None = None  # set: only matching requests wait
         self.arrived = threading.Event()  # set whenever a request arrives
         self._next_id = 1
         for name in tags:
@@ -190,6 +191,8 @@ class FakeFluentCrm:
         if method == "GET" and route == "/subscribers/0" and "get_by_email" in query:
             found = self._find_by_email(query["get_by_email"])
             return (200, {"subscriber": self._subscriber(found)}, {}) if found else missing
+        if method == "GET" and route == "/subscribers" and ("page" in query or "tags[]" in query):
+            return 200, self._subscriber_page(query), {}
         if method == "GET" and route == "/subscribers":
             term = query.get("search", "").lower()
             data = [self._subscriber(c) for c in self.contacts.values() if term in c["email"]]
@@ -241,6 +244,33 @@ class FakeFluentCrm:
             return 200, {"message": "Successfully updated the subscriber."}, {}
         return 404, {"code": "rest_no_route", "message": "No route was found"}, {}
 
+    def _subscriber_page(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """``GET subscribers?tags[]=ID&per_page=N&page=P``, paginated as FluentCRM does
+        (``shared/fixtures/fluentcrm/api/list_by_tag_page.json``: Laravel's paginator, oldest
+        first, ``per_page`` 10 unless given)."""
+        matching = list(self.contacts.values())
+        if "tags[]" in query:
+            tag_id = int(query["tags[]"])
+            matching = [c for c in matching if any(self.tags[s]["id"] == tag_id for s in c["tag_slugs"])]
+        per_page, page = int(query.get("per_page") or 10), int(query.get("page") or 1)
+        last_page = max(1, -(-len(matching) // per_page))
+        chunk = matching[(page - 1) * per_page : page * per_page]
+        start = (page - 1) * per_page + 1
+        return {
+            "subscribers": {
+                "total": len(matching),
+                "per_page": per_page,
+                "current_page": page,
+                "last_page": last_page,
+                "next_page_url": None if page >= last_page else f"{self.url}{API_PATH}/subscribers?page={page + 1}",
+                "prev_page_url": None,
+                "from": start if chunk else None,
+                "to": start + len(chunk) - 1 if chunk else None,
+                "data": [self._subscriber(c) for c in chunk],
+            },
+            "custom": None,
+        }
+
     def _apply(self, contact: dict[str, Any], fields: Mapping[str, Any]) -> None:
         for key, value in fields.items():
             if key in ("id", "tags", "tag_slugs", "__force_update", "attach_tags", "detach_tags", "subscriber"):
@@ -285,12 +315,11 @@ class FakeFluentCrm:
                 query = dict(pairs)
                 if any(k == "with[]" for k, _ in pairs):  # repeated: all of them, comma-joined
                     query["with[]"] = ",".join(v for k, v in pairs if k == "with[]")
+                recorded = Recorded(self.command, parts.path, query, dict(self.headers.items()), body, time.monotonic())
                 with fake.lock:
-                    fake.requests.append(
-                        Recorded(self.command, parts.path, query, dict(self.headers.items()), body, time.monotonic())
-                    )
+                    fake.requests.append(recorded)
                     fake.lock.notify_all()
-                    gate = fake.gate
+                    gate = fake.gate if fake.gate_when is None or fake.gate_when(recorded) else None
                 fake.arrived.set()
                 if gate is not None:
                     gate.wait(30)

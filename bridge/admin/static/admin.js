@@ -60,3 +60,29 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 })();
+
+/* Batches: while one runs, poll the batches' JSON (the table's data-poll URL) and move the
+   progress bars; reload the page when none runs any more. */
+(function () {
+  var table = document.querySelector("table[data-poll]");
+  if (!table) return;
+  var url = table.getAttribute("data-poll");
+  function tick() {
+    fetch(url, {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (data) {
+      var running = false;
+      data.items.forEach(function (b) {
+        var row = table.querySelector('tr[data-batch="' + b.id + '"]');
+        if (!row) return;
+        if (b.status === "queued" || b.status === "running") running = true;
+        var pct = b.total ? Math.round(100 * b.done / b.total) : 0;
+        row.querySelector('[data-field="bar"]').style.width = pct + "%";
+        row.querySelector('[role="progressbar"]').setAttribute("aria-valuenow", pct);
+        row.querySelector('[data-field="count"]').textContent = b.done + " / " + (b.total === null ? "?" : b.total);
+        ["created", "updated", "failed"].forEach(function (k) { row.querySelector('[data-field="' + k + '"]').textContent = b[k]; });
+        row.querySelector('[data-field="status"] .badge').textContent = b.status;
+      });
+      if (running) setTimeout(tick, 1000); else window.location.reload();
+    }).catch(function () { setTimeout(tick, 5000); });
+  }
+  setTimeout(tick, 1000);
+})();
