@@ -233,3 +233,18 @@ def test_keys_that_disagree_are_refused(app, client, fluent_key, query, headers,
 def test_the_same_key_twice_is_one_key(client, fluent_key):
     response = client.post(f"/?wpf_action=test&access_key={fluent_key}", headers={"X-Access-Key": fluent_key})
     assert response.status_code == 200
+
+
+# -- item 6: percent-encoded key names are scrubbed in every log --------------------------------
+
+
+@pytest.mark.parametrize("name", ["%61ccess_key", "access%5Fkey", "%41ccess%5fkey"])
+def test_encoded_key_names_are_scrubbed_from_log_lines_and_the_inbound_log(app, client, fluent_key, name):
+    from bridge.outbound.redaction import scrub_text
+
+    assert fluent_key not in scrub_text(f'"GET /?wpf_action=test&{name}={fluent_key} HTTP/1.1" 200')
+    response = client.get(f"/?wpf_action=test&{name}={fluent_key}")
+    if name.startswith("%41"):  # ACCESS_KEY is not our parameter: a missing key, still never logged
+        assert response.status_code == 403
+    [row] = log_rows(app)
+    assert fluent_key not in row.path + (row.payload or "") + (row.message or "")
