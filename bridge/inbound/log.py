@@ -48,8 +48,12 @@ class InboundLogEntry:
 
     def set_payload(self, body: bytes, content_type: str, secrets: Iterable[str]) -> None:
         """Keep the body redacted: password fields masked, key-like parameters and the given
-        secret values (the request's access key) replaced."""
+        secret values (the request's access key) replaced. Only the first PAYLOAD_CHARS are
+        kept, so a long form is cut at a field boundary first: redacting all of a 300 KB form
+        to keep 64 KB of it cost a wrong-key request most of its time."""
         if body:
+            if len(body) > PAYLOAD_CHARS and body.lstrip()[:1] not in (b"{", b"[") and b"&" in body:
+                body = body[: body.rfind(b"&", 0, PAYLOAD_CHARS) + 1 or PAYLOAD_CHARS]
             self.payload = redact_body(body, content_type, tuple(s for s in secrets if s))[:PAYLOAD_CHARS]
 
 

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -39,6 +39,15 @@ MAX_FIELDS = 1_000  # form fields (pairs or multipart parts) in one body
 MAX_FORM_DEPTH = 6  # bracket groups in one form key: data[merges][GROUPINGS][0][groups] has 4
 TOO_MANY_FIELDS = f"the body has more than {MAX_FIELDS} form fields"
 NUL_REFUSED = "parameters and form fields must not hold NUL characters"
+
+
+def _encoded(name: str) -> str:
+    """A regex for ``name`` as a form may write it: any character may be percent-encoded."""
+    return "".join(f"(?:{re.escape(char)}|%{ord(char):02x}|%{ord(char):02X})" for char in name)
+
+
+# ``access_key=VALUE`` pairs of a form, found without splitting it (for forms refused as too big).
+_ACCESS_KEY_PAIR = re.compile(r"(?:^|&)" + _encoded("access_key") + r"=([^&]*)")
 
 
 class InvalidForm(ValueError):
@@ -202,6 +211,8 @@ def split_form(body: bytes, content_type: str) -> tuple[list[tuple[str, str]] | 
         return None, None
     kind = media_type(content_type)
     if kind == "application/x-www-form-urlencoded" or (not kind and "=" in text):
+        if text.count("&") >= MAX_FIELDS:  # refused anyway: only its access keys are read
+            return [("access_key", unquote_plus(value)) for value in _ACCESS_KEY_PAIR.findall(text)], TOO_MANY_FIELDS
         try:
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
         except ValueError:
