@@ -280,7 +280,7 @@ def build_call(
     for name in PARAMETERS:
         if name in query:
             parameters[name] = query[name]
-    if error is None and any("\x00" in value for value in query.values()):
+    if error is None and any("\x00" in name or "\x00" in value for name, value in query.items()):
         error = NUL_REFUSED
     adapter_query = {name: value for name, value in query.items() if name != "access_key"}
     for name in PARAMETERS:

@@ -136,6 +136,12 @@ def test_a_nul_in_the_query_contact_id_is_invalid_payload_and_logged(app, hook, 
     assert row.status_code == 400
 
 
+def test_a_nul_in_a_query_parameter_name_is_invalid_payload(client, fluent_key, only_log_row):
+    with only_log_row():
+        response = client.post(f"/?wpf_action=update&access_key={fluent_key}&x%00y=1&async=1", json=subscriber())
+    expect_error(response, 400, "invalid_payload")
+
+
 def test_a_nul_in_a_form_field_is_invalid_payload(hook, fluent_key, only_log_row):
     with only_log_row():
         response = hook("add", fluent_key, "id=1&email=a%40example.com&first_name=a%00b", content_type=FORM)
