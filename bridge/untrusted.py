@@ -29,10 +29,13 @@ def _refuse_constant(name: str) -> Any:
     raise UntrustedJsonError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # one for all: json.loads(**kw) builds one a call
+
+
 def loads_untrusted(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` for bodies from the network; raises :class:`UntrustedJsonError`."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise UntrustedJsonError(f"JSON nested deeper than {max_depth} levels") from None
     except UntrustedJsonError:
