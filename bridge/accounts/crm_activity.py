@@ -20,7 +20,7 @@ from bridge import crypto
 from bridge.accounts.users import user_for_any_contact
 from bridge.extensions import db
 from bridge.models import CrmActivity
-from bridge.untrusted import UntrustedJsonError, loads_untrusted, unstorable
+from crm_adapters.untrusted import UntrustedJsonError, loads_untrusted, unstorable
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from bridge.extensions import db
 from bridge.models import WebhookEvent, iso, utcnow
 from bridge.outbound.redaction import redact_body, redact_url, scrub_text
 from bridge.raw_statements import RawStatement
-from bridge.untrusted import storable
+from crm_adapters.untrusted import storable
 
 PAYLOAD_CHARS = 65_536
 MESSAGE_CHARS = 2_000

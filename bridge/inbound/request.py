@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from bridge.untrusted import UntrustedJsonError, loads_untrusted
 from crm_adapters.base import InboundRequest
+from crm_adapters.untrusted import UntrustedJsonError, loads_untrusted
 
 ACTIONS = ("test", "add", "update", "update_tags")
 # Parameters of the contract; besides the query string they may come in a form body.

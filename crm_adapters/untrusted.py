@@ -1,4 +1,6 @@
-"""Reading JSON that strangers send (the WP Fusion endpoint, ``/webhooks/crm/lead``).
+"""Reading JSON that strangers send (the WP Fusion endpoint, ``/webhooks/crm/lead``): beside
+``parsing.py`` because it is about what CRMs (and anyone posing as one) send, and it imports
+nothing, so ``bridge.inbound`` and ``bridge.accounts`` both use it.
 
 ``json.loads`` alone accepts things that later break us: nesting thousands deep (a
 ``RecursionError`` in the parser or in any later walk: a 500), a lone surrogate ``"\\ud800"``
