@@ -28,7 +28,9 @@ def postgres_url() -> str | None:
 
 
 def main() -> int:
-    scripts = [name for name in ("inbound.py", "add.py", "delivery.py", "storm.py") if (HERE / name).exists()]
+    scripts = [
+        name for name in ("inbound.py", "add.py", "delivery.py", "storm.py", "hostile.py") if (HERE / name).exists()
+    ]
     databases = ["sqlite"] + ([pg] if (pg := postgres_url()) else [])
     failures = 0
     for script in scripts:

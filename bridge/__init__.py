@@ -26,6 +26,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     config_module.finalise(app.config, app.instance_path)
+    if int(app.config.get("BRIDGE_TRUSTED_PROXIES") or 0) > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client address (rate limits, logs) through that many X-Forwarded-For hops only.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["BRIDGE_TRUSTED_PROXIES"]))  # type: ignore[method-assign]
 
     from bridge import database, errors, logs
     from bridge.extensions import csrf, db, migrate

@@ -26,6 +26,8 @@ class DefaultConfig:
     BRIDGE_SIGNIN_URL: str | None = None  # where users sign in; named on the "password set" page
     BRIDGE_RATELIMIT_STORAGE_URL: str | None = None  # e.g. redis://127.0.0.1:6379/0; default: the database
     BRIDGE_FAILED_KEY_LIMIT = 20  # failed access-key attempts per address per minute
+    BRIDGE_REGISTER_LIMIT = 10  # /register attempts per address per minute (CONTRACT.md §10)
+    BRIDGE_TRUSTED_PROXIES = 0  # proxies appending to X-Forwarded-For in front of the service
     BRIDGE_FAILED_KEY_CACHE_SECONDS = 1.0  # how late another process's refusal may reach this one
     BRIDGE_ACCESS_KEY_CACHE_SECONDS = 5.0  # how long a verified access key or API token is trusted
     BRIDGE_LEASE_SECONDS = 60
@@ -58,6 +60,8 @@ ENV_BOOLS = ("BRIDGE_ALLOW_PRIVATE_TARGETS", "BRIDGE_PUBLIC_SIGNUP")
 ENV_NUMBERS = {
     "BRIDGE_MAX_BODY_BYTES": int,
     "BRIDGE_FAILED_KEY_LIMIT": int,
+    "BRIDGE_REGISTER_LIMIT": int,
+    "BRIDGE_TRUSTED_PROXIES": int,
     "BRIDGE_FAILED_KEY_CACHE_SECONDS": float,
     "BRIDGE_ACCESS_KEY_CACHE_SECONDS": float,
     "BRIDGE_LEASE_SECONDS": float,
@@ -120,3 +124,5 @@ def finalise(config: Config, instance_path: str) -> None:
         options.setdefault("max_overflow", 20)
     config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     config["MAX_CONTENT_LENGTH"] = int(config["BRIDGE_MAX_BODY_BYTES"])
+    if str(config.get("BRIDGE_BASE_URL") or "").lower().startswith("https://"):
+        config["SESSION_COOKIE_SECURE"] = True  # served over https: the session cookie never leaves it

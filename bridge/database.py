@@ -49,13 +49,37 @@ def is_sqlite(engine: Engine | None = None) -> bool:
 _held = threading.local()
 
 
+PRIVATE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".writer-lock")
+
+
+def keep_private(path: str) -> None:
+    """The database holds password hashes and encrypted secrets: its files are 0600.
+
+    SQLite creates a new database file with the process's umask (0644 for most), and its WAL,
+    shared-memory and journal files with the mode of the database file. So the file is created
+    here first with 0600, and files an older version left readable are narrowed to 0600.
+    """
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError:
+        return  # no such folder, or no write access: SQLite reports it when it opens the file
+    for suffix in PRIVATE_SUFFIXES:
+        try:
+            if os.stat(path + suffix).st_mode & 0o077:
+                os.chmod(path + suffix, 0o600)
+        except OSError:
+            continue
+
+
 class SerialisedWriterConnection(sqlite3.Connection):
     """A sqlite3 connection whose write transactions queue on a file lock (see module doc)."""
 
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(database, *args, **kwargs)
         path = os.fspath(database) if not isinstance(database, bytes) else database.decode()
         self._lock_path = None if path in ("", ":memory:") or path.startswith("file:") else path + ".writer-lock"
+        if self._lock_path is not None:
+            keep_private(path)
+        super().__init__(database, *args, **kwargs)
         self._lock_fd: int | None = None
         self._locked = False
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
+
+# Errors that mean "the database cannot be reached or is busy now", not a bug: answered 503.
+DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -95,6 +101,23 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def render_api_error(error: ApiError) -> Response:
         return error.response()
+
+    def render_database_down(error: Exception) -> Any:
+        """A database outage is the server's state, not a bug: 503 and when to come back, so a
+        CRM retries instead of recording a permanent failure."""
+        from bridge.extensions import db
+
+        app.logger.error("database unavailable: %s", error.__class__.__name__)
+        with contextlib.suppress(Exception):  # the connection may be gone; the session is discarded
+            db.session.rollback()
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+        if not wants_json():
+            return Response("The service is unavailable; try again shortly.", 503, headers, mimetype="text/plain")
+        message = "the database is unavailable; retry later"
+        return ApiError(503, "database_unavailable", message, headers=headers).response()
+
+    for error_class in DATABASE_DOWN:
+        app.register_error_handler(error_class, render_database_down)
 
     @app.errorhandler(HTTPException)
     def render_http_error(error: HTTPException) -> Any:

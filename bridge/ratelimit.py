@@ -14,6 +14,13 @@ has no failure at all. So a process remembers that an address was *not* refused 
 remembered, never a refusal, and a failure counted by this process forgets it at once: the
 process that counts the failure past the limit refuses the next request immediately, and the
 others at most that many seconds later.
+
+Each kind of failure has its own counter (CONTRACT.md §10): failed access keys, failed admin
+logins and failed activity-webhook secrets never lock out one another, so a misconfigured CRM
+behind the same proxy as the owner cannot lock the owner out of the console. ``/register`` is
+limited the same way, counting every attempt. The address is ``request.remote_addr``, which
+``BRIDGE_TRUSTED_PROXIES`` (Werkzeug's ``ProxyFix``, applied in the app factory) reads through
+that many proxies; a header is never trusted otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from limits import RateLimitItemPerMinute
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
@@ -40,6 +47,17 @@ from bridge.models import RateLimitCounter, utcnow
 
 EXTENSION_KEY = "bridge.failed_key_limiter"
 NAMESPACE = "inbound-failed-key"
+# The kinds counted apart: a counter namespace each, and the config key of its limit per minute.
+ACCESS_KEY = NAMESPACE
+ADMIN_LOGIN = "admin-failed-login"
+ACTIVITY_SECRET = "activity-failed-secret"  # noqa: S105 (a counter's name, not a secret)
+REGISTRATION = "register-attempt"
+LIMITS = {
+    ACCESS_KEY: ("BRIDGE_FAILED_KEY_LIMIT", 20),
+    ADMIN_LOGIN: ("BRIDGE_FAILED_KEY_LIMIT", 20),
+    ACTIVITY_SECRET: ("BRIDGE_FAILED_KEY_LIMIT", 20),
+    REGISTRATION: ("BRIDGE_REGISTER_LIMIT", 10),
+}
 
 
 class DatabaseStorage(Storage):
@@ -139,11 +157,12 @@ class DatabaseStorage(Storage):
 
 @dataclass
 class FailedKeyLimiter:
-    """Counts failed access-key attempts per source address and says when one is refused."""
+    """Counts failed attempts of one kind per source address and says when one is refused."""
 
     limiter: FixedWindowRateLimiter
     item: RateLimitItemPerMinute
     clear_for_seconds: float = 0.0
+    namespace: str = NAMESPACE
     clock: Callable[[], float] = time.monotonic
     _clear_until: dict[str, float] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -155,7 +174,7 @@ class FailedKeyLimiter:
         if self._clear_until.get(address, 0.0) > self.clock():
             return False
         # cost=0 asks "is the count still <= amount?", i.e. refuse only past the limit.
-        refused = not self.limiter.test(self.item, NAMESPACE, address, cost=0)
+        refused = not self.limiter.test(self.item, self.namespace, address, cost=0)
         if not refused and self.clear_for_seconds > 0:
             self._remember_clear(address)
         return refused
@@ -163,7 +182,11 @@ class FailedKeyLimiter:
     def record_failure(self, address: str) -> None:
         with self._lock:
             self._clear_until.pop(address, None)
-        self.limiter.hit(self.item, NAMESPACE, address)
+        self.limiter.hit(self.item, self.namespace, address)
+
+    def hit(self, address: str) -> bool:
+        """Count an attempt (not only a failure); False once the address is past the limit."""
+        return self.limiter.hit(self.item, self.namespace, address)
 
     def _remember_clear(self, address: str) -> None:
         now = self.clock()
@@ -182,7 +205,7 @@ class FailedKeyLimiter:
 
     def retry_after(self, address: str) -> int:
         """Whole seconds until the address's window is over (at least 1)."""
-        reset_at = self.limiter.get_window_stats(self.item, NAMESPACE, address).reset_time
+        reset_at = self.limiter.get_window_stats(self.item, self.namespace, address).reset_time
         return max(1, math.ceil(reset_at - time.time()))
 
 
@@ -195,21 +218,35 @@ def build_storage(app: Flask) -> Storage:
 
 
 def close_limiter(app: Flask) -> None:
-    limiter = app.extensions.pop(EXTENSION_KEY, None)
-    if limiter is not None:
-        limiter.close()
+    limiters = app.extensions.pop(EXTENSION_KEY, None)
+    if limiters:
+        next(iter(limiters.values())).close()  # one storage, shared by every kind
+
+
+def failed_attempt_limiter(kind: str = ACCESS_KEY) -> FailedKeyLimiter:
+    """The running app's limiter of one kind (:data:`LIMITS`), built once per app; every kind
+    shares one storage (a Redis pool, or the database) and keeps its own counters."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    limiters: dict[str, FailedKeyLimiter] = app.extensions.setdefault(EXTENSION_KEY, {})
+    limiter = limiters.get(kind)
+    if limiter is None:
+        config_key, default = LIMITS[kind]
+        storage = next(iter(limiters.values())).limiter.storage if limiters else build_storage(app)
+        limiter = FailedKeyLimiter(
+            FixedWindowRateLimiter(storage),
+            RateLimitItemPerMinute(int(app.config.get(config_key, default))),
+            clear_for_seconds=float(app.config.get("BRIDGE_FAILED_KEY_CACHE_SECONDS", 1.0)),
+            namespace=kind,
+        )
+        limiters[kind] = limiter
+    return limiter
 
 
 def failed_key_limiter() -> FailedKeyLimiter:
-    """The running app's limiter, built once per app (its storage is shared by all requests)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    limiter = app.extensions.get(EXTENSION_KEY)
-    if limiter is None:
-        amount = int(app.config.get("BRIDGE_FAILED_KEY_LIMIT", 20))
-        limiter = FailedKeyLimiter(
-            FixedWindowRateLimiter(build_storage(app)),
-            RateLimitItemPerMinute(amount),
-            clear_for_seconds=float(app.config.get("BRIDGE_FAILED_KEY_CACHE_SECONDS", 1.0)),
-        )
-        app.extensions[EXTENSION_KEY] = limiter
-    return limiter
+    """The failed access-key limiter (the inbound endpoint's)."""
+    return failed_attempt_limiter(ACCESS_KEY)
+
+
+def client_address() -> str:
+    """The client's address as the limits count it (see the module docstring)."""
+    return request.remote_addr or "unknown"

@@ -4,6 +4,7 @@ way for every adapter (a CRM sends an id as a number one day and a string the ne
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -69,11 +70,20 @@ def request_payload(request: InboundRequest) -> Any:
 
 
 def stringify_id(value: Any) -> str | None:
-    """Contact ids are always strings; numbers arrive as ints, floats or strings."""
+    """Contact ids are always strings; numbers arrive as ints, floats or strings.
+
+    Anything else (a list, an object, ``true``, ``NaN``) is an ``InvalidPayload``: stored as
+    ``"[1, 2]"`` or ``"True"`` it would link a contact no CRM has.
+    """
     if value is None or value == "":
         return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidPayload("a contact id must be a string or a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidPayload("a contact id must be a finite number")
+        if value.is_integer():
+            value = int(value)
     return str(value).strip() or None
 
 

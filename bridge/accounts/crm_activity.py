@@ -9,7 +9,6 @@ The secret is never logged or echoed: failures say only *that* it was missing or
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from bridge import crypto
 from bridge.accounts.users import user_for_any_contact
 from bridge.extensions import db
 from bridge.models import CrmActivity
+from crm_adapters.untrusted import UntrustedJsonError, loads_untrusted, unstorable
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +110,19 @@ def authenticate(headers: Mapping[str, str], config: Mapping[str, Any]) -> None:
 
 def parse_activity(raw: bytes | str) -> LeadActivity:
     """Validate a request body. ``crm_lead_id`` must be a non-empty string: CRMs that send a
-    number are told so rather than having it guessed, since ids are matched as strings."""
+    number are told so rather than having it guessed, since ids are matched as strings. JSON that
+    no database can store (nested too deep, NUL, lone surrogates, NaN) is refused as invalid."""
     try:
-        body = json.loads(raw or b"")
-    except ValueError:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        body = loads_untrusted(text or "")
+    except (UnicodeDecodeError, UntrustedJsonError):
         raise InvalidActivity("the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidActivity("the body must be a JSON object")
     contact_id = body.get("crm_lead_id")
     if contact_id is None:
         raise MissingLeadId("crm_lead_id is required")
-    if not isinstance(contact_id, str) or not contact_id.strip():
+    if not isinstance(contact_id, str) or not contact_id.strip() or unstorable(contact_id):
         raise MissingLeadId("crm_lead_id must be a non-empty string")
     event_type = body.get("event_type")
     if event_type in (None, ""):

@@ -14,6 +14,7 @@ from wtforms import ValidationError
 from bridge.accounts import local_edits as accounts
 from bridge.accounts import users
 from bridge.extensions import csrf
+from bridge.ratelimit import REGISTRATION, client_address, failed_attempt_limiter
 
 bp = Blueprint("signup", __name__)
 # The token is checked in the view, after the on/off switch, so a disabled page is a 404 for
@@ -58,6 +59,10 @@ def register_form() -> tuple[str, int]:
 
 @bp.post("/register")
 def register_submit() -> tuple[str, int]:
+    # Every attempt counts, per client address (CONTRACT.md §10: 10 a minute): accounts are
+    # not free to make by the hundred.
+    if not failed_attempt_limiter(REGISTRATION).hit(client_address()):
+        return _render(429, error="Too many sign-ups from this address. Try again in a minute.")
     form = request.form
     if current_app.config.get("WTF_CSRF_ENABLED", True):
         try:

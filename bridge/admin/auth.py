@@ -18,7 +18,7 @@ from bridge.accounts.users import ADMIN_ROLE, check_password, find_by_email
 from bridge.admin.blueprint import bp
 from bridge.extensions import db
 from bridge.models import User
-from bridge.ratelimit import failed_key_limiter
+from bridge.ratelimit import ADMIN_LOGIN, client_address, failed_attempt_limiter
 
 SESSION_USER = "admin_user_id"
 SESSION_FINGERPRINT = "admin_fingerprint"
@@ -95,8 +95,9 @@ def login() -> Response | str | tuple[str, int]:
             return redirect(safe_next(request.args.get("next")))
         return render_template("admin/login.html", email="", error=None, next=request.args.get("next", ""))
     email = request.form.get("email", "")
-    # Failed sign-ins count with failed access keys: one budget of guesses per address.
-    limiter, address = failed_key_limiter(), request.remote_addr or "unknown"
+    # Failed sign-ins have their own count (CONTRACT.md §10): a CRM with a wrong access key
+    # behind the same proxy cannot lock the owner out of the console, nor the reverse.
+    limiter, address = failed_attempt_limiter(ADMIN_LOGIN), client_address()
     if limiter.is_refused(address):
         error = "Too many failed attempts from this address. Try again in a minute."
         return render_template("admin/login.html", email=email, error=error, next=request.form.get("next")), 429

@@ -20,6 +20,7 @@ from bridge.extensions import db
 from bridge.models import WebhookEvent, iso, utcnow
 from bridge.outbound.redaction import redact_body, redact_url, scrub_text
 from bridge.raw_statements import RawStatement
+from crm_adapters.untrusted import storable
 
 PAYLOAD_CHARS = 65_536
 MESSAGE_CHARS = 2_000
@@ -47,8 +48,12 @@ class InboundLogEntry:
 
     def set_payload(self, body: bytes, content_type: str, secrets: Iterable[str]) -> None:
         """Keep the body redacted: password fields masked, key-like parameters and the given
-        secret values (the request's access key) replaced."""
+        secret values (the request's access key) replaced. Only the first PAYLOAD_CHARS are
+        kept, so a long form is cut at a field boundary first: redacting all of a 300 KB form
+        to keep 64 KB of it cost a wrong-key request most of its time."""
         if body:
+            if len(body) > PAYLOAD_CHARS and body.lstrip()[:1] not in (b"{", b"[") and b"&" in body:
+                body = body[: body.rfind(b"&", 0, PAYLOAD_CHARS) + 1 or PAYLOAD_CHARS]
             self.payload = redact_body(body, content_type, tuple(s for s in secrets if s))[:PAYLOAD_CHARS]
 
 
@@ -89,23 +94,24 @@ def add(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> None:
 
 def row_values(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> dict[str, Any]:
     """The ``webhook_event`` row of ``entry``, scrubbed of ``secrets``, for a caller that
-    writes it itself (``add``; the async accept writes it with its job)."""
+    writes it itself (``add``; the async accept writes it with its job). Strings that quote the
+    request are made storable (no NUL, no lone surrogate): the row of a hostile request is kept."""
     secrets = tuple(s for s in secrets if s)
     message = scrub_text(entry.message, secrets)[:MESSAGE_CHARS] if entry.message else None
     return {
         "connection_id": entry.connection_id,
         "connection_name": entry.connection_name,
-        "action": (entry.action or None) and entry.action[:32],
-        "contact_id": entry.contact_id,
+        "action": storable((entry.action or None) and entry.action[:32]),
+        "contact_id": storable(entry.contact_id),
         "user_id": entry.user_id,
         "method": entry.method[:8],
-        "path": scrubbed_path(entry.path, secrets),
+        "path": storable(scrubbed_path(entry.path, secrets)),
         "status_code": entry.status_code,
         "outcome": entry.outcome[:64],
-        "message": message,
+        "message": storable(message),
         "duration_ms": round((time.perf_counter() - entry.started) * 1000, 3),
         "source_ip": (entry.source_ip or None) and entry.source_ip[:64],
-        "payload": entry.payload,
+        "payload": storable(entry.payload),
         "received_at": utcnow(),
     }
 

@@ -18,6 +18,7 @@ from bridge.connections import service as connections
 from bridge.errors import ApiError
 from bridge.extensions import db
 from bridge.inbound import log
+from bridge.inbound.contact_checks import check_contacts
 from bridge.inbound.keys import resolve_access_key
 from bridge.inbound.request import ACTIONS, InvalidParameter, WebhookCall, call_from_flask
 from bridge.inbound.service import (
@@ -27,7 +28,7 @@ from bridge.inbound.service import (
     process_contacts,
     queue_webhook,
 )
-from bridge.ratelimit import failed_key_limiter
+from bridge.ratelimit import client_address, failed_key_limiter
 from crm_adapters.errors import InvalidPayload, InvalidSignature, MissingContactId
 
 bp = Blueprint("inbound", __name__)
@@ -58,10 +59,10 @@ def index() -> Any:
     if request.method == "GET" and not _looks_like_webhook():
         return Response(RUNNING_PAGE, mimetype="text/html")
     entry = log.InboundLogEntry(method=request.method, path=request.full_path, source_ip=request.remote_addr)
-    key: str | None = None
+    keys: tuple[str, ...] = ()  # every key the request presented: none may reach the log
     try:
         call = _read_call(entry)
-        key = call.access_key
+        keys = call.presented_keys
         outcome = _handle(call, entry)
         response = jsonify(outcome.body)
         response.status_code = outcome.status
@@ -75,10 +76,10 @@ def index() -> Any:
         db.session.rollback()
         entry.recorded = False
         entry.message = f"internal error ({exc.__class__.__name__})"
-        log.record(entry, [key or ""])
+        log.record(entry, keys)
         raise
     if not entry.recorded:
-        log.record(entry, [key or ""])
+        log.record(entry, keys)
     return response
 
 
@@ -93,9 +94,10 @@ def _looks_like_webhook() -> bool:
 
 
 def _read_call(entry: log.InboundLogEntry) -> WebhookCall:
-    """Rate limit and body size come before anything is read into memory or the database."""
+    """Rate limit and body size come before anything is read into memory or the database; the
+    body is only split here (a form into its pairs, linear), decoded after the key check."""
     limiter = failed_key_limiter()
-    address = request.remote_addr or "unknown"
+    address = client_address()
     if limiter.is_refused(address):
         retry_after = limiter.retry_after(address)
         raise ApiError(
@@ -114,7 +116,7 @@ def _read_call(entry: log.InboundLogEntry) -> WebhookCall:
         raise too_large from None
     call = call_from_flask(request, body)
     entry.action = call.action
-    entry.set_payload(body, request.headers.get("Content-Type", ""), [call.access_key or ""])
+    entry.set_payload(body, request.headers.get("Content-Type", ""), call.presented_keys)
     return call
 
 
@@ -148,7 +150,9 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
                 503, "not_configured", "no connection is configured yet: create one with `crm-bridge connection add`"
             )
         db.session.rollback()  # the limiter uses its own connection: release SQLite's write lock
-        failed_key_limiter().record_failure(request.remote_addr or "unknown")
+        failed_key_limiter().record_failure(client_address())
+        if len(call.presented_keys) > 1:  # even when one of them is right: which did the sender mean?
+            raise ApiError(403, "invalid_access_key", "the request carries access keys that disagree")
         raise ApiError(403, "invalid_access_key", "the access key is missing or wrong")
     entry.connection_id, entry.connection_name = keyed.connection_id, keyed.name
     if not call.action:
@@ -169,6 +173,7 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
         if call.body_error:
             raise InvalidPayload(call.body_error)
         contacts = runtime.adapter.parse(call.inbound)
+        check_contacts(contacts)
     except InvalidSignature:
         raise ApiError(403, "invalid_signature", "the request signature is missing or wrong") from None
     except InvalidPayload as exc:
@@ -184,18 +189,18 @@ def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:
             outcome.contact_id = contact_id
             _fill(entry, outcome)
             entry.recorded = True  # written with the job, or not at all (then re-recorded below)
-            return log.row_values(entry, [call.access_key or ""])
+            return log.row_values(entry, call.presented_keys)
 
         return queue_webhook(runtime, call.action, call.inbound, contacts=contacts, log_row=log_row)
     return process_contacts(
-        runtime, call.action, contacts, options, before_commit=lambda o: _log_with(entry, o, call.access_key)
+        runtime, call.action, contacts, options, before_commit=lambda o: _log_with(entry, o, call.presented_keys)
     )
 
 
-def _log_with(entry: log.InboundLogEntry, outcome: InboundOutcome, key: str | None) -> None:
+def _log_with(entry: log.InboundLogEntry, outcome: InboundOutcome, keys: tuple[str, ...]) -> None:
     """Add the log row to the webhook's own transaction: one commit per successful webhook."""
     _fill(entry, outcome)
-    log.add(entry, [key or ""])
+    log.add(entry, keys)
 
 
 def _fill(entry: log.InboundLogEntry, outcome: InboundOutcome) -> None:

@@ -34,8 +34,20 @@ SECRET_HEADERS = frozenset(
     }
 )
 _PASSWORD_KEY = re.compile(r"(pass(word)?|pwd|secret|user_pass|app_password|client_secret|token)", re.I)
-# access_key=... anywhere in a string (query strings, request lines, form bodies).
-_ACCESS_KEY_IN_TEXT = re.compile(r"(?i)(access_key|api_key|access_token)(=|%3D)[^&\s\"']*")
+
+
+def _name_pattern(name: str) -> str:
+    """A parameter name as it may appear in a URL: any character may be percent-encoded
+    (``%61ccess_key``, ``access%5Fkey`` reach the app as ``access_key`` once decoded)."""
+    return "".join(f"(?:{re.escape(char)}|%{ord(char.lower()):02x}|%{ord(char.upper()):02x})" for char in name)
+
+
+# access_key=... anywhere in a string (query strings, request lines, form bodies), its name
+# written plainly or percent-encoded.
+_ACCESS_KEY_IN_TEXT = re.compile(
+    "(?i)(" + "|".join(_name_pattern(name) for name in ("access_key", "api_key", "access_token")) + ")"
+    r"(=|%3D)[^&\s\"']*"
+)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -155,7 +167,7 @@ def redact_body(body: bytes | str | None, content_type: str = "", secrets: Itera
             return scrub_text(text, secrets)
         try:
             return json.dumps(redact_data(json.loads(text), secrets), ensure_ascii=False)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to walk: kept as text
             pass
     if "form" in content_type or ("=" in text and "\n" not in text and " " not in text.strip()):
         pairs = parse_qsl(text, keep_blank_values=True)

@@ -44,6 +44,22 @@ def table_counts(app) -> Callable[[], dict[str, int]]:
 
 
 @pytest.fixture
+def only_log_row(table_counts):
+    """Use as ``with only_log_row():`` around one request that must write only its log row."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def check():
+        before = table_counts()
+        yield
+        after = table_counts()
+        changed = {name: after[name] - before[name] for name in after if after[name] != before[name]}
+        assert changed == {"webhook_event": 1}
+
+    return check
+
+
+@pytest.fixture
 def hook(client):
     """``hook(action, key, body=None, **params)``: POST a webhook; JSON bodies by default."""
 

@@ -95,6 +95,8 @@ def test_key_and_action_may_come_in_a_form_body():
 
 def test_bad_json_is_reported_not_raised():
     call = build_call(method="POST", query={}, headers={}, body=b"{nope", content_type="application/json")
+    assert call.body_error is None  # JSON is decoded only once the key was accepted
+    assert call.inbound.json is None
     assert call.body_error and "JSON" in call.body_error
 
 

@@ -77,22 +77,6 @@ def expect_error(response, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-def only_log_row(table_counts):
-    """Use as ``with only_log_row():`` around one request that must write only its log row."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def check():
-        before = table_counts()
-        yield
-        after = table_counts()
-        changed = {name: after[name] - before[name] for name in after if after[name] != before[name]}
-        assert changed == {"webhook_event": 1}
-
-    return check
-
-
 def test_add_creates_a_user(hook, fluent_key, table_counts):
     response = hook("add", fluent_key, subscriber(tags=fluent_tags("vip")))
     assert response.status_code == 200
