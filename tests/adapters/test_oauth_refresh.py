@@ -119,12 +119,12 @@ def test_a_second_adapter_with_the_same_expired_token_reuses_the_first_refresh()
     second = PulseTechAdapter(CONFIG, OutboundClient(policy=OutboundPolicy(allow_private=True)))
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         old = rsps.get(
-            API + "me", status=401, match=[responses.matchers.header_matcher({"Authorization": "Bearer old"})]
+            API + "tags", status=401, match=[responses.matchers.header_matcher({"Authorization": "Bearer old"})]
         )
         token = rsps.post(TOKEN_URL, json={"access_token": "new", "refresh_token": "r2"})
         new = rsps.get(
-            API + "me",
-            json={"data": {"id": 1}},
+            API + "tags",
+            json={"data": [], "meta": {"last_page": 1}},
             match=[responses.matchers.header_matcher({"Authorization": "Bearer new"})],
         )
         first.check()
