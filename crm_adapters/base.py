@@ -305,8 +305,12 @@ class Adapter:
         from a token that no longer works (or a refresh token the CRM has already rotated)."""
         return {}
 
-    def check(self) -> None:
-        """Make one cheap authenticated call; raise a typed error if the connection is broken."""
+    def check(self) -> str | None:
+        """Make one cheap authenticated call; raise a typed error if the connection is broken.
+
+        Returns None when the CRM was reached, else a sentence saying what was (and was not)
+        checked, shown to the owner instead of "reached the CRM" (a custom webhook without a
+        ``test_url`` sends nothing)."""
         raise NotImplementedError
 
     def find_contact_id(self, email: str) -> str | None:

@@ -6,7 +6,9 @@ template}, ``query`` {name: template}, ``body`` (JSON; strings are templates; un
 envelope ``{"type","id","occurred_at","contact":{…}}``), ``auth`` (below), ``signing_secret``
 (Standard Webhooks ``whsec_…``; several, space-separated, or ``previous_signing_secret`` during a
 rotation: both signatures are sent), ``timeout`` [10], ``max_body_bytes`` [65536],
-``response_id_path`` (optional dotted path of the contact id in the JSON answer, e.g. ``data.id``).
+``response_id_path`` (optional dotted path of the contact id in the JSON answer, e.g. ``data.id``),
+``test_url`` and ``test_method`` [GET] (what ``connection test`` calls, with the connection's
+authentication and no contact data; unset: only the settings are checked, and it says so).
 
 ``auth`` is one JSON object, secret as a whole (encrypted at rest, masked when shown):
 ``{"type":"none"}``, ``{"type":"bearer","token":…}``, ``{"type":"api_key","header":…,"value":…}``,
@@ -14,7 +16,8 @@ rotation: both signatures are sent), ``timeout`` [10], ``max_body_bytes`` [65536
 "client_id":…,"client_secret":…,"scope":…}`` (client credentials, sent with HTTP Basic as RFC 6749
 §2.3.1 requires servers to accept; ``"client_auth":"body"`` sends them in the form instead). The
 OAuth token is cached per process, keyed by token URL, client id and scope, until it expires, and
-fetched again once when the target answers 401.
+fetched again once when the target answers 401; one fetch at a time per key, shared by every
+thread of the process (``crm_adapters.webhook_oauth``).
 
 Every request carries ``Idempotency-Key`` (and, when signing, ``webhook-id``) equal to the event
 id, which is the delivery id and so stable across retries. A GET sends no body. Tags ride in the
@@ -35,12 +38,12 @@ import binascii
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from crm_adapters import webhook_oauth
 from crm_adapters import webhook_templates as templates
 from crm_adapters.base import Adapter, Contact, HttpResponse, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import (
@@ -66,10 +69,7 @@ TOKEN_EXPIRY_MARGIN_S = 30.0
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 MAX_TIMEOUT_S = 120
-
-# Process-wide OAuth token cache: (token_url, client_id, scope) -> (token, expires at, monotonic).
-_TOKENS: dict[tuple[str, str, str], tuple[str, float]] = {}
-_TOKENS_LOCK = threading.Lock()
+SETTINGS_ONLY = "only the settings were checked; nothing was sent (set test_url for a request of your choosing)"
 
 
 class WebhookConfigError(CrmError):
@@ -79,8 +79,7 @@ class WebhookConfigError(CrmError):
 
 
 def clear_token_cache() -> None:
-    with _TOKENS_LOCK:
-        _TOKENS.clear()
+    webhook_oauth.TOKENS.clear()
 
 
 def _auth_problems(auth: Any) -> list[str]:
@@ -118,6 +117,8 @@ class CustomWebhookAdapter(Adapter):
         Setting("timeout", "Timeout in seconds", default=10, kind="int"),
         Setting("max_body_bytes", "Largest request body in bytes", default=65536, kind="int"),
         Setting("response_id_path", "Dotted path of the contact id in the JSON answer (optional)"),
+        Setting("test_url", "URL that connection test calls (optional; no contact data is sent)", kind="url"),
+        Setting("test_method", "HTTP method of the connection test (GET, HEAD, POST, …)", default="GET"),
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"custom_fields", "signs_outbound"})
 
@@ -129,6 +130,13 @@ class CustomWebhookAdapter(Adapter):
         method = str(config.get("method") or "POST").upper()
         if method not in METHODS:
             problems.append(f"method must be one of {', '.join(METHODS)}")
+        if str(config.get("test_method") or "GET").upper() not in (*METHODS, "HEAD", "OPTIONS"):
+            problems.append(f"test_method must be one of {', '.join(METHODS)}, HEAD, OPTIONS")
+        test_url = config.get("test_url")
+        if test_url not in (None, "") and not (
+            isinstance(test_url, str) and test_url.startswith(("http://", "https://"))
+        ):
+            problems.append("test_url must start with http:// or https://")
         url = config.get("url")
         if url not in (None, "") and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
             problems.append("url must start with http:// or https://")
@@ -194,13 +202,30 @@ class CustomWebhookAdapter(Adapter):
 
     # -- outbound --
 
-    def check(self) -> None:
-        """Validates the settings and, for OAuth, fetches a token; sends no contact data."""
+    def check(self) -> str | None:
+        """Validate the settings, then make the one real request the owner chose: ``test_method``
+        ``test_url`` with the connection's authentication and no contact data (an OAuth
+        connection fetches a token first). Without ``test_url`` nothing reaches the target, and
+        the answer says so plainly instead of claiming the CRM was reached."""
         problems = self.validate_config(self.config)
         if problems:
             raise WebhookConfigError("; ".join(problems))
-        if self.auth_config.get("type") == "oauth2":
-            self._oauth_token(refresh=True)
+        oauth = self.auth_config.get("type") == "oauth2"
+        test_url = self.setting("test_url")
+        if test_url:
+            headers: dict[str, str] = {}
+            basic = self._static_auth(headers)
+            if oauth:
+                headers["Authorization"] = f"Bearer {self._oauth_token()}"
+            self.call(str(self.setting("test_method", "GET")).upper(), str(test_url), headers=headers, auth=basic)
+            return None
+        if oauth:
+            self._fetch_token(_token_key(self.auth_config))
+            return (
+                "the token endpoint accepted the client credentials; the webhook URL was not called "
+                "(set test_url for a request of your choosing)"
+            )
+        return SETTINGS_ONLY
 
     def find_contact_id(self, email: str) -> str | None:
         return None  # a plain endpoint cannot be searched
@@ -319,17 +344,14 @@ class CustomWebhookAdapter(Adapter):
             headers["webhook-signature"] = standard_webhook_signature(
                 secrets, msg_id, timestamp, request["body"] or b""
             )
-        auth = self.auth_config
-        kind = auth.get("type", "none")
-        basic = (str(auth["username"]), str(auth["password"])) if kind == "basic" else None
-        if kind == "bearer":
-            headers["Authorization"] = f"Bearer {auth['token']}"
-        elif kind == "api_key":
-            headers[str(auth["header"])] = str(auth["value"])
+        kind = self.auth_config.get("type", "none")
+        basic = self._static_auth(headers)
+        sent_token: list[str] = []
 
         def attempt(refresh: bool) -> HttpResponse:
             if kind == "oauth2":
-                headers["Authorization"] = f"Bearer {self._oauth_token(refresh=refresh)}"
+                sent_token.append(self._oauth_token(refused=sent_token[-1] if refresh else None))
+                headers["Authorization"] = f"Bearer {sent_token[-1]}"
             return self.call(
                 request["method"],
                 request["url"],
@@ -346,14 +368,24 @@ class CustomWebhookAdapter(Adapter):
                 raise
             return attempt(refresh=True)
 
-    def _oauth_token(self, *, refresh: bool = False) -> str:
+    def _static_auth(self, headers: dict[str, str]) -> tuple[str, str] | None:
+        """Add a bearer or API-key header to ``headers``; the Basic credentials, if any."""
         auth = self.auth_config
-        key = (str(auth["token_url"]), str(auth["client_id"]), str(auth.get("scope") or ""))
-        now = time.monotonic()
-        with _TOKENS_LOCK:
-            cached = _TOKENS.get(key)
-        if cached and not refresh and cached[1] > now:
-            return cached[0]
+        kind = auth.get("type", "none")
+        if kind == "bearer":
+            headers["Authorization"] = f"Bearer {auth['token']}"
+        elif kind == "api_key":
+            headers[str(auth["header"])] = str(auth["value"])
+        return (str(auth["username"]), str(auth["password"])) if kind == "basic" else None
+
+    def _oauth_token(self, *, refused: str | None = None) -> str:
+        """The connection's client-credentials token, fetched once at a time per process
+        (``crm_adapters.webhook_oauth``); ``refused``: the token the target just refused."""
+        key = _token_key(self.auth_config)
+        return webhook_oauth.TOKENS.token(key, lambda: self._fetch_token(key), refused=refused)
+
+    def _fetch_token(self, key: tuple[str, str, str]) -> tuple[str, float]:
+        auth = self.auth_config
         form = {"grant_type": "client_credentials"}
         if key[2]:
             form["scope"] = key[2]
@@ -370,12 +402,11 @@ class CustomWebhookAdapter(Adapter):
             lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S) - TOKEN_EXPIRY_MARGIN_S
         except (TypeError, ValueError):
             lifetime = DEFAULT_TOKEN_LIFETIME_S - TOKEN_EXPIRY_MARGIN_S
-        with _TOKENS_LOCK:
-            if lifetime > 0:
-                _TOKENS[key] = (token, time.monotonic() + lifetime)
-            else:
-                _TOKENS.pop(key, None)
-        return token
+        return token, lifetime
+
+
+def _token_key(auth: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (str(auth["token_url"]), str(auth["client_id"]), str(auth.get("scope") or ""))
 
 
 def _query_text(value: Any) -> str:

@@ -198,7 +198,7 @@ def test_command(name: str, dry_run: bool, as_json: bool) -> None:
         run_dry(connection, as_json)
         return
     try:
-        connections.check_connection(connection)
+        note = connections.check_connection(connection)
     except connection_settings.UnreadableSecrets as exc:
         fail_unreadable(exc, as_json)
     except connection_settings.IncompleteConnection as exc:
@@ -207,7 +207,11 @@ def test_command(name: str, dry_run: bool, as_json: bool) -> None:
         report_check_failure(connection, exc, as_json)
     except NotImplementedError:
         fail(f"the {connection.type} adapter cannot test a connection", as_json, "not_supported")
-    emit({"ok": True, "name": connection.name}, as_json, lambda d: f"OK: {d['name']} reached the CRM.")
+    emit(
+        {"ok": True, "name": connection.name, "reached": note is None, "note": note},
+        as_json,
+        lambda d: f"OK: {d['name']}: {d['note']}." if d["note"] else f"OK: {d['name']} reached the CRM.",
+    )
 
 
 def report_check_failure(connection: Connection, error: AdapterError, as_json: bool) -> None:

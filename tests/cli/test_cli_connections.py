@@ -217,7 +217,10 @@ def test_test_reports_ok_when_the_crm_answers(make_connection, cli, cli_json, cr
     result = cli("connection", "test", "fluent")
     assert result.exit_code == 0
     assert "OK" in result.stdout
-    assert cli_json("connection", "test", "fluent") == (0, {"ok": True, "name": "fluent"})
+    assert cli_json("connection", "test", "fluent") == (
+        0,
+        {"ok": True, "name": "fluent", "reached": True, "note": None},
+    )
     assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
 
 
