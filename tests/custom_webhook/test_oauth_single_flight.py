@@ -42,7 +42,7 @@ def test_two_deliveries_starting_together_fetch_the_token_once(receiver: Any) ->
         try:  # each delivery has its own adapter and client, as the worker's threads do
             client = OutboundClient(policy=OutboundPolicy(allow_private=True))
             CustomWebhookAdapter(config, client).upsert_contact(contact(event_id))
-        except BaseException as exc:  # noqa: BLE001 (reported by the main thread)
+        except BaseException as exc:
             errors.append(exc)
 
     first = threading.Thread(target=deliver, args=("dlv_1",))
