@@ -156,6 +156,8 @@ class OutboundContact:
     username: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     event: OutboundEvent | None = None
+    created_at: str = ""  # ISO 8601, UTC: when the local user was created
+    role: str = ""  # the local user's role slug
 
 
 # -- the adapter ------------------------------------------------------------------------------

@@ -258,6 +258,8 @@ class CustomWebhookAdapter(Adapter):
             "tags": list(contact.tags),
             "meta": dict(contact.meta),
             "fields": dict(contact.fields),
+            "created_at": contact.created_at,
+            "role": contact.role,
         }
         event = contact.event
         if event is not None:
@@ -278,6 +280,8 @@ class CustomWebhookAdapter(Adapter):
             "tags": [],
             "meta": {},
             "fields": dict(fields),
+            "created_at": "",
+            "role": "",
         }
         self.send({"contact": view, "user": view, "event": self._derived_event("contact.updated", view)})
 
