@@ -157,6 +157,7 @@ class OutboundContact:
     meta: dict[str, Any] = field(default_factory=dict)
     event: OutboundEvent | None = None
     created_at: str = ""  # ISO 8601, UTC: when the local user was created
+    user_id: int | None = None  # the local user's id
     role: str = ""  # the local user's role slug
 
 

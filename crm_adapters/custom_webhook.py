@@ -7,7 +7,8 @@ envelope ``{"type","id","occurred_at","contact":{…}}``), ``auth`` (below), ``s
 (Standard Webhooks ``whsec_…``; several, space-separated, or ``previous_signing_secret`` during a
 rotation: both signatures are sent), ``timeout`` [10], ``max_body_bytes`` [65536],
 ``response_id_path`` (optional dotted path of the contact id in the JSON answer, e.g. ``data.id``),
-``test_url`` and ``test_method`` [GET] (what ``connection test`` calls, with the connection's
+``recipe`` (a ready-made method and body by name, ``crm_adapters/webhook_recipes.py``: e.g.
+``sync_new_user``), ``test_url`` and ``test_method`` [GET] (what ``connection test`` calls, with the connection's
 authentication and no contact data; unset: only the settings are checked, and it says so).
 
 ``auth`` is one JSON object, secret as a whole (encrypted at rest, masked when shown):
@@ -34,18 +35,16 @@ credentials (https://www.rfc-editor.org/rfc/rfc6749#section-4.4), Jinja's sandbo
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from crm_adapters import webhook_oauth
+from crm_adapters import webhook_oauth, webhook_recipes, webhook_settings
 from crm_adapters import webhook_templates as templates
-from crm_adapters.base import Adapter, Contact, HttpResponse, InboundRequest, OutboundContact, Setting
+from crm_adapters.base import Adapter, Contact, HttpClient, HttpResponse, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import (
     AuthRefused,
     ContactNotFound,
@@ -55,20 +54,10 @@ from crm_adapters.errors import (
     PayloadTooLarge,
 )
 from crm_adapters.parsing import normalise_email, split_tags, stringify_id
-from crm_adapters.standard_webhooks import secret_key, signing_secrets, standard_webhook_signature
+from crm_adapters.standard_webhooks import signing_secrets, standard_webhook_signature
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-AUTH_FIELDS: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "bearer": ("token",),
-    "api_key": ("header", "value"),
-    "basic": ("username", "password"),
-    "oauth2": ("token_url", "client_id", "client_secret"),
-}
 TOKEN_EXPIRY_MARGIN_S = 30.0
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
-HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-MAX_TIMEOUT_S = 120
 SETTINGS_ONLY = "only the settings were checked; nothing was sent (set test_url for a request of your choosing)"
 
 
@@ -80,20 +69,6 @@ class WebhookConfigError(CrmError):
 
 def clear_token_cache() -> None:
     webhook_oauth.TOKENS.clear()
-
-
-def _auth_problems(auth: Any) -> list[str]:
-    if not isinstance(auth, Mapping):
-        return ['auth must be an object such as {"type":"none"}']
-    kind = auth.get("type", "none")
-    if kind not in AUTH_FIELDS:
-        return [f"auth.type must be one of {', '.join(AUTH_FIELDS)}"]
-    problems = [f"auth.{key} is required for {kind}" for key in AUTH_FIELDS[kind] if not auth.get(key)]
-    if kind == "api_key" and auth.get("header") and not HEADER_NAME.match(str(auth["header"])):
-        problems.append("auth.header must be a valid header name")
-    if kind == "oauth2" and auth.get("token_url") and not str(auth["token_url"]).startswith(("http://", "https://")):
-        problems.append("auth.token_url must be an http(s) URL")
-    return problems
 
 
 class CustomWebhookAdapter(Adapter):
@@ -117,6 +92,7 @@ class CustomWebhookAdapter(Adapter):
         Setting("timeout", "Timeout in seconds", default=10, kind="int"),
         Setting("max_body_bytes", "Largest request body in bytes", default=65536, kind="int"),
         Setting("response_id_path", "Dotted path of the contact id in the JSON answer (optional)"),
+        Setting("recipe", "Ready-made request (sync_new_user); method and body set here win", default=""),
         Setting("test_url", "URL that connection test calls (optional; no contact data is sent)", kind="url"),
         Setting("test_method", "HTTP method of the connection test (GET, HEAD, POST, …)", default="GET"),
     ]
@@ -124,46 +100,12 @@ class CustomWebhookAdapter(Adapter):
 
     # -- configuration --
 
+    def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
+        super().__init__(webhook_recipes.with_recipe(config), http)
+
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> list[str]:
-        problems: list[str] = []
-        method = str(config.get("method") or "POST").upper()
-        if method not in METHODS:
-            problems.append(f"method must be one of {', '.join(METHODS)}")
-        if str(config.get("test_method") or "GET").upper() not in (*METHODS, "HEAD", "OPTIONS"):
-            problems.append(f"test_method must be one of {', '.join(METHODS)}, HEAD, OPTIONS")
-        test_url = config.get("test_url")
-        if test_url not in (None, "") and not (
-            isinstance(test_url, str) and test_url.startswith(("http://", "https://"))
-        ):
-            problems.append("test_url must start with http:// or https://")
-        url = config.get("url")
-        if url not in (None, "") and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-            problems.append("url must start with http:// or https://")
-        for name in ("headers", "query"):
-            value = config.get(name) or {}
-            if not isinstance(value, Mapping):
-                problems.append(f"{name} must be an object of name → template")
-            elif name == "headers":
-                problems += [
-                    f"headers: {key!r} is not a valid header name" for key in value if not HEADER_NAME.match(key)
-                ]
-                problems += [
-                    f"headers.{key} must be a string" for key, item in value.items() if not isinstance(item, str)
-                ]
-        problems += _auth_problems(config.get("auth") or {"type": "none"})
-        for secret in signing_secrets(config):
-            try:
-                secret_key(secret)
-            except (binascii.Error, ValueError):
-                problems.append("signing secrets must be whsec_ followed by base64")
-        for name, low, high in (("timeout", 1, MAX_TIMEOUT_S), ("max_body_bytes", 1, 10_485_760)):
-            value = config.get(name)
-            if value is not None and not (isinstance(value, int) and low <= value <= high):
-                problems.append(f"{name} must be a whole number from {low} to {high}")
-        for name in ("url", "headers", "query", "body"):
-            problems += templates.template_problems(config.get(name), name)
-        return problems
+        return webhook_settings.config_problems(config)
 
     @property
     def method(self) -> str:
@@ -260,6 +202,7 @@ class CustomWebhookAdapter(Adapter):
             "fields": dict(contact.fields),
             "created_at": contact.created_at,
             "role": contact.role,
+            "user_id": contact.user_id,
         }
         event = contact.event
         if event is not None:
@@ -282,6 +225,7 @@ class CustomWebhookAdapter(Adapter):
             "fields": dict(fields),
             "created_at": "",
             "role": "",
+            "user_id": None,
         }
         self.send({"contact": view, "user": view, "event": self._derived_event("contact.updated", view)})
 

@@ -70,6 +70,7 @@ def outbound_contact(user: User, adapter: Adapter, *, tags: list[str], event: Ou
         event=event,
         created_at=iso(user.created_at) or "",
         role=user.role or "",
+        user_id=user.id,
     )
 
 
