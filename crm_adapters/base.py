@@ -308,6 +308,13 @@ class Adapter:
         from a token that no longer works (or a refresh token the CRM has already rotated)."""
         return {}
 
+    def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
+        """What this CRM would answer ``method url`` with ``body`` (text) in a dry run that sends
+        nothing: ``(status, JSON)`` shaped like its real answer, so the adapter carries on
+        through the whole registration as it would for real. None: a plain ``200 {}``.
+        Adapters whose next step reads the answer (a contact id) override this."""
+        return None
+
     def check(self) -> str | None:
         """Make one cheap authenticated call; raise a typed error if the connection is broken.
 

@@ -38,6 +38,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from crm_adapters import fluentcrm_stand_ins
 from crm_adapters.base import Adapter, Contact, HttpClient, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import (
     ContactNotFound,
@@ -400,3 +401,7 @@ class FluentCrmAdapter(Adapter):
         data = self._request("GET", "/custom-fields/contacts") or {}
         custom = [str(f["slug"]) for f in data.get("fields") or [] if isinstance(f, Mapping) and f.get("slug")]
         return sorted(STANDARD_COLUMNS - {"user_id", "company_id", "avatar"}) + custom
+
+    def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
+        """Dry-run answers shaped like the recorded exchanges (``crm_adapters.fluentcrm_stand_ins``)."""
+        return fluentcrm_stand_ins.answer(method, url, body)

@@ -41,12 +41,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 from crm_adapters.base import Adapter, Contact, HttpClient, HttpResponse, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import AuthRefused, ContactNotFound, CrmRejected, InvalidPayload, MissingContactId
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
 NOT_FOUND_ERROR = "Contact not found"  # the one ``error`` that means "none", not a failure
+STAND_IN_ID = 1  # the id of a dry run's stand-in contact: shown, never stored
 HIDDEN_FIELDS = frozenset({"lead_source_id"})
 # Statuses the base class types by status whatever the body says (refresh, retry).
 RETRYABLE_OR_AUTH = frozenset({200, 401, 403, 408, 425, 429})
@@ -71,6 +73,9 @@ class PulseTechAdapter(Adapter):
 
     def settings_to_store(self) -> dict[str, Any]:
         return dict(self.refreshed_tokens or {})
+
+    def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
+        return stand_in_answer(method, url, body)
 
     # -- inbound --
 
@@ -289,6 +294,19 @@ class PulseTechAdapter(Adapter):
             name = f"{key}_name" if "address_" in key and ".country" in key else key
             labels[name] = str(label or key.replace("_", " ").title())
         return sorted(labels, key=lambda name: labels[name])
+
+
+def stand_in_answer(method: str, url: str, body: str) -> tuple[int, Any] | None:
+    """Dry-run answers in the API's shapes (the table above): the email is not in Pulse yet,
+    the create answers the flat new contact, the tag list is empty."""
+    path = urlsplit(url).path.rstrip("/")
+    if method == "POST" and path.endswith("/contact/find"):
+        return 404, {"error": NOT_FOUND_ERROR}
+    if method == "POST" and path.endswith("/api/v1/contacts"):
+        return 201, {"id": STAND_IN_ID, **{k: v for k, v in parse_qsl(body) if not k.endswith("[]")}}
+    if method == "GET" and (path.endswith("/tags") or path.endswith("/contact/available-fields")):
+        return 200, {"data": [], "meta": {"current_page": 1, "last_page": 1}}
+    return None
 
 
 def _error_of(response: HttpResponse) -> str | None:

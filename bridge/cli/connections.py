@@ -246,21 +246,31 @@ def run_dry(connection: Connection, as_json: bool) -> None:
 
 
 def render_dry_run(result: Any) -> str:
-    """The rendered requests, one block each; anything unexpected falls back to JSON."""
+    """Each request (method, URL, headers with secrets masked, body) and the answer it got (a
+    stand-in when nothing was sent), then the error, if any; anything unexpected is JSON."""
     requests = result.get("requests") if isinstance(result, dict) else None
     if not isinstance(requests, list):
         return json.dumps(result, indent=2, default=str)
+    answers = result.get("responses") or []
+    sent = bool(result.get("send"))
     blocks = []
-    for item in requests:
+    for index, item in enumerate(requests):
         if not isinstance(item, dict):
             blocks.append(json.dumps(item, default=str))
             continue
         lines = [f"{item.get('method', '?')} {item.get('url', '?')}"]
-        lines += [f"{header}: {value}" for header, value in (item.get("headers") or {}).items()]
-        body = item.get("body")
+        lines += [f"{header}: {value}" for header, value in (item.get("request_headers") or {}).items()]
+        body = item.get("request_body")
         if body not in (None, ""):
             lines += ["", body if isinstance(body, str) else json.dumps(body, indent=2, default=str)]
+        answer = answers[index] if index < len(answers) and isinstance(answers[index], dict) else None
+        if answer:
+            label = "answered" if sent else "stand-in answer, not sent"
+            lines += ["", f"→ {answer.get('status')} ({label}): {answer.get('response_body') or ''}"]
         blocks.append("\n".join(lines))
+    error = result.get("error")
+    if isinstance(error, dict):
+        blocks.append(f"error: {error.get('error_class')}: {error.get('message')}")
     return "\n\n".join(blocks) or "(no requests)"
 
 
