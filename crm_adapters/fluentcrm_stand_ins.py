@@ -6,24 +6,17 @@ connection's tags are created and attached."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlsplit
+
+from crm_adapters.parsing import json_object
 
 STAND_IN_ID = 1  # the id a stand-in contact or tag gets: shown in the dry run, never stored
 
 
-def _json(body: str) -> dict[str, Any]:
-    try:
-        data = json.loads(body or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def answer(method: str, url: str, body: str) -> tuple[int, Any] | None:
     path = urlsplit(url).path.rstrip("/")
-    sent = _json(body)
+    sent = json_object(body)
     if method == "POST" and path.endswith("/subscribers"):  # create_subscriber.json
         contact = {key: sent.get(key) for key in ("email", "first_name", "last_name", "status")}
         return 200, {

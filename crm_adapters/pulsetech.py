@@ -43,8 +43,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-from crm_adapters.base import Adapter, Contact, HttpClient, HttpResponse, InboundRequest, OutboundContact, Setting
+from crm_adapters.base import Adapter, Contact, HttpResponse, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import AuthRefused, ContactNotFound, CrmRejected, InvalidPayload, MissingContactId
+from crm_adapters.oauth_refresh import OAuthRefreshMixin
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
 NOT_FOUND_ERROR = "Contact not found"  # the one ``error`` that means "none", not a failure
@@ -54,7 +55,7 @@ HIDDEN_FIELDS = frozenset({"lead_source_id"})
 RETRYABLE_OR_AUTH = frozenset({200, 401, 403, 408, 425, 429})
 
 
-class PulseTechAdapter(Adapter):
+class PulseTechAdapter(OAuthRefreshMixin, Adapter):
     type: ClassVar[str] = "pulsetech"
     label: ClassVar[str] = "PulseTechnologyCRM"
     settings: ClassVar[list[Setting]] = [
@@ -65,14 +66,6 @@ class PulseTechAdapter(Adapter):
         Setting("client_secret", "OAuth client secret", secret=True),
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields"})
-
-    def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
-        super().__init__(config, http)
-        # Set when a refused token was refreshed (``settings_to_store`` hands them over).
-        self.refreshed_tokens: dict[str, str] | None = None
-
-    def settings_to_store(self) -> dict[str, Any]:
-        return dict(self.refreshed_tokens or {})
 
     def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
         return stand_in_answer(method, url, body)
@@ -133,7 +126,7 @@ class PulseTechAdapter(Adapter):
         try:
             return self._send(method, path, **kwargs)
         except AuthRefused:
-            if not self._refresh_access_token():
+            if not self.refresh_access_token():
                 raise
             return self._send(method, path, **kwargs)
 
@@ -141,45 +134,9 @@ class PulseTechAdapter(Adapter):
         headers = {"Authorization": f"Bearer {self.setting('access_token', '')}", "Accept": "application/json"}
         return self.call(method, self.api_base + path, headers=headers, **kwargs).json() or {}
 
-    def _refresh_access_token(self) -> bool:
-        """Trade the refresh token for a new access token (``refresh_token``: form
-        ``grant_type=refresh_token, refresh_token, client_id, client_secret``), once per
-        adapter, and once for all adapters presenting the same refresh token
-        (``Adapter.redeem_refresh_token``). False when the connection has no refresh
-        credentials or the grant gave no access token."""
-        names = ("refresh_token", "client_id", "client_secret")
-        if self.refreshed_tokens is not None or not all(self.setting(n) for n in names):
-            return False
-        tokens = self.redeem_refresh_token(
-            token_url=self.token_url,
-            client_id=str(self.setting("client_id")),
-            refresh_token=str(self.setting("refresh_token")),
-            grant=lambda: self._refresh_grant(names),
-        )
-        if not tokens:
-            return False
-        self.refreshed_tokens = tokens
-        self.config.update(tokens)
-        return True
-
     @property
     def token_url(self) -> str:
         return self.app_url + "/oauth/token"
-
-    def _refresh_grant(self, names: tuple[str, ...]) -> dict[str, str] | None:
-        data = self.call(
-            "POST",
-            self.token_url,
-            data={"grant_type": "refresh_token", **{n: str(self.setting(n)) for n in names}},
-            headers={"Accept": "application/json"},
-        ).json()
-        token = (data or {}).get("access_token")
-        if not token:
-            return None
-        tokens = {"access_token": str(token)}
-        if data.get("refresh_token"):
-            tokens["refresh_token"] = str(data["refresh_token"])
-        return tokens
 
     def _paged(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         """Every page, as ``sync_tags`` and ``get_tags`` read them: the first without ``page``,

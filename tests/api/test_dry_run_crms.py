@@ -85,3 +85,14 @@ def test_a_stand_in_the_adapter_cannot_read_is_not_reported_as_the_crms_error(
     result = dry_run(client, auth_headers, "fluent")
     assert result["error"] is None
     assert any(line.startswith("stopped:") for line in result["log"])
+
+
+def test_mautic_creates_through_contacts_new(make_connection, client, auth_headers) -> None:
+    make_connection("mautic", "mautic", base_url=BASE, access_token=PULSE_TOKEN, assign_tags=["members"])
+    result = dry_run(client, auth_headers, "mautic")
+    assert result["error"] is None
+    assert [(r["method"], r["url"]) for r in result["requests"]] == [
+        ("POST", BASE + "/api/contacts/new"),
+        ("PATCH", BASE + "/api/contacts/1/edit"),  # the tags, on the id the stand-in gave
+    ]
+    assert result["requests"][0]["request_headers"]["Authorization"] == "[redacted]"
