@@ -4,8 +4,9 @@
 Only trusted sources count: a header the owner's proxy or CDN sets (Cloudflare's
 ``CF-IPCountry``, named by ``BRIDGE_GEO_HEADER``), else a MaxMind-format database the owner
 provides (``BRIDGE_GEOIP_DB``, read with MaxMind's ``maxminddb``) looked up with the client
-address. A country the client typed into ``meta`` is never kept: templates such as the "Sync new
-user to CRM" recipe send it to the CRM as a fact about the signup.
+address (``request.remote_addr``: what the WSGI server, or a proxy fix in front of it, says).
+A country the client typed into ``meta`` is never kept: templates such as the "Sync new user
+to CRM" recipe send it to the CRM as a fact about the signup.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def country_from_header(value: str | None) -> str | None:
 
 @functools.lru_cache(maxsize=4)
 def _reader(path: str) -> maxminddb.Reader:
-    """One open database per path for the process (the reader is thread-safe)."""
+    """One open database per path for the process (the reader is thread-safe); a database
+    file replaced in place (a monthly GeoLite2 update) is read after a restart."""
     return maxminddb.open_database(path)
 
 
