@@ -2,8 +2,12 @@
 
 Settings: ``base_url`` (the app URL; the adapter adds ``/api/v1/``), ``access_token`` (sent as
 ``Authorization: Bearer``), and optionally ``refresh_token``, ``client_id``, ``client_secret``
-(with all three, a refused token is refreshed once through ``POST {base_url}/oauth/token``,
-the OAuth 2 refresh grant: https://datatracker.ietf.org/doc/html/rfc6749#section-6).
+(with all three, a refused token is refreshed once through the OAuth 2 refresh grant,
+https://datatracker.ietf.org/doc/html/rfc6749#section-6, at the Pulse portal's ``oauth/token``:
+as the client derives it, ``https://portal.thepulsespot.com/oauth/token``, or for an app URL under
+``.dev.thepulsespot.com`` the same URL with ``app.`` replaced by ``portal.``; an optional
+``token_url`` setting overrides it). The client uses ``http://`` for the production portal; we
+use ``https://`` so the client secret never travels in clear.
 
 Every call follows the API's only public client, written by Pulse Technology itself: WP
 Fusion's ``includes/crms/pulsetech/class-pulsetech.php`` (``verygoodplugins/wp-fusion-lite``
@@ -49,6 +53,7 @@ from crm_adapters.oauth_refresh import OAuthRefreshMixin
 from crm_adapters.parsing import normalise_email, request_payload, stringify_id
 
 NOT_FOUND_ERROR = "Contact not found"  # the one ``error`` that means "none", not a failure
+PORTAL_URL = "https://portal.thepulsespot.com/"  # the client's production portal (it says http://)
 STAND_IN_ID = 1  # the id of a dry run's stand-in contact: shown, never stored
 HIDDEN_FIELDS = frozenset({"lead_source_id"})
 # Statuses the base class types by status whatever the body says (refresh, retry).
@@ -64,6 +69,7 @@ class PulseTechAdapter(OAuthRefreshMixin, Adapter):
         Setting("refresh_token", "Refresh token", secret=True),
         Setting("client_id", "OAuth client id"),
         Setting("client_secret", "OAuth client secret", secret=True),
+        Setting("token_url", "OAuth token URL (default: the Pulse portal's)", kind="url"),
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields"})
 
@@ -136,7 +142,12 @@ class PulseTechAdapter(OAuthRefreshMixin, Adapter):
 
     @property
     def token_url(self) -> str:
-        return self.app_url + "/oauth/token"
+        """The portal's token endpoint (``__construct`` in class-pulsetech.php)."""
+        if self.setting("token_url"):
+            return str(self.setting("token_url"))
+        if ".dev.thepulsespot.com" in self.app_url:
+            return self.app_url.replace("/app.", "/portal.") + "/oauth/token"
+        return PORTAL_URL + "oauth/token"
 
     def _paged(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         """Every page, as ``sync_tags`` and ``get_tags`` read them: the first without ``page``,

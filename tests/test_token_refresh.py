@@ -13,7 +13,7 @@ from bridge.outbound.client import OutboundClient, OutboundPolicy
 
 BASE = "https://app.pulse.example"
 API = BASE + "/api/v1/"
-TOKEN_URL = BASE + "/oauth/token"
+TOKEN_URL = "https://portal.thepulsespot.com/oauth/token"  # the portal, not the app
 
 
 def pulse(make_connection) -> None:

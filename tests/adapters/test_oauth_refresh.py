@@ -16,7 +16,7 @@ from crm_adapters.oauth import RefreshGrants
 from crm_adapters.pulsetech import PulseTechAdapter
 
 API = "https://app.pulse.example/api/v1/"
-TOKEN_URL = "https://app.pulse.example/oauth/token"
+TOKEN_URL = "https://portal.thepulsespot.com/oauth/token"  # the portal, not the app
 CONFIG = {
     "base_url": "https://app.pulse.example",
     "access_token": "old",

@@ -203,7 +203,7 @@ def test_refused_token_is_refreshed_once_and_the_call_retried() -> None:
             match=[responses.matchers.header_matcher({"Authorization": "Bearer old"})],
         )
         rsps.post(
-            "https://app.pulse.example/oauth/token",
+            "https://portal.thepulsespot.com/oauth/token",  # the portal's, as class-pulsetech.php posts it
             json={"access_token": "new", "refresh_token": "r2", "expires_in": 3600},
             match=[
                 responses.matchers.urlencoded_params_matcher(
@@ -224,3 +224,16 @@ def test_refused_token_is_refreshed_once_and_the_call_retried() -> None:
         adapter.check()
     assert adapter.refreshed_tokens == {"access_token": "new", "refresh_token": "r2"}
     assert adapter.settings_to_store() == {"access_token": "new", "refresh_token": "r2"}  # the caller stores them
+
+
+def test_the_token_url_is_the_portals_as_the_client_derives_it() -> None:
+    from bridge.outbound.client import OutboundClient
+    from crm_adapters.pulsetech import PulseTechAdapter
+
+    def token_url(**config: str) -> str:
+        return PulseTechAdapter(config, OutboundClient()).token_url
+
+    assert token_url(base_url="https://acme.pulse.example") == "https://portal.thepulsespot.com/oauth/token"
+    dev = "https://app.acme.dev.thepulsespot.com/"
+    assert token_url(base_url=dev) == "https://portal.acme.dev.thepulsespot.com/oauth/token"
+    assert token_url(base_url=dev, token_url="https://sso.example/token") == "https://sso.example/token"
