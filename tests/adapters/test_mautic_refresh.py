@@ -4,6 +4,9 @@ class-mautic.php does; the new tokens reach the connection's stored settings."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import responses
 from responses import matchers
@@ -17,9 +20,10 @@ from crm_adapters.mautic import MauticAdapter
 BASE = "https://mautic.example.com"
 CONTACTS = BASE + "/api/contacts"
 TOKEN_URL = BASE + "/oauth/v2/token"
-# Mautic's answer to an expired token (FOSOAuthServerBundle, as class-mautic.php reads it).
-EXPIRED = {"errors": [{"message": "The access token provided has expired.", "code": 401, "type": "invalid_grant"}]}
-CREDENTIALS = {"refresh_token": "r1", "client_id": "1_public-id", "client_secret": "csecret"}
+HERE = Path(__file__).resolve().parents[1] / "fixtures" / "mautic" / "api"  # tests/fixtures: notes name sources
+EXPIRED = json.loads((HERE / "token_expired_401.json").read_text())["response"]["json"]
+REFRESH = json.loads((HERE / "refresh_token.json").read_text())
+CREDENTIALS = {k: v for k, v in REFRESH["request"]["form"].items() if k != "grant_type"}
 LISTING = {"total": "0", "contacts": []}
 
 
@@ -37,8 +41,8 @@ def test_an_expired_token_is_refreshed_once_and_the_call_retried() -> None:
     expired = responses.get(CONTACTS, status=401, json=EXPIRED, match=bearer("old"))
     grant = responses.post(
         TOKEN_URL,
-        json={"access_token": "new", "expires_in": 3600, "token_type": "bearer", "refresh_token": "r2"},
-        match=[matchers.urlencoded_params_matcher({"grant_type": "refresh_token", **CREDENTIALS})],
+        json=REFRESH["response"]["json"],
+        match=[matchers.urlencoded_params_matcher(REFRESH["request"]["form"])],
     )
     retried = responses.get(CONTACTS, json=LISTING, match=bearer("new"))
     mautic = adapter(**CREDENTIALS)

@@ -3,20 +3,21 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from adapters.contract import AdapterCase, AdapterContract, Exchange, Operation, Sample, inbound
 from crm_adapters.base import OutboundContact
 from crm_adapters.errors import ContactNotFound
 
 API = "https://app.pulse.example/api/v1/"
-# Shaped after WP Fusion's class-pulsetech.php 3.47.11 (shared/reference/pulsetech.md): flat
-# contacts, tags as ids named through the paginated tag list, form bodies with ``tag_id[]``.
-MARIA = {"id": 1234, "first_name": "Maria", "last_name": "Rossi", "email": "Maria.Rossi@example.it"}
-NOT_FOUND = {"error": "Contact not found"}
-TAGS_PAGE_1 = {
-    "data": [{"id": 5, "name": "Customers"}, {"id": 9, "name": "VIP"}],
-    "meta": {"current_page": 1, "last_page": 2},
-}
-TAGS_PAGE_2 = {"data": [{"id": 12, "name": "Course Two"}], "meta": {"current_page": 2, "last_page": 2}}
+# tests/fixtures/pulsetech/api/answers.json: shaped after WP Fusion's class-pulsetech.php 3.47.11
+# (its note names the source): flat contacts, tags as ids named through the paginated tag list.
+ANSWERS = json.loads((Path(__file__).resolve().parents[1] / "fixtures/pulsetech/api/answers.json").read_text())
+MARIA = ANSWERS["contact"]
+NOT_FOUND = ANSWERS["contact_not_found"]["json"]
+TAGS_PAGE_1 = ANSWERS["tags_page_1"]
+TAGS_PAGE_2 = ANSWERS["tags_page_2"]
 ALL_TAGS = [
     Exchange("GET", "tags", json=TAGS_PAGE_1),  # the first page has no ``page`` (sync_tags)
     Exchange("GET", "tags", json=TAGS_PAGE_2, params={"page": "2"}),
@@ -139,15 +140,7 @@ class TestPulseTech(AdapterContract):
                     Exchange(
                         "GET",
                         "contact/available-fields",
-                        json={
-                            "data": {
-                                "first_name": {"label": "First Name"},
-                                "email": {"label": "Email"},
-                                "wp_password": {"label": "Password"},
-                                "lead_source_id": {"label": "Lead source"},
-                                "address_1.country": {"label": "Country"},
-                            }
-                        },
+                        json=ANSWERS["available_fields"],
                     )
                 ],
                 returns=["address_1.country_name", "email", "first_name", "wp_password"],
