@@ -30,24 +30,25 @@ def test_fluentcrm_shows_the_whole_registration_and_no_invented_error(make_conne
     result = dry_run(client, auth_headers, "fluent")
 
     assert result["success"] is True and result["error"] is None
-    assert [(r["method"], r["url"].split("?")[0]) for r in result["requests"]] == [
-        ("POST", FLUENT_API + "/subscribers"),  # create first (one call for a new contact)
-        ("GET", FLUENT_API + "/tags"),  # resolve the connection's tags
-        ("POST", FLUENT_API + "/tags"),  # create the one FluentCRM lacks
-        ("POST", FLUENT_API + "/subscribers/sync-segments"),  # attach it to the new contact
+    methods_urls = [(r["method"], r["url"].split("?")[0]) for r in result["requests"]]
+    assert methods_urls[-2:] == [
+        ("POST", FLUENT_API + "/tags"),  # create the tag FluentCRM lacks (after reading the list)
+        ("POST", FLUENT_API + "/subscribers"),  # create the contact with its tag: one write
     ]
-    create = result["requests"][0]
+    assert set(methods_urls[:-2]) == {("GET", FLUENT_API + "/tags")}
+    create = result["requests"][-1]
     assert create["request_headers"]["Authorization"] == "[redacted]"
     assert json.loads(create["request_body"]) == {
         "first_name": "Preset",
         "last_name": "User",
         "email": "preset-user@example.com",
         "status": "subscribed",
+        "tags": [1],  # the id the stand-in tag answer gave
     }
     recorded = load_fixture("fluentcrm/api/create_subscriber.json")["response"]["json"]
-    stand_in = json.loads(result["responses"][0]["response_body"])
+    stand_in = json.loads(result["responses"][-1]["response_body"])
     assert set(stand_in) == set(recorded) and "id" in stand_in["contact"]
-    assert json.loads(result["requests"][3]["request_body"])["attach"] == [1]
+    assert "upsert_contact → contact id '1'" in result["log"]
     assert not any("error" in line for line in result["log"])
 
 
