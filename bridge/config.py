@@ -35,6 +35,8 @@ class DefaultConfig:
     BRIDGE_WORKER_NICE = 10  # `crm-bridge worker` lowers its CPU priority by this much: web requests first
     CRM_WEBHOOK_SECRET: str | None = None
     CRM_CALLBACK_SECRET: str | None = None
+    BRIDGE_GEO_HEADER: str | None = None  # e.g. CF-IPCountry: the signup country from the owner's proxy
+    BRIDGE_GEOIP_DB: str | None = None  # a MaxMind-format database file, when no header is configured
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {}
     WTF_CSRF_TIME_LIMIT = None
     SESSION_COOKIE_HTTPONLY = True
@@ -55,6 +57,8 @@ ENV_STRINGS = (
     "BRIDGE_RATELIMIT_STORAGE_URL",
     "CRM_WEBHOOK_SECRET",
     "CRM_CALLBACK_SECRET",
+    "BRIDGE_GEO_HEADER",
+    "BRIDGE_GEOIP_DB",
 )
 ENV_BOOLS = ("BRIDGE_ALLOW_PRIVATE_TARGETS", "BRIDGE_PUBLIC_SIGNUP")
 ENV_NUMBERS = {

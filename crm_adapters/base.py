@@ -158,6 +158,9 @@ class OutboundContact:
     username: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     event: OutboundEvent | None = None
+    created_at: str = ""  # ISO 8601, UTC: when the local user was created
+    user_id: int | None = None  # the local user's id
+    role: str = ""  # the local user's role slug
 
 
 @dataclass
@@ -335,8 +338,19 @@ class Adapter:
         from a token that no longer works (or a refresh token the CRM has already rotated)."""
         return {}
 
-    def check(self) -> None:
-        """Make one cheap authenticated call; raise a typed error if the connection is broken."""
+    def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
+        """What this CRM would answer ``method url`` with ``body`` (text) in a dry run that sends
+        nothing: ``(status, JSON)`` shaped like its real answer, so the adapter carries on
+        through the whole registration as it would for real. None: a plain ``200 {}``.
+        Adapters whose next step reads the answer (a contact id) override this."""
+        return None
+
+    def check(self) -> str | None:
+        """Make one cheap authenticated call; raise a typed error if the connection is broken.
+
+        Returns None when the CRM was reached, else a sentence saying what was (and was not)
+        checked, shown to the owner instead of "reached the CRM" (a custom webhook without a
+        ``test_url`` sends nothing)."""
         raise NotImplementedError
 
     def find_contact_id(self, email: str) -> str | None:

@@ -6,7 +6,10 @@ template}, ``query`` {name: template}, ``body`` (JSON; strings are templates; un
 envelope ``{"type","id","occurred_at","contact":{…}}``), ``auth`` (below), ``signing_secret``
 (Standard Webhooks ``whsec_…``; several, space-separated, or ``previous_signing_secret`` during a
 rotation: both signatures are sent), ``timeout`` [10], ``max_body_bytes`` [65536],
-``response_id_path`` (optional dotted path of the contact id in the JSON answer, e.g. ``data.id``).
+``response_id_path`` (optional dotted path of the contact id in the JSON answer, e.g. ``data.id``),
+``recipe`` (a ready-made method and body by name, ``crm_adapters/webhook_recipes.py``: e.g.
+``sync_new_user``), ``test_url`` and ``test_method`` [GET] (what ``connection test`` calls, with the connection's
+authentication and no contact data; unset: only the settings are checked, and it says so).
 
 ``auth`` is one JSON object, secret as a whole (encrypted at rest, masked when shown):
 ``{"type":"none"}``, ``{"type":"bearer","token":…}``, ``{"type":"api_key","header":…,"value":…}``,
@@ -14,7 +17,8 @@ rotation: both signatures are sent), ``timeout`` [10], ``max_body_bytes`` [65536
 "client_id":…,"client_secret":…,"scope":…}`` (client credentials, sent with HTTP Basic as RFC 6749
 §2.3.1 requires servers to accept; ``"client_auth":"body"`` sends them in the form instead). The
 OAuth token is cached per process, keyed by token URL, client id and scope, until it expires, and
-fetched again once when the target answers 401.
+fetched again once when the target answers 401; one fetch at a time per key, shared by every
+thread of the process (``crm_adapters.webhook_oauth``).
 
 Every request carries ``Idempotency-Key`` (and, when signing, ``webhook-id``) equal to the event
 id, which is the delivery id and so stable across retries. A GET sends no body. Tags ride in the
@@ -31,18 +35,16 @@ credentials (https://www.rfc-editor.org/rfc/rfc6749#section-4.4), Jinja's sandbo
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import json
-import re
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from crm_adapters import webhook_oauth, webhook_recipes, webhook_settings
 from crm_adapters import webhook_templates as templates
-from crm_adapters.base import Adapter, Contact, HttpResponse, InboundRequest, OutboundContact, Setting
+from crm_adapters.base import Adapter, Contact, HttpClient, HttpResponse, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import (
     AuthRefused,
     ContactNotFound,
@@ -52,24 +54,11 @@ from crm_adapters.errors import (
     PayloadTooLarge,
 )
 from crm_adapters.parsing import normalise_email, split_tags, stringify_id
-from crm_adapters.standard_webhooks import secret_key, signing_secrets, standard_webhook_signature
+from crm_adapters.standard_webhooks import signing_secrets, standard_webhook_signature
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-AUTH_FIELDS: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "bearer": ("token",),
-    "api_key": ("header", "value"),
-    "basic": ("username", "password"),
-    "oauth2": ("token_url", "client_id", "client_secret"),
-}
 TOKEN_EXPIRY_MARGIN_S = 30.0
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
-HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-MAX_TIMEOUT_S = 120
-
-# Process-wide OAuth token cache: (token_url, client_id, scope) -> (token, expires at, monotonic).
-_TOKENS: dict[tuple[str, str, str], tuple[str, float]] = {}
-_TOKENS_LOCK = threading.Lock()
+SETTINGS_ONLY = "only the settings were checked; nothing was sent (set test_url for a request of your choosing)"
 
 
 class WebhookConfigError(CrmError):
@@ -79,22 +68,7 @@ class WebhookConfigError(CrmError):
 
 
 def clear_token_cache() -> None:
-    with _TOKENS_LOCK:
-        _TOKENS.clear()
-
-
-def _auth_problems(auth: Any) -> list[str]:
-    if not isinstance(auth, Mapping):
-        return ['auth must be an object such as {"type":"none"}']
-    kind = auth.get("type", "none")
-    if kind not in AUTH_FIELDS:
-        return [f"auth.type must be one of {', '.join(AUTH_FIELDS)}"]
-    problems = [f"auth.{key} is required for {kind}" for key in AUTH_FIELDS[kind] if not auth.get(key)]
-    if kind == "api_key" and auth.get("header") and not HEADER_NAME.match(str(auth["header"])):
-        problems.append("auth.header must be a valid header name")
-    if kind == "oauth2" and auth.get("token_url") and not str(auth["token_url"]).startswith(("http://", "https://")):
-        problems.append("auth.token_url must be an http(s) URL")
-    return problems
+    webhook_oauth.TOKENS.clear()
 
 
 class CustomWebhookAdapter(Adapter):
@@ -118,44 +92,20 @@ class CustomWebhookAdapter(Adapter):
         Setting("timeout", "Timeout in seconds", default=10, kind="int"),
         Setting("max_body_bytes", "Largest request body in bytes", default=65536, kind="int"),
         Setting("response_id_path", "Dotted path of the contact id in the JSON answer (optional)"),
+        Setting("recipe", "Ready-made request (sync_new_user); method and body set here win", default=""),
+        Setting("test_url", "URL that connection test calls (optional; no contact data is sent)", kind="url"),
+        Setting("test_method", "HTTP method of the connection test (GET, HEAD, POST, …)", default="GET"),
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"custom_fields", "signs_outbound"})
 
     # -- configuration --
 
+    def __init__(self, config: Mapping[str, Any], http: HttpClient) -> None:
+        super().__init__(webhook_recipes.with_recipe(config), http)
+
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> list[str]:
-        problems: list[str] = []
-        method = str(config.get("method") or "POST").upper()
-        if method not in METHODS:
-            problems.append(f"method must be one of {', '.join(METHODS)}")
-        url = config.get("url")
-        if url not in (None, "") and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-            problems.append("url must start with http:// or https://")
-        for name in ("headers", "query"):
-            value = config.get(name) or {}
-            if not isinstance(value, Mapping):
-                problems.append(f"{name} must be an object of name → template")
-            elif name == "headers":
-                problems += [
-                    f"headers: {key!r} is not a valid header name" for key in value if not HEADER_NAME.match(key)
-                ]
-                problems += [
-                    f"headers.{key} must be a string" for key, item in value.items() if not isinstance(item, str)
-                ]
-        problems += _auth_problems(config.get("auth") or {"type": "none"})
-        for secret in signing_secrets(config):
-            try:
-                secret_key(secret)
-            except (binascii.Error, ValueError):
-                problems.append("signing secrets must be whsec_ followed by base64")
-        for name, low, high in (("timeout", 1, MAX_TIMEOUT_S), ("max_body_bytes", 1, 10_485_760)):
-            value = config.get(name)
-            if value is not None and not (isinstance(value, int) and low <= value <= high):
-                problems.append(f"{name} must be a whole number from {low} to {high}")
-        for name in ("url", "headers", "query", "body"):
-            problems += templates.template_problems(config.get(name), name)
-        return problems
+        return webhook_settings.config_problems(config)
 
     @property
     def method(self) -> str:
@@ -194,13 +144,30 @@ class CustomWebhookAdapter(Adapter):
 
     # -- outbound --
 
-    def check(self) -> None:
-        """Validates the settings and, for OAuth, fetches a token; sends no contact data."""
+    def check(self) -> str | None:
+        """Validate the settings, then make the one real request the owner chose: ``test_method``
+        ``test_url`` with the connection's authentication and no contact data (an OAuth
+        connection fetches a token first). Without ``test_url`` nothing reaches the target, and
+        the answer says so plainly instead of claiming the CRM was reached."""
         problems = self.validate_config(self.config)
         if problems:
             raise WebhookConfigError("; ".join(problems))
-        if self.auth_config.get("type") == "oauth2":
-            self._oauth_token(refresh=True)
+        oauth = self.auth_config.get("type") == "oauth2"
+        test_url = self.setting("test_url")
+        if test_url:
+            headers: dict[str, str] = {}
+            basic = self._static_auth(headers)
+            if oauth:
+                headers["Authorization"] = f"Bearer {self._oauth_token()}"
+            self.call(str(self.setting("test_method", "GET")).upper(), str(test_url), headers=headers, auth=basic)
+            return None
+        if oauth:
+            self._fetch_token(_token_key(self.auth_config))
+            return (
+                "the token endpoint accepted the client credentials; the webhook URL was not called "
+                "(set test_url for a request of your choosing)"
+            )
+        return SETTINGS_ONLY
 
     def find_contact_id(self, email: str) -> str | None:
         return None  # a plain endpoint cannot be searched
@@ -233,6 +200,9 @@ class CustomWebhookAdapter(Adapter):
             "tags": list(contact.tags),
             "meta": dict(contact.meta),
             "fields": dict(contact.fields),
+            "created_at": contact.created_at,
+            "role": contact.role,
+            "user_id": contact.user_id,
         }
         event = contact.event
         if event is not None:
@@ -253,6 +223,9 @@ class CustomWebhookAdapter(Adapter):
             "tags": [],
             "meta": {},
             "fields": dict(fields),
+            "created_at": "",
+            "role": "",
+            "user_id": None,
         }
         self.send({"contact": view, "user": view, "event": self._derived_event("contact.updated", view)})
 
@@ -319,17 +292,14 @@ class CustomWebhookAdapter(Adapter):
             headers["webhook-signature"] = standard_webhook_signature(
                 secrets, msg_id, timestamp, request["body"] or b""
             )
-        auth = self.auth_config
-        kind = auth.get("type", "none")
-        basic = (str(auth["username"]), str(auth["password"])) if kind == "basic" else None
-        if kind == "bearer":
-            headers["Authorization"] = f"Bearer {auth['token']}"
-        elif kind == "api_key":
-            headers[str(auth["header"])] = str(auth["value"])
+        kind = self.auth_config.get("type", "none")
+        basic = self._static_auth(headers)
+        sent_token: list[str] = []
 
         def attempt(refresh: bool) -> HttpResponse:
             if kind == "oauth2":
-                headers["Authorization"] = f"Bearer {self._oauth_token(refresh=refresh)}"
+                sent_token.append(self._oauth_token(refused=sent_token[-1] if refresh else None))
+                headers["Authorization"] = f"Bearer {sent_token[-1]}"
             return self.call(
                 request["method"],
                 request["url"],
@@ -346,14 +316,24 @@ class CustomWebhookAdapter(Adapter):
                 raise
             return attempt(refresh=True)
 
-    def _oauth_token(self, *, refresh: bool = False) -> str:
+    def _static_auth(self, headers: dict[str, str]) -> tuple[str, str] | None:
+        """Add a bearer or API-key header to ``headers``; the Basic credentials, if any."""
         auth = self.auth_config
-        key = (str(auth["token_url"]), str(auth["client_id"]), str(auth.get("scope") or ""))
-        now = time.monotonic()
-        with _TOKENS_LOCK:
-            cached = _TOKENS.get(key)
-        if cached and not refresh and cached[1] > now:
-            return cached[0]
+        kind = auth.get("type", "none")
+        if kind == "bearer":
+            headers["Authorization"] = f"Bearer {auth['token']}"
+        elif kind == "api_key":
+            headers[str(auth["header"])] = str(auth["value"])
+        return (str(auth["username"]), str(auth["password"])) if kind == "basic" else None
+
+    def _oauth_token(self, *, refused: str | None = None) -> str:
+        """The connection's client-credentials token, fetched once at a time per process
+        (``crm_adapters.webhook_oauth``); ``refused``: the token the target just refused."""
+        key = _token_key(self.auth_config)
+        return webhook_oauth.TOKENS.token(key, lambda: self._fetch_token(key), refused=refused)
+
+    def _fetch_token(self, key: tuple[str, str, str]) -> tuple[str, float]:
+        auth = self.auth_config
         form = {"grant_type": "client_credentials"}
         if key[2]:
             form["scope"] = key[2]
@@ -370,12 +350,11 @@ class CustomWebhookAdapter(Adapter):
             lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S) - TOKEN_EXPIRY_MARGIN_S
         except (TypeError, ValueError):
             lifetime = DEFAULT_TOKEN_LIFETIME_S - TOKEN_EXPIRY_MARGIN_S
-        with _TOKENS_LOCK:
-            if lifetime > 0:
-                _TOKENS[key] = (token, time.monotonic() + lifetime)
-            else:
-                _TOKENS.pop(key, None)
-        return token
+        return token, lifetime
+
+
+def _token_key(auth: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (str(auth["token_url"]), str(auth["client_id"]), str(auth.get("scope") or ""))
 
 
 def _query_text(value: Any) -> str:

@@ -38,6 +38,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from crm_adapters import fluentcrm_stand_ins
 from crm_adapters.base import Adapter, Contact, ContactPage, HttpClient, InboundRequest, OutboundContact, Setting
 from crm_adapters.errors import (
     ContactNotFound,
@@ -426,3 +427,7 @@ class FluentCrmAdapter(Adapter):
         following = f"{page + 1}:{tag_id if tag_id is not None else ''}" if page < last and contacts else None
         total = listing.get("total")
         return ContactPage(contacts, following, int(total) if total is not None else None)
+
+    def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
+        """Dry-run answers shaped like the recorded exchanges (``crm_adapters.fluentcrm_stand_ins``)."""
+        return fluentcrm_stand_ins.answer(method, url, body)

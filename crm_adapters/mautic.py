@@ -5,6 +5,17 @@ Settings: ``base_url`` (the Mautic site; the adapter adds ``/api/``), either ``u
 sent as ``Authorization: Bearer``; wins when both are set), and optionally ``webhook_secret``
 (when set, inbound webhooks must carry a valid ``Webhook-Signature``).
 
+OAuth 2 tokens expire (Mautic's access tokens live 60 minutes by default): with
+``refresh_token``, ``client_id`` and ``client_secret`` (and optionally ``redirect_uri``, the
+one the client was registered with), a 401 is answered by one refresh grant, form
+``grant_type=refresh_token, client_id, client_secret, refresh_token[, redirect_uri]`` to
+``POST {base_url}/oauth/v2/token``, and the call is retried with the new access token; the new
+tokens (Mautic rotates the refresh token too) are stored on the connection. References: Mautic's
+OAuth 2 documentation (https://devdocs.mautic.org/en/5.x/rest_api/authentication.html: the
+``refresh_token`` grant at ``/oauth/v2/token``) and WP Fusion's
+``includes/crms/mautic/class-mautic.php`` 3.47.11 (``handle_http_response`` refreshes on a 401
+and retries; ``refresh_token`` posts that form).
+
 API: https://devdocs.mautic.org/en/5.x/rest_api/contacts.html (WP Fusion 3.47.11,
 ``includes/crms/mautic/class-mautic.php``). ``POST contacts/new`` dedupes on the unique
 identifier fields (email by default), so it is our upsert (``add_contact``). Values are written
@@ -29,9 +40,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from crm_adapters.base import Adapter, Contact, ContactPage, InboundRequest, OutboundContact, Setting
-from crm_adapters.errors import InvalidPayload, InvalidSignature, MissingContactId
+from crm_adapters.errors import AuthRefused, InvalidPayload, InvalidSignature, MissingContactId
 from crm_adapters.field_format import FieldKind, FormatRules
-from crm_adapters.parsing import normalise_email, request_payload, stringify_id
+from crm_adapters.oauth_refresh import OAuthRefreshMixin
+from crm_adapters.parsing import json_object, normalise_email, request_payload, stringify_id
 
 PAGE_SIZE = 100
 CONTACT_KEYS = ("contact", "lead")
@@ -57,7 +69,7 @@ def _items(listing: Any) -> list[Mapping[str, Any]]:
     return [item for item in values if isinstance(item, Mapping)]
 
 
-class MauticAdapter(Adapter):
+class MauticAdapter(OAuthRefreshMixin, Adapter):
     type: ClassVar[str] = "mautic"
     label: ClassVar[str] = "Mautic"
     settings: ClassVar[list[Setting]] = [
@@ -65,6 +77,10 @@ class MauticAdapter(Adapter):
         Setting("username", "API username (Basic auth)"),
         Setting("password", "API password (Basic auth)", secret=True),
         Setting("access_token", "OAuth 2 access token", secret=True),
+        Setting("refresh_token", "OAuth 2 refresh token", secret=True),
+        Setting("client_id", "OAuth 2 client id (public id)"),
+        Setting("client_secret", "OAuth 2 client secret", secret=True),
+        Setting("redirect_uri", "OAuth 2 redirect URI the client was registered with (optional)", kind="url"),
         Setting("webhook_secret", "Webhook secret (verifies Webhook-Signature)", secret=True),
     ]
     capabilities: ClassVar[frozenset[str]] = frozenset({"tags", "custom_fields", "signed_webhooks", "batches"})
@@ -157,7 +173,31 @@ class MauticAdapter(Adapter):
     def api_base(self) -> str:
         return str(self.setting("base_url", "")).rstrip("/") + "/api/"
 
+    @property
+    def token_url(self) -> str:
+        return str(self.setting("base_url", "")).rstrip("/") + "/oauth/v2/token"
+
+    def refresh_form_extra(self) -> dict[str, str]:
+        uri = self.setting("redirect_uri")
+        return {"redirect_uri": str(uri)} if uri else {}
+
+    def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
+        """Dry run: ``contacts/new`` answers ``{"contact": {"id", "fields": {"all": …}}}`` (201
+        for a new contact, as the contacts API documents); the rest a plain ``200 {}``."""
+        if method == "POST" and url.endswith("/api/contacts/new"):
+            return 201, {"contact": {"id": 1, "fields": {"all": {"id": 1, **json_object(body)}}}}
+        return None
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self._send(method, path, **kwargs)
+        except AuthRefused as exc:
+            # An expired or invalid Bearer token is a 401 (class-mautic.php's handle_http_response).
+            if not (self.setting("access_token") and exc.status == 401 and self.refresh_access_token()):
+                raise
+            return self._send(method, path, **kwargs)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         token = self.setting("access_token")
         if token:
             kwargs["headers"] = {"Authorization": f"Bearer {token}"}

@@ -4,6 +4,7 @@ way for every adapter (a CRM sends an id as a number one day and a string the ne
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -106,3 +107,12 @@ def redirect_advice(request_url: str, location: str, base_url: str) -> str:
         path = urlsplit(base_url).path
     suggested = urlunsplit((target.scheme, target.netloc, path.rstrip("/"), "", ""))
     return advice if suggested == base_url else f"{advice}; set base_url to {suggested}"
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """``text`` as a JSON object, else ``{}`` (a dry run reading the body it would send)."""
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

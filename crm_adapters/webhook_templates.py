@@ -33,7 +33,9 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from crm_adapters import template_limits
 
-CONTACT_KEYS = frozenset({"id", "email", "first_name", "last_name", "username", "tags", "meta", "fields"})
+CONTACT_KEYS = frozenset(
+    {"id", "email", "first_name", "last_name", "username", "tags", "meta", "fields", "created_at", "role", "user_id"}
+)
 OPEN_KEYS = frozenset({"meta", "fields"})  # any key below these is allowed
 EVENT_KEYS = frozenset({"type", "id", "occurred_at"})
 ROOTS = ("contact", "user", "event")

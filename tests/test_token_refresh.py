@@ -13,7 +13,7 @@ from bridge.outbound.client import OutboundClient, OutboundPolicy
 
 BASE = "https://app.pulse.example"
 API = BASE + "/api/v1/"
-TOKEN_URL = BASE + "/oauth/token"
+TOKEN_URL = "https://portal.thepulsespot.com/oauth/token"  # the portal, not the app
 
 
 def pulse(make_connection) -> None:
@@ -48,8 +48,8 @@ def test_a_refresh_token_another_process_redeemed_is_not_presented_again(app, ba
         apply_settings(connections.get_connection("pulse"), {"access_token": "new2", "refresh_token": "r2"})
         db.session.commit()
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        rsps.get(API + "me", status=401, match=bearer("old"))
-        retried = rsps.get(API + "me", json={"data": {"id": 1}}, match=bearer("new2"))
+        rsps.get(API + "tags", status=401, match=bearer("old"))
+        retried = rsps.get(API + "tags", json={"data": [], "meta": {"last_page": 1}}, match=bearer("new2"))
         with app.app_context():
             adapter.check()  # no POST to the token endpoint: RequestsMock refuses unregistered calls
     assert retried.call_count == 1
@@ -60,9 +60,9 @@ def test_a_redemption_stores_the_new_tokens_before_it_lets_go(app, backend, make
     pulse(make_connection)
     adapter = adapter_of(app)
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        rsps.get(API + "me", status=401, match=bearer("old"))
+        rsps.get(API + "tags", status=401, match=bearer("old"))
         rsps.post(TOKEN_URL, json={"access_token": "new", "refresh_token": "r2"})
-        rsps.get(API + "me", json={"data": {"id": 1}}, match=bearer("new"))
+        rsps.get(API + "tags", json={"data": [], "meta": {"last_page": 1}}, match=bearer("new"))
         with app.app_context():
             adapter.check()
     # On PostgreSQL stored at once, under the lock; on SQLite the caller stores them afterwards

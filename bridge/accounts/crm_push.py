@@ -68,6 +68,9 @@ def outbound_contact(user: User, adapter: Adapter, *, tags: list[str], event: Ou
         username=user.username,
         meta=dict(user.meta or {}),
         event=event,
+        created_at=iso(user.created_at) or "",
+        role=user.role or "",
+        user_id=user.id,
     )
 
 

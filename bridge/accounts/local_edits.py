@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bridge.accounts import registration, user_json, usernames, users
+from bridge.accounts.signup_country import with_signup_country
 from bridge.extensions import db
 from bridge.models import User, UserTag, utcnow
 
@@ -100,23 +101,28 @@ def parse_input(model: type[M], data: Any) -> M:
         raise InvalidInput("; ".join(_describe(e) for e in exc.errors()), problems) from None
 
 
-def register(data: RegistrationInput, *, allow_role: bool = True) -> User:
+def register(data: RegistrationInput, *, allow_role: bool = True, signup_country: str | None = None) -> User:
     """Create the user and its registration pushes in one transaction, and commit.
+
+    ``meta.signup_country`` is ``signup_country`` (from a trusted source, see
+    ``bridge.accounts.signup_country``), never the client's own value.
 
     A concurrent registration of the same email loses on the unique constraint and gets
     ``EmailTaken``; a username race is retried with a fresh username.
     """
-    return _register(data, allow_role=allow_role, render=False)[0]
+    return _register(data, allow_role=allow_role, render=False, country=signup_country)[0]
 
 
-def register_json(data: RegistrationInput, *, allow_role: bool = True) -> dict[str, Any]:
+def register_json(
+    data: RegistrationInput, *, allow_role: bool = True, signup_country: str | None = None
+) -> dict[str, Any]:
     """``register``, answering with the new user's JSON (``user_json.user_to_json``'s shape).
 
     A brand-new user has no CRM links, no activity and only the local tags just written, so
     the JSON is built from what this transaction wrote, before the commit: reading it back
     would cost four queries and, on SQLite, a second write-locked transaction per sign-up.
     """
-    return _register(data, allow_role=allow_role, render=True)[1]
+    return _register(data, allow_role=allow_role, render=True, country=signup_country)[1]
 
 
 def new_user_json(registered: registration.Registered) -> dict[str, Any]:
@@ -130,7 +136,9 @@ def new_user_json(registered: registration.Registered) -> dict[str, Any]:
     }
 
 
-def _register(data: RegistrationInput, *, allow_role: bool, render: bool) -> tuple[User, dict[str, Any]]:
+def _register(
+    data: RegistrationInput, *, allow_role: bool, render: bool, country: str | None
+) -> tuple[User, dict[str, Any]]:
     for attempt in range(3):
         try:
             registered = registration.register(
@@ -140,7 +148,7 @@ def _register(data: RegistrationInput, *, allow_role: bool, render: bool) -> tup
                 first_name=data.first_name,
                 last_name=data.last_name,
                 role=data.role if allow_role else None,
-                meta=data.meta,
+                meta=with_signup_country(data.meta, country),
                 tags=data.tags,
             )
             rendered = new_user_json(registered) if render else {}

@@ -13,6 +13,7 @@ from wtforms import ValidationError
 
 from bridge.accounts import local_edits as accounts
 from bridge.accounts import users
+from bridge.accounts.signup_country import request_signup_country
 from bridge.extensions import csrf
 from bridge.ratelimit import REGISTRATION, client_address, failed_attempt_limiter
 
@@ -75,7 +76,7 @@ def register_submit() -> tuple[str, int]:
     data["password"] = form.get("password", "")
     try:
         registration = accounts.parse_input(accounts.RegistrationInput, data)
-        user = accounts.register(registration, allow_role=False)
+        user = accounts.register(registration, allow_role=False, signup_country=request_signup_country())
     except accounts.InvalidInput as exc:
         problems = {p["field"]: FIELD_HINTS.get(p["field"], "Check this field.") for p in exc.problems}
         return _render(422, error="Please check the highlighted fields.", problems=problems)

@@ -171,7 +171,7 @@ def connection_remove(name: str) -> str | Response | tuple[str, int]:
 def connection_test(name: str) -> Response:
     connection = connection_or_404(name)
     try:
-        connection_service.check_connection(connection)
+        note = connection_service.check_connection(connection)
     except settings_service.UnreadableSecrets as exc:
         flash(f"Not tested: {', '.join(exc.names)} cannot be decrypted ({exc.hint}).", "error")
     except (AdapterError, SecretUnreadable) as exc:
@@ -182,7 +182,10 @@ def connection_test(name: str) -> Response:
     except settings_service.IncompleteConnection as exc:
         flash(f"Not tested: {exc}.", "warning")
     else:
-        flash(f"{connection.name}: the CRM accepted our credentials.", "success")
+        if note:
+            flash(f"{connection.name}: {note}.", "warning")
+        else:
+            flash(f"{connection.name}: the CRM accepted our credentials.", "success")
     return redirect(url_for("admin.connection_detail", name=connection.name))
 
 

@@ -137,7 +137,7 @@ def delete_connection(name: str) -> Any:
 def test_connection(name: str) -> Any:
     connection = connection_or_404(name)
     try:
-        connections.check_connection(connection)
+        note = connections.check_connection(connection)
     except connection_settings.UnreadableSecrets as exc:
         raise unreadable_error(exc) from None
     except connection_settings.IncompleteConnection as exc:
@@ -151,7 +151,7 @@ def test_connection(name: str) -> Any:
         ) from None
     except NotImplementedError:
         raise ApiError(501, "not_supported", f"the {connection.type} adapter cannot test a connection") from None
-    return {"ok": True, "name": connection.name}
+    return {"ok": True, "name": connection.name, "reached": note is None, "note": note}
 
 
 @bp.post("/connections/<name>/rotate-key")

@@ -8,6 +8,7 @@ from flask import Response, jsonify, request
 
 from bridge.accounts import local_edits as accounts
 from bridge.accounts import user_json, users
+from bridge.accounts.signup_country import request_signup_country
 from bridge.api.auth import token_required
 from bridge.api.blueprint import bp
 from bridge.errors import ApiError
@@ -52,7 +53,7 @@ def user_or_404(user_id: int) -> User:
 def create_user() -> tuple[Response, int]:
     data = validated(accounts.RegistrationInput)
     try:
-        created = accounts.register_json(data)
+        created = accounts.register_json(data, signup_country=request_signup_country())
     except users.UserRuleError as exc:
         raise rule_error(exc) from None
     return jsonify(created), 201

@@ -198,7 +198,7 @@ def test_command(name: str, dry_run: bool, as_json: bool) -> None:
         run_dry(connection, as_json)
         return
     try:
-        connections.check_connection(connection)
+        note = connections.check_connection(connection)
     except connection_settings.UnreadableSecrets as exc:
         fail_unreadable(exc, as_json)
     except connection_settings.IncompleteConnection as exc:
@@ -207,7 +207,11 @@ def test_command(name: str, dry_run: bool, as_json: bool) -> None:
         report_check_failure(connection, exc, as_json)
     except NotImplementedError:
         fail(f"the {connection.type} adapter cannot test a connection", as_json, "not_supported")
-    emit({"ok": True, "name": connection.name}, as_json, lambda d: f"OK: {d['name']} reached the CRM.")
+    emit(
+        {"ok": True, "name": connection.name, "reached": note is None, "note": note},
+        as_json,
+        lambda d: f"OK: {d['name']}: {d['note']}." if d["note"] else f"OK: {d['name']} reached the CRM.",
+    )
 
 
 def report_check_failure(connection: Connection, error: AdapterError, as_json: bool) -> None:
@@ -242,21 +246,31 @@ def run_dry(connection: Connection, as_json: bool) -> None:
 
 
 def render_dry_run(result: Any) -> str:
-    """The rendered requests, one block each; anything unexpected falls back to JSON."""
+    """Each request (method, URL, headers with secrets masked, body) and the answer it got (a
+    stand-in when nothing was sent), then the error, if any; anything unexpected is JSON."""
     requests = result.get("requests") if isinstance(result, dict) else None
     if not isinstance(requests, list):
         return json.dumps(result, indent=2, default=str)
+    answers = result.get("responses") or []
+    sent = bool(result.get("send"))
     blocks = []
-    for item in requests:
+    for index, item in enumerate(requests):
         if not isinstance(item, dict):
             blocks.append(json.dumps(item, default=str))
             continue
         lines = [f"{item.get('method', '?')} {item.get('url', '?')}"]
-        lines += [f"{header}: {value}" for header, value in (item.get("headers") or {}).items()]
-        body = item.get("body")
+        lines += [f"{header}: {value}" for header, value in (item.get("request_headers") or {}).items()]
+        body = item.get("request_body")
         if body not in (None, ""):
             lines += ["", body if isinstance(body, str) else json.dumps(body, indent=2, default=str)]
+        answer = answers[index] if index < len(answers) and isinstance(answers[index], dict) else None
+        if answer:
+            label = "answered" if sent else "stand-in answer, not sent"
+            lines += ["", f"→ {answer.get('status')} ({label}): {answer.get('response_body') or ''}"]
         blocks.append("\n".join(lines))
+    error = result.get("error")
+    if isinstance(error, dict):
+        blocks.append(f"error: {error.get('error_class')}: {error.get('message')}")
     return "\n\n".join(blocks) or "(no requests)"
 
 

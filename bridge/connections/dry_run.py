@@ -15,8 +15,9 @@ Everything returned is redacted with the connection's secrets. Shared by
 
 from __future__ import annotations
 
+import json as json_module
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from bridge.connections.service import build_adapter
 from bridge.connections.settings import effective_settings, secret_values
 from bridge.extensions import db
-from bridge.models import Connection, User
+from bridge.models import Connection, User, iso, utcnow
 from bridge.outbound.client import describe_request, describe_response, outbound_client, prepare
 from bridge.outbound.policy import OutboundPolicy, check_url
 from bridge.outbound.redaction import encoded_forms, scrub_text
@@ -40,6 +41,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "meta": {"signup_country": "US", "tier": "free"},
     },
 }
+# Failures that happen on our side before anything is sent: real even when nothing is sent.
+OUR_OWN_ERRORS = frozenset({"outbound_denied", "invalid_config", "payload_too_large"})
 SYNTHETIC_TOKEN = "dry-run-access-token"  # noqa: S105 (a placeholder shown instead of a real token)
 
 
@@ -60,6 +63,8 @@ class RecordingHttpClient:
     policy: OutboundPolicy = field(default_factory=OutboundPolicy)
     secrets: tuple[str, ...] = ()
     exchanges: list[dict[str, Any]] = field(default_factory=list)
+    # The adapter's ``stand_in_answer``: answers shaped like the CRM's real ones.
+    answer: Callable[[str, str, str], tuple[int, Any] | None] | None = None
 
     @property
     def redaction_secrets(self) -> tuple[str, ...]:
@@ -86,17 +91,24 @@ class RecordingHttpClient:
         except AdapterError as exc:
             exchange.update(error_class=exc.error_class, error=str(exc))
             raise
-        body = b"{}"
-        if _is_token_request(prepared.body):
+        status, body = 200, b"{}"
+        text = _text(prepared.body)
+        stand_in = self.answer(method.upper(), prepared.url or url, text) if self.answer else None
+        if _is_token_request(text):
             body = b'{"access_token":"%s","token_type":"Bearer","expires_in":0}' % SYNTHETIC_TOKEN.encode()
-        response = HttpResponse(status=200, headers={"Content-Type": "application/json"}, body=body, url=url)
+        elif stand_in is not None:
+            status, body = stand_in[0], json_module.dumps(stand_in[1]).encode()
+        response = HttpResponse(status=status, headers={"Content-Type": "application/json"}, body=body, url=url)
         exchange.update(describe_response(response, self.secrets))
         return response
 
 
-def _is_token_request(body: Any) -> bool:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
-    return "grant_type=client_credentials" in text
+def _text(body: Any) -> str:
+    return body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+
+
+def _is_token_request(text: str) -> bool:
+    return "grant_type=client_credentials" in text or "grant_type=refresh_token" in text
 
 
 def preset_user(name: str) -> dict[str, Any]:
@@ -113,6 +125,9 @@ def user_view(user: User) -> dict[str, Any]:
         "first_name": user.first_name or "",
         "last_name": user.last_name or "",
         "meta": dict(user.meta or {}),
+        "user_id": user.id,
+        "created_at": iso(user.created_at) or "",
+        "role": user.role or "",
     }
 
 
@@ -131,6 +146,9 @@ def registration_contact(person: Mapping[str, Any], adapter: Adapter, settings: 
         username=person["username"],
         meta=dict(person["meta"]),
         event=event,
+        user_id=person.get("user_id"),
+        created_at=person.get("created_at") or iso(utcnow()) or "",
+        role=person.get("role") or str(settings.get("default_role") or "subscriber"),
     )
 
 
@@ -138,7 +156,7 @@ def _log_line(exchange: Mapping[str, Any]) -> str:
     head = f"{exchange.get('method')} {exchange.get('url')}"
     if "error_class" in exchange:
         return f"{head} → failed: {exchange['error_class']}: {exchange.get('error', '')}"
-    suffix = "" if exchange.get("sent", True) else " (not sent: synthetic answer)"
+    suffix = "" if exchange.get("sent", True) else " (not sent: stand-in answer)"
     return f"{head} → {exchange.get('status')} in {exchange.get('duration_ms', 0)} ms{suffix}"
 
 
@@ -167,6 +185,8 @@ def dry_run(
     if not send:
         client = RecordingHttpClient(policy=client.policy, secrets=client.secrets)  # type: ignore[assignment]
     adapter = build_adapter(connection, http=client)  # type: ignore[arg-type]
+    if isinstance(client, RecordingHttpClient):
+        client.answer = adapter.stand_in_answer
     settings = effective_settings(connection)
     log = [f"dry run of {connection.name} ({connection.type}) for {subject}, {'sending' if send else 'not sending'}"]
     error: dict[str, Any] | None = None
@@ -180,6 +200,10 @@ def dry_run(
     except AdapterError as exc:
         message = scrub_text(str(exc), client.redaction_secrets)  # it may quote an echoed credential
         error = {"error_class": exc.error_class, "message": message, "status": exc.status}
+        if not send and exc.error_class not in OUR_OWN_ERRORS:
+            # Raised by reading a stand-in answer, not by anything a CRM said: not an error.
+            log.append(f"stopped: the adapter could not go on from a stand-in answer ({message})")
+            error = None
     except NotImplementedError:
         error = {"error_class": "not_supported", "message": f"{connection.type} cannot push contacts", "status": None}
     exchanges = client.exchanges

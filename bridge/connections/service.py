@@ -197,8 +197,9 @@ def remove_connection(connection: Connection) -> None:
     db.session.flush()
 
 
-def check_connection(connection: Connection, http: OutboundClient | None = None) -> None:
-    """One cheap authenticated CRM call through the adapter.
+def check_connection(connection: Connection, http: OutboundClient | None = None) -> str | None:
+    """One cheap authenticated CRM call through the adapter. Returns None when the CRM was
+    reached, else the adapter's sentence on what was checked instead (nothing was sent).
 
     Raises ``UnreadableSecrets`` when a stored secret cannot be decrypted and
     ``IncompleteConnection`` when required settings are missing (no request is made in either
@@ -212,6 +213,6 @@ def check_connection(connection: Connection, http: OutboundClient | None = None)
         raise IncompleteConnection([f"missing required setting {name!r}" for name in missing])
     adapter = build_adapter(connection, http)
     try:
-        adapter.check()
+        return adapter.check()
     finally:
         store_changed_settings(connection.id, adapter)

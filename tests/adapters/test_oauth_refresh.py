@@ -16,7 +16,7 @@ from crm_adapters.oauth import RefreshGrants
 from crm_adapters.pulsetech import PulseTechAdapter
 
 API = "https://app.pulse.example/api/v1/"
-TOKEN_URL = "https://app.pulse.example/oauth/token"
+TOKEN_URL = "https://portal.thepulsespot.com/oauth/token"  # the portal, not the app
 CONFIG = {
     "base_url": "https://app.pulse.example",
     "access_token": "old",
@@ -119,12 +119,12 @@ def test_a_second_adapter_with_the_same_expired_token_reuses_the_first_refresh()
     second = PulseTechAdapter(CONFIG, OutboundClient(policy=OutboundPolicy(allow_private=True)))
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         old = rsps.get(
-            API + "me", status=401, match=[responses.matchers.header_matcher({"Authorization": "Bearer old"})]
+            API + "tags", status=401, match=[responses.matchers.header_matcher({"Authorization": "Bearer old"})]
         )
         token = rsps.post(TOKEN_URL, json={"access_token": "new", "refresh_token": "r2"})
         new = rsps.get(
-            API + "me",
-            json={"data": {"id": 1}},
+            API + "tags",
+            json={"data": [], "meta": {"last_page": 1}},
             match=[responses.matchers.header_matcher({"Authorization": "Bearer new"})],
         )
         first.check()

@@ -97,6 +97,16 @@ def test_connection_page_masks_secrets_and_shows_urls_with_a_placeholder(admin_c
     assert "ada@example.com" in body  # its recent deliveries name the user
 
 
+def test_test_button_on_a_webhook_without_test_url_says_nothing_was_sent(admin_client, make_connection):
+    make_connection("hook", "custom_webhook", url="http://169.254.169.254/latest/meta-data/")
+    page = text(admin_client.get("/admin/connections/hook"))
+    response = admin_client.post(
+        "/admin/connections/hook/test", data={"csrf_token": csrf_from(page)}, follow_redirects=True
+    )
+    assert "accepted our credentials" not in text(response)
+    assert "nothing was sent" in text(response)
+
+
 @responses.activate
 def test_test_connection_button_calls_the_crm_and_reports_success(admin_client, site):
     responses.get(FLUENT_TAGS_URL, json={"tags": {"data": []}})

@@ -197,7 +197,7 @@ def test_test_answers_ok_or_502_with_the_typed_error(api, make_connection, crm_f
     make_connection("fluent", "fluentcrm", **FLUENT)
     responses.get(TAGS_URL, json=crm_fixture("fluentcrm/api/list_tags.json")["response"]["json"])
     ok = api("POST", "/api/connections/fluent/test")
-    assert (ok.status_code, ok.get_json()) == (200, {"ok": True, "name": "fluent"})
+    assert (ok.status_code, ok.get_json()) == (200, {"ok": True, "name": "fluent", "reached": True, "note": None})
     refused = crm_fixture("fluentcrm/api/wrong_password_401.json")["response"]
     responses.replace(responses.GET, TAGS_URL, status=refused["status"], json=refused["json"])
     failed = api("POST", "/api/connections/fluent/test")

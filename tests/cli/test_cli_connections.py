@@ -217,7 +217,10 @@ def test_test_reports_ok_when_the_crm_answers(make_connection, cli, cli_json, cr
     result = cli("connection", "test", "fluent")
     assert result.exit_code == 0
     assert "OK" in result.stdout
-    assert cli_json("connection", "test", "fluent") == (0, {"ok": True, "name": "fluent"})
+    assert cli_json("connection", "test", "fluent") == (
+        0,
+        {"ok": True, "name": "fluent", "reached": True, "note": None},
+    )
     assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
 
 
@@ -251,7 +254,8 @@ def test_test_dry_run_prints_the_rendered_requests(make_connection, cli, cli_jso
 
     def fake_dry_run(connection, *, preset, send):
         calls.append((connection.name, preset, send))
-        return {"requests": [{"method": "POST", "url": f"{BASE}/x", "headers": {"A": "b"}, "body": {"email": "e"}}]}
+        request = {"method": "POST", "url": f"{BASE}/x", "request_headers": {"A": "b"}, "request_body": {"email": "e"}}
+        return {"requests": [request]}  # dry_run's keys (CONTRACT §4, docs/httpsafe.md)
 
     monkeypatch.setitem(sys.modules, "bridge.connections.dry_run", types.SimpleNamespace(dry_run=fake_dry_run))
     result = cli("connection", "test", "fluent", "--dry-run")

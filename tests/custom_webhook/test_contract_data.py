@@ -22,7 +22,7 @@ from responses.registries import OrderedRegistry
 
 from bridge.outbound.client import OutboundClient, OutboundPolicy
 from crm_adapters.base import InboundRequest, OutboundContact, OutboundEvent
-from crm_adapters.custom_webhook import CustomWebhookAdapter
+from crm_adapters.custom_webhook import SETTINGS_ONLY, CustomWebhookAdapter
 from crm_adapters.errors import ContactNotFound
 
 API = "https://hooks.example.com"
@@ -55,7 +55,7 @@ CASE: dict[str, Any] = {
     "auth_header": ("Authorization", f"Bearer {TOKEN}"),
     "fixtures": [],  # no CRM-specific fixtures: the inbound format is generic JSON
     "operations": {
-        "check": {"method": "check", "args": (), "exchanges": [], "returns": None},
+        "check": {"method": "check", "args": (), "exchanges": [], "returns": SETTINGS_ONLY},
         "find_contact_id": {
             "method": "find_contact_id",
             "args": ("new@example.com",),

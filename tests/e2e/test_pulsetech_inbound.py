@@ -26,6 +26,7 @@ from crm_adapters.errors import AuthRefused
 
 TOKEN = "pulse-good-token"
 CONTACTS = {"1234": {"id": 1234, "first_name": "Maria", "last_name": "Rossi", "email": "Maria.Rossi@example.it"}}
+NOT_FOUND = {"error": "Contact not found"}
 TAG_PAGES = [
     [{"id": 5, "name": "Customers"}, {"id": 9, "name": "VIP"}],
     [{"id": 12, "name": "Course Two"}],
@@ -33,9 +34,11 @@ TAG_PAGES = [
 
 
 class FakePulseTech:
-    """The slice of PulseTechnologyCRM's API the adapter reads (see crm_adapters/pulsetech.py),
-    with Bearer-token checks and a paginated tag list. ``contact_tags`` may be changed by tests;
-    ``requests`` records (method, path, authorised) for assertions."""
+    """PulseTechnologyCRM's API as its one public client calls it (WP Fusion's
+    class-pulsetech.php 3.47.11; shared/reference/pulsetech.md): Bearer-token checks, the tag
+    list and a contact's tags paginated (the first page without ``page``), flat contacts,
+    ``POST contact/find/`` answering ``{"error": "Contact not found"}`` for an unknown email.
+    ``contact_tags`` may be changed by tests; ``requests`` records (method, path, authorised)."""
 
     def __init__(self) -> None:
         self.contact_tags: dict[str, list[int]] = {"1234": [5, 12]}
@@ -44,6 +47,9 @@ class FakePulseTech:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                fake.answer(self)
+
+            def do_POST(self) -> None:
                 fake.answer(self)
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
@@ -55,21 +61,35 @@ class FakePulseTech:
 
     def answer(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
+        method = handler.command
         authorised = handler.headers.get("Authorization") == f"Bearer {TOKEN}"
-        self.requests.append(("GET", parts.path, authorised))
+        self.requests.append((method, parts.path, authorised))
+        length = int(handler.headers.get("Content-Length") or 0)
+        form = parse_qs(handler.rfile.read(length).decode()) if length else {}
         if not authorised:
             return self.send(handler, 401, {"message": "Unauthenticated."})
+        page = int(parse_qs(parts.query).get("page", ["1"])[0])
         segments = parts.path.removeprefix("/api/v1/").strip("/").split("/")
-        if segments == ["tags"]:
-            page = int(parse_qs(parts.query).get("page", ["1"])[0])
-            data = TAG_PAGES[page - 1] if page <= len(TAG_PAGES) else []
-            return self.send(handler, 200, {"data": data, "meta": {"current_page": page, "last_page": len(TAG_PAGES)}})
-        if len(segments) >= 2 and segments[0] == "contacts" and segments[1] in CONTACTS:
-            if segments[2:] == ["tags"]:
-                return self.send(handler, 200, {"data": self.contact_tags[segments[1]]})
+        if method == "GET" and segments == ["tags"]:
+            return self.send(handler, 200, self.page(TAG_PAGES, page))
+        if method == "POST" and segments == ["contact", "find"]:
+            email = (form.get("email") or [""])[0].lower()
+            found = [c for c in CONTACTS.values() if c["email"].lower() == email]
+            return self.send(handler, 200, found[0]) if found else self.send(handler, 404, NOT_FOUND)
+        if method == "GET" and len(segments) >= 2 and segments[0] == "contacts":
+            if segments[1] not in CONTACTS:
+                return self.send(handler, 404, NOT_FOUND)
+            if segments[2:] == ["tags"]:  # one tag per page, so the adapter must page through
+                pages = [[{"id": tag_id}] for tag_id in self.contact_tags[segments[1]]]
+                return self.send(handler, 200, self.page(pages, page))
             if not segments[2:]:
-                return self.send(handler, 200, {"data": CONTACTS[segments[1]]})
+                return self.send(handler, 200, CONTACTS[segments[1]])
         return self.send(handler, 404, {"message": "Not found."})
+
+    @staticmethod
+    def page(pages: list[list[Any]], page: int) -> dict[str, Any]:
+        data = pages[page - 1] if page <= len(pages) else []
+        return {"data": data, "meta": {"current_page": page, "last_page": max(len(pages), 1)}}
 
     @staticmethod
     def send(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
@@ -118,6 +138,8 @@ def test_fake_crm_serves_the_adapter(app, fake_crm: FakePulseTech, make_connecti
         contact = adapter.load_contact("1234")
         assert (contact.email, contact.fields["first_name"], contact.tags) == ("maria.rossi@example.it", "Maria", None)
         assert adapter.load_tags("1234") == ["Customers", "Course Two"]  # ids 5 and 12, named across two pages
+        assert adapter.find_contact_id("MARIA.rossi@example.it") == "1234"
+        assert adapter.find_contact_id("nobody@example.it") is None
         with pytest.raises(AuthRefused):
             build_adapter(get_connection("pulse-bad")).load_contact("1234")
     assert ("GET", "/api/v1/tags", True) in fake_crm.requests

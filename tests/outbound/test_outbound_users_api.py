@@ -30,14 +30,14 @@ def test_registration_queues_a_push_per_enabled_connection_in_the_same_transacti
         "first_name": "Ada",
         "last_name": "Lovelace",
         "password": "correct horse",
-        "meta": {"signup_country": "GB"},
+        "meta": {"tier": "gold"},
         "tags": ["beta"],
     }
     response = client.post("/api/users", json=body, headers=auth_headers)
     assert response.status_code == 201
     user = response.get_json()
     assert user["email"] == "ada@example.com" and user["role"] == "subscriber"
-    assert user["tags"] == {"": ["beta"]} and user["meta"] == {"signup_country": "GB"}
+    assert user["tags"] == {"": ["beta"]} and user["meta"] == {"tier": "gold"}
     assert "password" not in user and "password_hash" not in user
     with app.app_context():
         rows = db.session.scalars(select(Delivery).where(Delivery.user_id == user["id"])).all()
