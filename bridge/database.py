@@ -56,11 +56,17 @@ def keep_private(path: str) -> None:
     """The database holds password hashes and encrypted secrets: its files are 0600.
 
     SQLite creates a new database file with the process's umask (0644 for most), and its WAL,
-    shared-memory and journal files with the mode of the database file. So the file is created
-    here first with 0600, and files an older version left readable are narrowed to 0600.
+    shared-memory and journal files with the mode of the database file. So a missing file is
+    created here first with 0600 (``O_EXCL``: an existing one is never opened), and files an
+    older version left readable are narrowed with ``chmod``. Never open and close an existing
+    database file here: closing any descriptor of it drops every POSIX lock this process's
+    connections hold on it (sqlite.org/howtocorrupt.html, 2.2), and another process would then
+    take itself for the last user and delete the WAL under us.
     """
     try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
     except OSError:
         return  # no such folder, or no write access: SQLite reports it when it opens the file
     for suffix in PRIVATE_SUFFIXES:

@@ -279,6 +279,33 @@ class LiveCheck:
         files = sorted(p.name for p in self.bridge.instance.rglob("*") if p.is_file())
         return f"in {field}; not in any of {len(files)} files ({', '.join(files)})"
 
+    def batch_import_of_a_tag(self) -> str:
+        """A fresh tag on three contacts made in FluentCRM; ``crm-bridge batch import --tag``
+        through a second connection (no password field to return: an import writes nothing to
+        the CRM) makes three users, linked; a rerun makes none."""
+        title = f"Import {self.run}"
+        made = self.crm.call("POST", "/tags", json={"title": title})
+        expect(made.status_code == 200, f"creating tag {title!r}: {made.status_code}")
+        tag_id = made.json()["item"]["id"]
+        emails = [f"import{i}-{self.run}@example.com" for i in range(3)]
+        for email in emails:
+            body = {"email": email, "first_name": "Imported", "status": "subscribed", "tags": [tag_id]}
+            created = self.crm.call("POST", "/subscribers", json=body)
+            expect(created.status_code == 200, f"creating {email} in FluentCRM: {created.status_code}")
+        env = self.env
+        settings = {"base_url": env["A_URL"], "username": env["A_APP_USER"], "app_password": env["A_APP_PASSWORD"]}
+        assignments = [f"--set={name}={json.dumps(value)}" for name, value in settings.items()]
+        self.bridge.cli("connection", "add", "importer", "--type", "fluentcrm", *assignments, "--json")
+        first = self.bridge.cli("batch", "import", "importer", "--tag", title, "--json")
+        outcome = (first["status"], first["created"], first["failed"])
+        expect(outcome == ("succeeded", 3, 0), f"import: {first}")
+        for email in emails:
+            users = self.bridge.api("GET", "/api/users", params={"email": email}).json()["items"]
+            expect(len(users) == 1 and users[0]["crm_links"], f"{email}: {users}")
+        again = self.bridge.cli("batch", "import", "importer", "--tag", title, "--json")
+        expect((again["status"], again["created"]) == ("succeeded", 0), f"rerun: {again}")
+        return f"tag {title!r}: 3 contacts made 3 linked users; a rerun created none ({again['unchanged']} unchanged)"
+
     def _password_in_files(self, password: str) -> list[str]:
         """Files holding the password, in clear or encrypted with the instance's key."""
         found: list[str] = []
@@ -325,6 +352,7 @@ def main() -> int:
             ("id-only update after a rename", check.update_after_rename),
             ("returned password", check.password_returned_and_wiped),
             ("deleted contact", check.deleted_contact),
+            ("batch import of a tag", check.batch_import_of_a_tag),
         ]
         for name, step in steps:
             try:
