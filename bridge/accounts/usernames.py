@@ -26,6 +26,11 @@ def _clean(value: str | None) -> str:
     return _USERNAME_UNSAFE.sub("", (value or "").strip().lower())
 
 
+def clean_username(value: str | None) -> str:
+    """``value`` as a username is stored (lower case, unsafe characters dropped); may be empty."""
+    return _clean(value)
+
+
 def _username_base(username_format: str, *, email: str, first_name: str, last_name: str) -> str:
     local_part = _clean(email.split("@", 1)[0]) or "user"
     if username_format == "flname":

@@ -207,6 +207,13 @@ def link_contact(user: User, connection: Connection, contact_id: str) -> bool:
     return True
 
 
+def link_new_user(user_id: int, connection_id: int, contact_id: str) -> None:
+    """Link a user created in this transaction: it has no links to close, and a concurrent
+    link of the same contact fails the unique index on current links (the caller's unit runs
+    again, as for any creation race), so nothing is read first (``link_contact`` reads twice)."""
+    db.session.add(ContactLink(connection_id=connection_id, contact_id=contact_id, user_id=user_id, linked_at=utcnow()))
+
+
 def contact_id_for(user: User, connection: Connection) -> str | None:
     return db.session.scalar(
         select(ContactLink.contact_id).where(

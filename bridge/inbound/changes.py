@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, literal, select, union_all
 from sqlalchemy.orm.util import identity_key
 
 from bridge import crypto
@@ -47,37 +47,54 @@ def make_credentials(runtime: ConnectionRuntime, contact: Contact, *, hash_chose
 # -- phase 2: the database --------------------------------------------------------------------
 
 
-_USER_BY_CONTACT = (
-    select(User)
-    .join(ContactLink, ContactLink.user_id == User.id)
-    .where(
-        ContactLink.connection_id == bindparam("connection_id"),
-        ContactLink.contact_id == bindparam("contact_id"),
-        ContactLink.unlinked_at.is_(None),
-    )
+_LINKED = (
+    ContactLink.connection_id == bindparam("connection_id"),
+    ContactLink.contact_id == bindparam("contact_id"),
+    ContactLink.unlinked_at.is_(None),
 )
+_USER_BY_CONTACT = select(User).join(ContactLink, ContactLink.user_id == User.id).where(*_LINKED)
+_USER_BY_EMAIL = select(User).where(User.email == bindparam("email"))
+
+
+def _user_by_contact_or_email() -> Any:
+    """Both matches in one round trip (an ``add`` of a new user used to make two): the linked
+    user ranks first; each branch keeps its own index."""
+    candidates = union_all(
+        select(User.id, literal(0).label("rank")).join(ContactLink, ContactLink.user_id == User.id).where(*_LINKED),
+        select(User.id, literal(1).label("rank")).where(User.email == bindparam("email")),
+    ).subquery()
+    return (
+        select(User, candidates.c.rank)
+        .join(candidates, candidates.c.id == User.id)
+        .order_by(candidates.c.rank)
+        .limit(1)
+    )
+
+
+_USER_BY_CONTACT_OR_EMAIL = _user_by_contact_or_email()
 
 
 def match_user(runtime: ConnectionRuntime, contact: Contact) -> tuple[User | None, bool]:
-    """(user, matched by the contact link): this connection's contact id first, then email.
-    The statement is built once (building it per webhook cost as much as running it)."""
+    """(user, matched by the contact link): this connection's contact id first, then email,
+    in one statement. Statements are built once (building one per webhook cost as much as
+    running it)."""
+    email = users.normalise_email(contact.email)
+    if contact.contact_id and email:
+        params = {"connection_id": runtime.connection_id, "contact_id": contact.contact_id, "email": email}
+        row = db.session.execute(_USER_BY_CONTACT_OR_EMAIL, params).first()
+        return (row[0], row[1] == 0) if row is not None else (None, False)
     if contact.contact_id:
         params = {"connection_id": runtime.connection_id, "contact_id": contact.contact_id}
         user = db.session.scalar(_USER_BY_CONTACT, params)
-        if user is not None:
-            return user, True
-    return users.find_by_email(contact.email), False
+        return user, user is not None
+    return (db.session.scalar(_USER_BY_EMAIL, {"email": email}) if email else None), False
 
 
 _USER_ROW_BY_CONTACT = RawStatement(
     select(User.id, User.email, User.role, User.first_name, User.last_name, User.meta, UserTag.name)
     .join(ContactLink, ContactLink.user_id == User.id)
     .outerjoin(UserTag, (UserTag.user_id == User.id) & (UserTag.connection_id == ContactLink.connection_id))
-    .where(
-        ContactLink.connection_id == bindparam("connection_id"),
-        ContactLink.contact_id == bindparam("contact_id"),
-        ContactLink.unlinked_at.is_(None),
-    )
+    .where(*_LINKED)
     .order_by(UserTag.id)
 )
 
@@ -198,11 +215,17 @@ class NewUser:
 
 
 def new_user_for(
-    runtime: ConnectionRuntime, contact: Contact, options: InboundOptions, roles: dict[str | None, str] | None = None
+    runtime: ConnectionRuntime,
+    contact: Contact,
+    options: InboundOptions,
+    roles: dict[str | None, str] | None = None,
+    *,
+    check_role: bool = True,
 ) -> NewUser:
     """Email, names, role, meta and whether to send the welcome mail, by the contact's rules.
     Raises :class:`InboundRejected` (``missing_email``, ``unknown_role``, ``forbidden_role``).
-    ``roles`` remembers roles already resolved (a page of contacts asks once per role)."""
+    ``roles`` remembers roles already resolved (a page of contacts asks once per role);
+    ``check_role=False`` leaves the role's existence to the caller's insert (one read less)."""
     fields = contact.fields
     email = users.normalise_email(contact.email or text_value(fields.get("email")))
     if not email:
@@ -210,7 +233,7 @@ def new_user_for(
     requested = text_value(fields.get("role")) or options.role
     role = roles.get(requested) if roles is not None else None
     if role is None:
-        role = _resolve_role(requested, runtime)
+        role = _resolve_role(requested, runtime) if check_role else _choose_role(requested, runtime)
         if roles is not None:
             roles[requested] = role
     notify = options.send_notification
@@ -232,31 +255,37 @@ def create_from_contact(
 ) -> ContactResult:
     """A new user for a contact: username, password and role by the contact's rules."""
     settings = runtime.settings
-    new = new_user_for(runtime, contact, options)
+    # The role's existence, the email and the first username are checked in one statement
+    # with the insert (``users.create_user``); only a taken username costs more.
+    new = new_user_for(runtime, contact, options, check_role=False)
     credentials = credentials or make_credentials(runtime, contact)
     generated = credentials.generated
-    username = usernames.make_username(
-        str(settings.get("username_format") or "email"),
-        email=new.email,
-        first_name=new.first_name,
-        last_name=new.last_name,
-        preferred=new.preferred_username,
+    username_format = str(settings.get("username_format") or "email")
+    first_username = usernames.first_username(
+        username_format, email=new.email, first_name=new.first_name, last_name=new.last_name
     )
-    user = users.create_user(
-        email=new.email,
-        username=username,
-        password_hash=credentials.password_hash,
-        first_name=new.first_name,
-        last_name=new.last_name,
-        role=new.role,
-        meta=new.meta,
-    )
+    try:
+        user = users.create_user(
+            email=new.email,
+            username=usernames.clean_username(new.preferred_username) or first_username,
+            username_format=username_format,
+            password_hash=credentials.password_hash,
+            first_name=new.first_name,
+            last_name=new.last_name,
+            role=new.role,
+            check_role=True,
+            meta=new.meta,
+        )
+    except users.EmailTaken:
+        raise  # a concurrent add won: ``run_unit`` runs the unit again
+    except users.UserRuleError as exc:
+        raise InboundRejected(exc.status, exc.code, exc.message) from exc
+    # A user created in this transaction has no links and no tags yet: no reads before writing.
     if contact.contact_id:
-        users.link_contact(user, runtime.connection, contact.contact_id)
+        users.link_new_user(user.id, runtime.connection_id, contact.contact_id)
     tags: list[str] = []
     if contact.tags:
-        users.replace_tags_for(user, runtime.connection_id, contact.tags)
-        tags = users.tag_names_for(user.id, runtime.connection_id)
+        tags, _removed = users.replace_tags_for(user, runtime.connection_id, contact.tags, current=[])
     if new.notify:
         mail.queue_welcome(user, runtime.connection)
     return_field = text_value(settings.get("return_password_field"))
@@ -312,9 +341,19 @@ def check_role_parameter(runtime: ConnectionRuntime, options: InboundOptions) ->
         _resolve_role(options.role, runtime)
 
 
-def _resolve_role(requested: str | None, runtime: ConnectionRuntime) -> str:
-    default = text_value(runtime.settings.get("default_role")) or "subscriber"
+def _default_role(runtime: ConnectionRuntime) -> str:
+    return text_value(runtime.settings.get("default_role")) or "subscriber"
+
+
+def _choose_role(requested: str | None, runtime: ConnectionRuntime) -> str:
     try:
-        return users.resolve_role(requested, default)
+        return users.choose_role(requested, _default_role(runtime))
+    except users.UserRuleError as exc:
+        raise InboundRejected(exc.status, exc.code, exc.message) from exc
+
+
+def _resolve_role(requested: str | None, runtime: ConnectionRuntime) -> str:
+    try:
+        return users.resolve_role(requested, _default_role(runtime))
     except users.UserRuleError as exc:
         raise InboundRejected(exc.status, exc.code, exc.message) from exc

@@ -129,3 +129,29 @@ def test_cached_key_redacts_each_leaf_of_a_json_secret(app, make_connection):
         keyed = resolve_access_key(key)
         assert keyed is not None
         assert "tok-leaf-secret-123" in keyed.secrets
+
+
+def test_add_of_a_new_user_reads_once_then_writes(app, hook, fluent_key):
+    """A new user: one match (link or email), one check (role, email, username), then only
+    writes; no read-back of links or tags it cannot have yet (it made 16 statements)."""
+    assert hook("add", fluent_key, subscriber(contact_id=1, email="first@example.com")).status_code == 200
+    body = subscriber(contact_id=2, email="new@example.com", tags=fluent_tags("vip", "gold"))
+    with statements(app) as seen:
+        response = hook("add", fluent_key, body)
+    data = response.get_json()
+    assert response.status_code == 200 and data["created"] and data["tags"] == ["vip", "gold"], data
+    work = [s for s in seen if not s.startswith(("BEGIN", "COMMIT", "ROLLBACK", "SELECT 1"))]
+    tables = [s.split()[0] + " " + s.split(" INTO ")[1].split()[0] if " INTO " in s else s.split()[0] for s in work]
+    assert tables == [
+        "SELECT",
+        "SELECT",
+        "INSERT USER_ACCOUNT",
+        "INSERT CONTACT_LINK",
+        "INSERT USER_TAG",
+        "INSERT WEBHOOK_EVENT",
+    ], work
+    with app.app_context():
+        link = db.session.execute(
+            text("SELECT contact_id FROM contact_link WHERE user_id = :u"), {"u": data["user_id"]}
+        )
+        assert link.scalar_one() == "2"
