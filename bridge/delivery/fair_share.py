@@ -13,16 +13,27 @@ deliveries were 7 s late behind one that hung). Now:
   can always be claimed;
 * a free thread starts the oldest ready row whose connection is under ``run_cap``.
 
-A single CRM still gets all but the reserve, with rows ready behind the running ones; with
-``concurrency`` 1 there is nothing to share. Rows without a connection (queued mail) count as
-one connection of their own. Not thread-safe: the worker calls it under its lock.
+A connection alone may use the reserve too (every thread: a single CRM's drain is not cut by
+a quarter) while it has shown itself fast: its last attempt finished within ``SLOW_SECONDS``,
+none of its running attempts has run longer, and no other connection has rows running or
+ready. A worker's first rows of a connection, a connection whose attempts have turned slow,
+and any moment another connection has work keep the reserve free. What this leaves open: a
+CRM that was fast and then hangs all at once can hold every thread until its attempts time
+out (the connection's timeout, 10 s by default), once; after that its attempts count as slow.
+With ``concurrency`` 1 there is nothing to share. Rows without a connection (queued mail)
+count as one connection of their own. Not thread-safe: the worker calls it under its lock.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# An attempt that runs longer than this marks its connection slow: it keeps to its share.
+SLOW_SECONDS = 1.5
 
 
 def reserve_for(concurrency: int) -> int:
@@ -59,6 +70,10 @@ class FairShare:
     ready: deque[Any] = field(default_factory=deque)
     running: Counter[int | None] = field(default_factory=Counter)
     held: Counter[int | None] = field(default_factory=Counter)
+    clock: Callable[[], float] = time.monotonic
+    # id(item) -> (connection id, when it started); connections whose last attempt was fast
+    started: dict[int, tuple[int | None, float]] = field(default_factory=dict)
+    fast: set[int | None] = field(default_factory=set)
 
     @property
     def run_cap(self) -> int:
@@ -82,17 +97,34 @@ class FairShare:
         counts as running from now on."""
         if sum(self.running.values()) >= self.concurrency:
             return None
+        now = self.clock()
         for index, item in enumerate(self.ready):
             connection_id = item.delivery.connection_id
-            if self.running[connection_id] < self.run_cap:
+            if self.running[connection_id] < self.run_cap or self._may_use_reserve(connection_id, now):
                 del self.ready[index]
                 self.running[connection_id] += 1
+                self.started[id(item)] = (connection_id, now)
                 return item
         return None
+
+    def _may_use_reserve(self, connection_id: int | None, now: float) -> bool:
+        """A connection alone, and fast so far, may use every thread (module docstring)."""
+        if connection_id not in self.fast:
+            return False
+        if any(c != connection_id for c, n in self.running.items() if n > 0):
+            return False
+        if any(item.delivery.connection_id != connection_id for item in self.ready):
+            return False
+        return all(now - since < SLOW_SECONDS for c, since in self.started.values() if c == connection_id)
 
     def done(self, item: Any) -> None:
         """A row's attempt is over: its thread and its place are free."""
         connection_id = item.delivery.connection_id
+        _connection, since = self.started.pop(id(item), (connection_id, self.clock()))
+        if self.clock() - since < SLOW_SECONDS:
+            self.fast.add(connection_id)
+        else:
+            self.fast.discard(connection_id)
         self.running[connection_id] -= 1
         self.held[connection_id] -= 1
         for counter in (self.running, self.held):
