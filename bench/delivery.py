@@ -3,6 +3,7 @@
     .venv/bin/python bench/delivery.py [--database URL] [--count 2000] [--rate 100]
                                        [--worker 1 --worker 32x1 --worker 32 --worker 64]
                                        [--crm-delay 0.01] [--web-workers 4] [--web-threads 1]
+                                       [--app-dir CHECKOUT --app-dir OTHER]  (A/B, interleaved)
 
 First a baseline: the CRM call a push of a new contact makes (one create) from 32 plain
 ``requests`` threads with no database (``bare_http_per_s``). Then for each worker shape
@@ -100,12 +101,14 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_worker(env: dict[str, str], concurrency: int, processes: int | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "flask", "--app", str(ROOT / "app.py"), "bridge", "worker"]
+def start_worker(
+    env: dict[str, str], concurrency: int, processes: int | None = None, app_dir: Path = ROOT
+) -> subprocess.Popen:
+    command = [sys.executable, "-m", "flask", "--app", str(app_dir / "app.py"), "bridge", "worker"]
     command += ["--concurrency", str(concurrency)] + (["--processes", str(processes)] if processes else [])
     return subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=app_dir,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -197,6 +200,7 @@ def run(
     web_workers: int = 4,
     web_threads: int = 1,
     worker_nice: int | None = None,
+    app_dir: Path = ROOT,
 ) -> str:
     workdir = tempfile.mkdtemp(prefix="bench-delivery-")
     url = database or f"sqlite:///{workdir}/bridge.sqlite3"
@@ -219,7 +223,7 @@ def run(
                 *("--access-logfile", str(access_log), "--access-logformat", "%(m)s %(U)s %(D)s"),
                 *("-b", f"127.0.0.1:{port}", "app:app"),
             ],
-            cwd=ROOT,
+            cwd=app_dir,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -227,7 +231,7 @@ def run(
         base = f"http://127.0.0.1:{port}"
         try:
             wait_http(base + "/healthz")
-            worker = start_worker(env, concurrency, processes)
+            worker = start_worker(env, concurrency, processes, app_dir)
             register_all(base, token, [f"warm{n}@example.com" for n in range(50)], rate)  # unmeasured
             wait_for_pushes(crm, 50, timeout=120)
             emails = [f"reg{n}@example.com" for n in range(count)]
@@ -242,7 +246,7 @@ def run(
             drain_emails = [f"drain{n}@example.com" for n in range(count)]
             register_all(base, token, drain_emails, rate=10_000)
             started = time.monotonic()
-            worker = start_worker(env, concurrency, processes)
+            worker = start_worker(env, concurrency, processes, app_dir)
             wait_for_pushes(crm, 50 + 2 * count, timeout=900)
             seen = crm.arrivals()
             drained = sorted(seen[e] for e in drain_emails)
@@ -277,10 +281,20 @@ def main() -> None:
     parser.add_argument(
         "--worker-nice", type=int, action="append", help="BRIDGE_WORKER_NICE for the worker (repeat: A/B, interleaved)"
     )
+    parser.add_argument(
+        "--app-dir", action="append", help="serve and run the app from this checkout (repeat: A/B, interleaved)"
+    )
     args = parser.parse_args()
+    app_dirs = [Path(d).resolve() for d in args.app_dir or [str(ROOT)]]
     baseline = bare_http_rate(args.crm_delay, args.count, 32)
     print(f"# baseline bare_http_per_s={baseline:.0f} (32 threads, one CRM call per contact, no database)", flush=True)
-    for shape, nice in [(s, n) for s in args.worker or ["1", "32x1", "32", "64"] for n in args.worker_nice or [None]]:
+    runs = [
+        (s, n, d)
+        for s in args.worker or ["1", "32x1", "32", "64"]
+        for n in args.worker_nice or [None]
+        for d in app_dirs
+    ]
+    for shape, nice, app_dir in runs:
         concurrency, _, processes = shape.partition("x")
         line = run(
             args.database,
@@ -292,10 +306,12 @@ def main() -> None:
             args.web_workers,
             args.web_threads,
             nice,
+            app_dir,
         )
         steady = float(line.rsplit("drain_steady_per_s=", 1)[1])
         reg_p99 = float(line.split("reg_p99_ms=", 1)[1].split()[0])
         nice_note = f" worker_nice={nice}" if nice is not None else ""
+        nice_note += f" app_dir={app_dir}" if args.app_dir else ""
         print(f"{line} drain_ratio={steady / baseline:.2f}{nice_note}", flush=True)
         if int(concurrency) >= 32:  # the targets of issue 21 (one thread cannot keep up, by design)
             print(
