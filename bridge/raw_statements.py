@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
 from bridge.extensions import db
@@ -73,10 +74,26 @@ class RawStatement:
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         for listener in connection.dispatch.before_cursor_execute:
             listener(connection, cursor, compiled.sql, values, None, many)
-        if many:
-            cursor.executemany(compiled.sql, values)
-        else:
-            cursor.execute(compiled.sql, values)
+        dialect = connection.dialect
+        try:
+            if many:
+                cursor.executemany(compiled.sql, values)
+            else:
+                cursor.execute(compiled.sql, values)
+        except dialect.loaded_dbapi.Error as exc:
+            # Raised as SQLAlchemy would (``IntegrityError``, ``OperationalError``, …): callers
+            # settle races on those (``run_unit`` reruns its unit after a unique violation of
+            # a concurrent transaction); the DBAPI's own class would escape them as a 500.
+            cursor.close()
+            raise DBAPIError.instance(
+                compiled.sql,
+                values,
+                exc,
+                dialect.loaded_dbapi.Error,
+                dialect=dialect,
+                connection_invalidated=dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor),
+                ismulti=many,
+            ) from exc
         return compiled, cursor
 
     def _for(self, dialect: Dialect) -> _Compiled:

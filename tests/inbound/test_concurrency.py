@@ -49,3 +49,28 @@ def test_concurrent_identical_async_requests_share_one_job(app, live_server, flu
     assert len({r.json()["job_id"] for r in responses}) == 1
     with app.app_context():
         assert db.session.scalar(select(db.func.count()).select_from(Delivery)) == 1
+
+
+def test_an_update_racing_another_for_the_same_tag_is_run_again(app, hook, fluent_key, monkeypatch):
+    """Two updates of one user read its tags before either commits (PostgreSQL, READ
+    COMMITTED): the second one's tag INSERT then hits the unique index. Simulated without
+    timing: the first read of the unit returns the tags as they were before the other commit.
+    The unit runs again and answers 200 (it was a 500: the DBAPI's own error escaped)."""
+    from bridge.inbound import changes
+
+    assert hook("add", fluent_key, subscriber(tags=fluent_tags("vip"))).status_code == 200
+    assert hook("update", fluent_key, subscriber(tags=fluent_tags("vip", "gold"))).status_code == 200
+    real = changes.linked_user_row
+    calls = []
+
+    def stale_once(runtime, contact):
+        row = real(runtime, contact)
+        calls.append(row)
+        if len(calls) == 1 and row is not None:
+            row.tags.remove("gold")  # as read before the other update committed "gold"
+        return row
+
+    monkeypatch.setattr(changes, "linked_user_row", stale_once)
+    response = hook("update", fluent_key, subscriber(tags=fluent_tags("vip", "gold", "silver")))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert len(calls) == 2 and response.get_json()["tags_added"] == ["silver"]
