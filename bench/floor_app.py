@@ -82,6 +82,16 @@ def create_floor_app() -> Flask:
         contact_id = str(data["id"])
         tags = list(dict.fromkeys(t["slug"] for t in data.get("tags") or []))
         conn, sql, sqlite = connection()
+        for _attempt in range(5):  # a concurrent update of the same user: run again, as the app does
+            try:
+                return _apply(conn, sql, sqlite, data, contact_id, tags, raw)
+            except Exception:
+                conn.rollback()
+        raise RuntimeError("five races in a row")
+
+    def _apply(
+        conn: Any, sql: dict[str, str], sqlite: bool, data: Any, contact_id: str, tags: list, raw: bytes
+    ) -> Response:
         now = datetime.now(UTC).replace(tzinfo=None)
         stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else now
         cursor = conn.cursor()
