@@ -1,6 +1,7 @@
 """Benchmark of the inbound ``update`` path under gunicorn, driven by wrk.
 
-Serves the app with gunicorn (``--workers`` 2, ``--threads`` 1: sync workers) on loopback
+Serves the app with gunicorn as README's production command does (``--workers`` 4; ``--threads``
+4 on PostgreSQL, 1 on SQLite: sync workers, as README recommends for it) on loopback
 over a fresh SQLite database (or the PostgreSQL database given by ``--database`` or
 ``DATABASE_URL``), creates 2,000 users linked to a FluentCRM connection, then drives
 ``wpf_action=update`` POSTs carrying FluentCRM JSON payloads with tags (no CRM call) from a
@@ -161,7 +162,7 @@ def wait_until_serving(url: str, timeout: float = 30.0) -> None:
 
 def start_gunicorn(app: str, cwd: Path, env: dict[str, str], port: int, args: argparse.Namespace, log: Any) -> Any:
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    command = [str(gunicorn), "-w", str(args.workers), "-b", f"127.0.0.1:{port}"]
+    command = [str(gunicorn), "-w", str(args.workers), "--preload", "-b", f"127.0.0.1:{port}"]
     if args.threads > 1:
         command += ["--threads", str(args.threads)]
     return subprocess.Popen([*command, app], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -199,8 +200,10 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (1: sync workers)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (README: -w 4)")
+    parser.add_argument(
+        "--threads", type=int, help="gunicorn threads per worker (README: 4 on PostgreSQL; 1, sync workers, on SQLite)"
+    )
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of update, trivial and floor")
     parser.add_argument("--app-dir", help="serve the app from this checkout (A/B against other code)")
@@ -218,6 +221,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-inbound-"))
     instance = workdir / "instance"
     database_url = args.database or f"sqlite:///{workdir / 'bench.sqlite3'}"
+    if args.threads is None:
+        args.threads = 1 if database_url.startswith("sqlite") else 4
     key = prepare_database(database_url, instance)
     env = {
         **os.environ,
