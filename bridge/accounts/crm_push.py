@@ -197,11 +197,14 @@ class RecordTags:
             users.replace_tags_for(user, self.connection_id, self.tags)
 
 
-def registration_tags(user: User, adapter: Adapter) -> list[str]:
+def registration_tags(user: User, adapter: Adapter, local_tags: Sequence[str] | None = None) -> list[str]:
     """What a registration push applies: the user's local tags, then the connection's
-    ``assign_tags`` (CONTRACT.md §5), each once."""
+    ``assign_tags`` (CONTRACT.md §5), each once. The worker passes the local tags it read
+    when it claimed the row; reading them here would open a transaction (on SQLite: the write
+    lock) on every push."""
+    local = users.tag_names(user, None) if local_tags is None else local_tags
     assign = [str(t) for t in (adapter.config.get("assign_tags") or []) if t]
-    return list(dict.fromkeys(t.strip() for t in [*users.tag_names(user, None), *assign] if t and t.strip()))
+    return list(dict.fromkeys(t.strip() for t in [*local, *assign] if t and t.strip()))
 
 
 def on_linked_contact(
@@ -261,7 +264,7 @@ def push_registration(ctx: JobContext) -> dict[str, Any]:
     retried), the user is already linked to its contact, in a short transaction of its own."""
     connection, user = require_enabled(ctx)
     adapter = build_adapter(connection, ctx)
-    tags = registration_tags(user, adapter)
+    tags = registration_tags(user, adapter, ctx.local_tags)
     contact = outbound_contact(user, adapter, tags=tags, event=_event(ctx, "user.registered"))
     _end_reads()
     contact_id = adapter.upsert_contact(contact)

@@ -72,6 +72,7 @@ def run(claimed: ClaimedDelivery, clients: OutboundClients, worker_id: str) -> t
     in_session = False
     try:
         ctx, secret_list = _context(delivery, user, clients, worker_id)
+        ctx.local_tags = claimed.local_tags
         result = jobs.handler_for(delivery.kind)(ctx)
         record = AttemptRecord(started_at, 0.0, [], result=result if isinstance(result, dict) else None)
         # A handler that wrote in its own session: its writes and the attempt are one

@@ -43,6 +43,9 @@ class JobContext:
     user: User | None
     http: OutboundClient
     worker_id: str = ""
+    # The user's local tags, read when the row was claimed (registration pushes only; None:
+    # not read, the handler reads them itself).
+    local_tags: tuple[str, ...] | None = None
     # Database writes a handler wants made only if its attempt succeeds, in the transaction
     # that records the attempt (the worker records many attempts in one transaction). A
     # handler that writes in its own session instead is recorded on its own, as before.

@@ -22,7 +22,7 @@ from bridge.delivery import outbox
 from bridge.delivery.fair_share import ClaimRoom
 from bridge.delivery.retry_schedule import next_attempt_at
 from bridge.extensions import db
-from bridge.models import Connection, Delivery, DeliveryAttempt, User, utcnow
+from bridge.models import Connection, Delivery, DeliveryAttempt, User, UserTag, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ _EARLIER = aliased(Delivery, name="earlier")
 _TABLE = Delivery.__table__
 _USERS = User.__table__
 _CONNECTIONS = Connection.__table__
+_TAGS = UserTag.__table__
 
 
 def _claimable_condition(now: Any) -> Any:
@@ -65,6 +66,10 @@ class ClaimedDelivery:
 
     delivery: Delivery
     user: User | None
+    # The user's local tags, oldest first, for a registration push (which sends them): read
+    # here, because any later read would be a transaction, and on SQLite a transaction holds
+    # the write lock. None when the row is another kind.
+    local_tags: tuple[str, ...] | None = None
 
 
 def claimable_ids_query(now: Any, limit: Any, *, sqlite: bool | None = None, fair: bool = False) -> Select[Any]:
@@ -115,6 +120,9 @@ def _statements(sqlite: bool) -> dict[str, Any]:
         "rows": select(_TABLE).where(_TABLE.c.id.in_(bindparam("ids", expanding=True))),
         "users": select(_USERS).where(_USERS.c.id.in_(bindparam("ids", expanding=True))),
         "connections": select(_CONNECTIONS).where(_CONNECTIONS.c.id.in_(bindparam("ids", expanding=True))),
+        "local_tags": select(_TAGS.c.user_id, _TAGS.c.name)
+        .where(_TAGS.c.user_id.in_(bindparam("ids", expanding=True)), _TAGS.c.connection_id.is_(None))
+        .order_by(_TAGS.c.id),
         "attempt": DeliveryAttempt.__table__.insert(),
     }
 
@@ -204,12 +212,24 @@ def _claim_and_load(
         if connection_ids
         else {}
     )
+    local_tags = _local_tags(connection, {row.user_id for row in rows.values() if row.kind == outbox.CONTACT_UPSERT})
     claimed = []
     for delivery_id in ids:
         row = rows[delivery_id]
         values = {**row._mapping, "connection": found_connections.get(row.connection_id)}
-        claimed.append(ClaimedDelivery(_detached(Delivery, values), found_users.get(row.user_id)))
+        tags = tuple(local_tags.get(row.user_id, ())) if row.kind == outbox.CONTACT_UPSERT else None
+        claimed.append(ClaimedDelivery(_detached(Delivery, values), found_users.get(row.user_id), tags))
     return claimed
+
+
+def _local_tags(connection: Any, user_ids: set[int | None]) -> dict[int, list[str]]:
+    """The local tags of ``user_ids``, in one statement (none when there is no user)."""
+    wanted = [user_id for user_id in user_ids if user_id is not None]
+    tags: dict[int, list[str]] = {}
+    if wanted:
+        for user_id, name in connection.execute(_sql()["local_tags"], {"ids": wanted}):
+            tags.setdefault(user_id, []).append(name)
+    return tags
 
 
 def extend_leases(worker_id: str, ids: Sequence[int], lease_seconds: float) -> int:

@@ -4,10 +4,13 @@ answer built without reading the user back."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import responses
 from sqlalchemy import func, select
-from support import load_delivery
+from support import ECHO_CRM as CRM
+from support import load_delivery, statements
 
 from bridge.accounts import users
 from bridge.accounts.crm_push import LinkContact, link_contacts
@@ -15,11 +18,13 @@ from bridge.accounts.users import create_user
 from bridge.connections import settings_cache
 from bridge.connections.service import get_connection
 from bridge.connections.settings import apply_settings
-from bridge.delivery import deliveries, outbox
+from bridge.delivery import attempts, deliveries, outbox
 from bridge.delivery.deliveries import AttemptRecord, Finished
+from bridge.delivery.outbound_clients import OutboundClients
 from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from bridge.models import ContactLink, Delivery, DeliveryAttempt, utcnow
+from bridge.outbound.policy import OutboundPolicy
 
 
 def test_the_registration_answer_is_the_user_as_read_back(app, client, auth_headers, echo_connection):
@@ -179,3 +184,26 @@ def test_finished_attempts_wait_briefly_to_be_recorded_together(app):
     assert len(worker._take_finished(start)) == quarter  # enough for a batch: at once
     worker._finished = [(object(), "c")]  # type: ignore[list-item]
     assert len(worker._take_finished(start, force=True)) == 1  # --once and stopping do not wait
+
+
+@responses.activate
+def test_a_registration_push_reads_the_local_tags_in_the_claim_and_opens_no_transaction(
+    app, client, auth_headers, echo_connection
+):
+    """On SQLite every transaction holds the write lock: a push that read the user's tags on
+    its own serialised every push of every worker behind registrations and claims."""
+    echo_connection(assign_tags=["from-connection"])
+    body = {"email": "tagged@example.com", "tags": ["vip", "newsletter"]}
+    assert client.post("/api/users", json=body, headers=auth_headers).status_code == 201
+    responses.post(f"{CRM}/contacts", json={"id": 41})
+    responses.post(f"{CRM}/contacts/41/tags", json={})
+    clients = OutboundClients(OutboundPolicy.from_config(app.config))
+    with app.app_context():
+        (claimed,) = deliveries.claim_and_load("w", 10, 60)
+        assert claimed.local_tags == ("vip", "newsletter")
+        with statements(app) as seen:
+            finished, in_session = attempts.run(claimed, clients, "w")
+        db.session.remove()
+    assert finished.attempt.succeeded and not in_session
+    assert seen == []  # neither a read nor a BEGIN between the claim and the record
+    assert json.loads(responses.calls[1].request.body) == {"tags": ["vip", "newsletter", "from-connection"]}
