@@ -15,8 +15,9 @@ from bridge.connections.settings_cache import cached_secret_values
 from bridge.crypto import SecretUnreadable
 from bridge.delivery import jobs
 from bridge.delivery.deliveries import DeliveryAbandoned
-from bridge.delivery.leases import AttemptRecord, ClaimedDelivery, Finished
+from bridge.delivery.leases import ClaimedDelivery
 from bridge.delivery.outbound_clients import OutboundClients
+from bridge.delivery.outcomes import AttemptRecord, Finished
 from bridge.extensions import db
 from bridge.models import Delivery, User, utcnow
 from bridge.outbound.redaction import scrub_text

@@ -1,8 +1,9 @@
 """Deliveries: the operator actions (list, retry, replay) and the JSON shared by the API, the
 CLI and the admin console.
 
-Claiming and recording are the worker's (``bridge.delivery.leases``); their names are re-exported here,
-where callers have always found them. The retry schedule is ``bridge.delivery.retry_schedule``.
+Claiming and recording are the worker's (``bridge.delivery.leases``, ``bridge.delivery.outcomes``);
+their names are re-exported here, where callers have always found them. The retry schedule is
+``bridge.delivery.retry_schedule``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from bridge.delivery import outbox
-from bridge.delivery.leases import (
+from bridge.delivery.leases import ClaimedDelivery, claim_and_load, claim_due, claimable_ids_query, extend_leases
+from bridge.delivery.outcomes import (
     SENSITIVE_PAYLOAD_KEYS,
     AttemptRecord,
-    ClaimedDelivery,
     Finished,
     Outcome,
-    claim_and_load,
-    claim_due,
-    claimable_ids_query,
-    extend_leases,
     record_and_claim,
     record_outcome,
     record_outcomes,

@@ -27,10 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
 
-from bridge.delivery import attempts, heartbeats, leases, wakeup
+from bridge.delivery import attempts, heartbeats, leases, outcomes, wakeup
 from bridge.delivery.fair_share import FairShare
-from bridge.delivery.leases import AttemptRecord, ClaimedDelivery, Finished
+from bridge.delivery.leases import ClaimedDelivery
 from bridge.delivery.outbound_clients import OutboundClients
+from bridge.delivery.outcomes import AttemptRecord, Finished
 from bridge.extensions import db
 from bridge.outbound.client import OutboundPolicy
 
@@ -229,7 +230,7 @@ class DeliveryWorker:
                 try:
                     with self._lock:
                         room = self._fair.claim_room()
-                    outcomes, claimed = leases.record_and_claim(
+                    recorded, claimed = outcomes.record_and_claim(
                         self.worker_id,
                         [item for item, _ in finished],
                         limit=limit,
@@ -238,7 +239,7 @@ class DeliveryWorker:
                     )
                 finally:
                     db.session.remove()
-            for (item, summary), outcome in zip(finished, outcomes, strict=True):
+            for (item, summary), outcome in zip(finished, recorded, strict=True):
                 self._log(summary, item.attempt, outcome)
         except Exception:
             log.exception("delivery worker %s could not record or claim rows; recording one by one", self.worker_id)
@@ -262,11 +263,11 @@ class DeliveryWorker:
             with self.app.app_context():
                 try:
                     try:
-                        outcome = leases.record_outcomes(self.worker_id, [item])[0]
+                        outcome = outcomes.record_outcomes(self.worker_id, [item])[0]
                     except Exception as exc:
                         log.exception("delivery %s: storing its result failed", item.delivery.id)
                         item = Finished(item.delivery, attempts.internal_error(item.attempt, exc, []))
-                        outcome = leases.record_outcomes(self.worker_id, [item])[0]
+                        outcome = outcomes.record_outcomes(self.worker_id, [item])[0]
                 finally:
                     db.session.remove()
             self._log(summary, item.attempt, outcome)
@@ -336,20 +337,20 @@ class DeliveryWorker:
                     self._finished_since = time.monotonic()
                 self._finished.append((finished, summary))
             return True
-        outcome = leases.record_outcome(finished.delivery, self.worker_id, finished.attempt)
+        outcome = outcomes.record_outcome(finished.delivery, self.worker_id, finished.attempt)
         self._log(summary, finished.attempt, outcome)
         return False
 
-    def deliver(self, claimed: ClaimedDelivery) -> leases.Outcome:
+    def deliver(self, claimed: ClaimedDelivery) -> outcomes.Outcome:
         """Run one claimed row's handler and record the attempt at once (inside an app
         context): the unbatched path, for callers outside the worker loop."""
         finished, in_session = attempts.run(claimed, self._clients, self.worker_id)
         if in_session:
-            return leases.record_outcome(finished.delivery, self.worker_id, finished.attempt)
-        return leases.record_outcomes(self.worker_id, [finished])[0]
+            return outcomes.record_outcome(finished.delivery, self.worker_id, finished.attempt)
+        return outcomes.record_outcomes(self.worker_id, [finished])[0]
 
     @staticmethod
-    def _log(summary: str, record: AttemptRecord, outcome: leases.Outcome) -> None:
+    def _log(summary: str, record: AttemptRecord, outcome: outcomes.Outcome) -> None:
         took = f"{record.duration_ms:.0f} ms"
         if outcome.status == "succeeded":
             log.info("%s: succeeded in %s", summary, took)
