@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlencode, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
 MASKED = "********"
@@ -56,9 +56,22 @@ def is_password_key(key: str) -> bool:
     return bool(_PASSWORD_KEY.search(key))
 
 
+def _may_name_a_key(value: str) -> bool:
+    """Whether ``_ACCESS_KEY_IN_TEXT`` can match: it needs ``=`` (or ``%3D``) and a name that is
+    written plainly (so holds ``_key`` or ``_token``) or percent-encoded (so holds ``%``). Most
+    strings fail this in C; the pattern itself tries its alternation at every character, which
+    cost a 64 KB form body milliseconds."""
+    if "=" not in value and "%3" not in value:
+        return False
+    if "%" in value:
+        return True
+    lowered = value.lower()
+    return "_key" in lowered or "_token" in lowered
+
+
 def scrub_text(value: str, secrets: Iterable[str] = ()) -> str:
     """Remove ``access_key=…`` style parameters and any known secret value from free text."""
-    if "=" in value or "%3" in value:  # what the pattern needs; most strings have neither
+    if _may_name_a_key(value):
         value = _ACCESS_KEY_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
     for secret in secrets:
         if secret and len(secret) >= 4:
@@ -170,8 +183,22 @@ def redact_body(body: bytes | str | None, content_type: str = "", secrets: Itera
         except (ValueError, RecursionError):  # not JSON, or nested too deep to walk: kept as text
             pass
     if "form" in content_type or ("=" in text and "\n" not in text and " " not in text.strip()):
-        pairs = parse_qsl(text, keep_blank_values=True)
-        if pairs:
-            masked = [(k, MASKED if is_password_key(k) or k.lower() in SECRET_PARAMS else v) for k, v in pairs]
-            return scrub_text(urlencode(masked, safe="[]"), secrets)
+        lowered = text.lower()
+        if any(part in lowered for part in _SENSITIVE_NAME_PARTS):  # substring searches, in C
+            text = _SENSITIVE_FORM_PAIR.sub(_mask_form_pair, text)
     return scrub_text(text, secrets)
+
+
+# A form pair whose name might be a password or a secret parameter (or is encoded, so might
+# decode to one): only these are decoded and looked at, every other pair is kept as sent.
+# Parsing and re-encoding every pair cost a 300 KB wrong-key form most of its time (issue 18).
+_SENSITIVE_NAME_PARTS = ("pass", "pwd", "secret", "token", "key", "%", "+")
+_SENSITIVE_FORM_PAIR = re.compile(r"(?:^|(?<=&))([^&=]*(?:pass|pwd|secret|token|key|%|\+)[^&=]*)=([^&]*)", re.I)
+
+
+def _mask_form_pair(match: re.Match[str]) -> str:
+    key = match.group(1)
+    name = unquote_plus(key)
+    if is_password_key(name) or name.lower() in SECRET_PARAMS:
+        return f"{key}={MASKED}"
+    return match.group(0)

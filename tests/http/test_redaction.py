@@ -83,3 +83,21 @@ def test_json_whose_text_differs_from_its_values_is_decoded_before_redaction(bod
 def test_json_written_by_php_is_scrubbed_as_written_when_no_secret_holds_a_slash() -> None:
     body = '{"photo": "http:\\/\\/crm.example\\/a.png", "note": "' + SECRET + '"}'
     assert redact_body(body, "application/json", [SECRET]) == body.replace(SECRET, REDACTED)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("email=a%40b.c&password=hunter22&t[]=x", f"email=a%40b.c&password={MASKED}&t[]=x"),
+        ("user_pass=hunter22", f"user_pass={MASKED}"),
+        ("pass%77ord=hunter22&name=J%C3%B6rg", f"pass%77ord={MASKED}&name=J%C3%B6rg"),  # name encoded
+        ("user+pass=hunter22", f"user+pass={MASKED}"),  # "+" decodes to a space
+        ("access%5Fkey=k-123456&monkey=banana", "access%5Fkey=[redacted]&monkey=banana"),
+        ("KEY=abc123&api_key=def456", f"KEY={MASKED}&api_key={MASKED}"),
+        ("t[]=1&t[]=2&first_name=Ann", "t[]=1&t[]=2&first_name=Ann"),  # nothing sensitive: as sent
+    ],
+)
+def test_form_bodies_mask_sensitive_pairs_and_keep_the_others_as_sent(body: str, expected: str) -> None:
+    redacted = redact_body(body, "application/x-www-form-urlencoded")
+    assert redacted.replace(REDACTED, MASKED) == expected.replace(REDACTED, MASKED)
+    assert "hunter22" not in redacted and "k-123456" not in redacted
