@@ -157,12 +157,13 @@ class ContactLink(db.Model):
 
 
 class ApiToken(db.Model):
-    """Bearer token for ``/api``, stored only as its SHA-256."""
+    """Bearer token for ``/api``, stored only as its SHA-256. Names are unique (``token revoke
+    NAME`` names one token), by the database too: two concurrent creations cannot both win."""
 
     __tablename__ = "api_token"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -30,11 +30,13 @@ Inbound: ActiveCampaign webhooks are form-encoded with PHP bracket keys (``conta
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from crm_adapters.activecampaign_stand_ins import ActiveCampaignStandIns
 from crm_adapters.base import (
     Adapter,
     Contact,
@@ -145,6 +147,14 @@ class ActiveCampaignAdapter(Adapter):
             offset += PAGE_SIZE
             if len(page) < PAGE_SIZE or not fresh or (total is not None and offset >= int(total)):
                 return items  # a short page, a page already seen (offset ignored), or all of them
+
+    @functools.cached_property
+    def _stand_ins(self) -> ActiveCampaignStandIns:
+        return ActiveCampaignStandIns()
+
+    def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
+        """Dry-run answers in the API's shapes (``crm_adapters.activecampaign_stand_ins``)."""
+        return self._stand_ins.answer(method, url, body)
 
     # -- API --
 

@@ -40,6 +40,7 @@ query string replaces the id of a payload naming one contact; a batch of several
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -67,6 +68,7 @@ from crm_adapters.errors import (
     MissingContactId,
 )
 from crm_adapters.field_format import FieldKind, FormatRules
+from crm_adapters.hubspot_stand_ins import HubSpotStandIns
 from crm_adapters.hubspot_types import (
     CONTACT_OBJECT_TYPE,
     FORMAT_RULES,
@@ -232,6 +234,14 @@ class HubSpotAdapter(Adapter):
             except ValueError:
                 return None
         return None
+
+    @functools.cached_property
+    def _stand_ins(self) -> HubSpotStandIns:
+        return HubSpotStandIns()
+
+    def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
+        """Dry-run answers in the API's shapes (``crm_adapters.hubspot_stand_ins``)."""
+        return self._stand_ins.answer(method, url, body)
 
     # -- API --
 

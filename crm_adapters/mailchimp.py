@@ -27,6 +27,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from crm_adapters import mailchimp_stand_ins
 from crm_adapters.base import Adapter, Contact, ContactPage, InboundRequest, OutboundContact, RateLimit, Setting
 from crm_adapters.errors import ContactNotFound, InvalidPayload, MissingContactId
 from crm_adapters.field_format import FieldKind, FormatRules
@@ -121,6 +122,10 @@ class MailchimpAdapter(Adapter):
             items.extend(page)
             if not page or len(items) >= int(data.get("total_items") or 0):
                 return items
+
+    def stand_in_answer(self, method: str, url: str, body: str) -> tuple[int, Any] | None:
+        """Dry-run answers in the API's shapes (``crm_adapters.mailchimp_stand_ins``)."""
+        return mailchimp_stand_ins.answer(method, url, body)
 
     # -- API --
 

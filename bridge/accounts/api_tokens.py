@@ -1,15 +1,17 @@
 """API tokens for ``/api``: created (shown once, stored as a hash), listed, revoked.
 
-Names are unique, so ``token revoke NAME`` names one token. The CLI and the admin console both
-call these; verifying a token on a request is ``bridge.api.auth``'s. A revoked token stops working
-in this process at once (its cache entry is dropped) and in others within
-``BRIDGE_ACCESS_KEY_CACHE_SECONDS``.
+Names are unique, so ``token revoke NAME`` names one token: the service checks first, for a clear
+error, and the database's unique constraint stops a concurrent creation the check could not see
+(answered with the same error). The CLI and the admin console both call these; verifying a token
+on a request is ``bridge.api.auth``'s. A revoked token stops working in this process at once (its
+cache entry is dropped) and in others within ``BRIDGE_ACCESS_KEY_CACHE_SECONDS``.
 """
 
 from __future__ import annotations
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from bridge import crypto
 from bridge.extensions import db
@@ -37,15 +39,32 @@ def clean_name(name: str) -> str:
 
 
 def create_token(name: str) -> tuple[ApiToken, str]:
-    """A new API token; the plain value is returned once and stored only as a hash."""
+    """A new API token; the plain value is returned once and stored only as a hash.
+
+    Raises ``TokenNameInvalid`` for a taken name, whether the check sees it or the insert loses
+    to a concurrent creation on the unique constraint (only the insert is undone: a savepoint
+    keeps the caller's transaction usable)."""
     name = clean_name(name)
-    if db.session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise TokenNameInvalid(f"a token named {name!r} exists: revoke it first or choose another name")
+    if _name_taken(name):
+        raise _taken(name)
     token = crypto.new_token(TOKEN_PREFIX)
     row = ApiToken(name=name, token_hash=crypto.token_hash(token))
-    db.session.add(row)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(row)
+    except IntegrityError:
+        if _name_taken(name):
+            raise _taken(name) from None
+        raise
     return row, token
+
+
+def _name_taken(name: str) -> bool:
+    return db.session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None
+
+
+def _taken(name: str) -> TokenNameInvalid:
+    return TokenNameInvalid(f"a token named {name!r} exists: revoke it first or choose another name")
 
 
 def list_tokens() -> list[ApiToken]:
@@ -53,7 +72,7 @@ def list_tokens() -> list[ApiToken]:
 
 
 def revoke_token(name: str) -> int:
-    """Delete every token called ``name`` (older databases may hold two); returns how many."""
+    """Delete the token called ``name``; returns how many were deleted (one: names are unique)."""
     rows = list(db.session.scalars(select(ApiToken).where(ApiToken.name == name)))
     if not rows:
         raise TokenNotFound(f"no API token named {name!r}")

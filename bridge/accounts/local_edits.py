@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bridge.accounts import registration, user_json, usernames, users
-from bridge.accounts.signup_country import with_signup_country
+from bridge.accounts.signup_country import client_meta
 from bridge.extensions import db
 from bridge.models import User, UserTag, utcnow
 
@@ -60,7 +60,8 @@ class RegistrationInput(_Input):
 
 
 class ProfileChange(_Input):
-    """A PATCH: only the fields given change. ``meta`` is merged; a key set to null is removed."""
+    """A PATCH: only the fields given change. ``meta`` is merged; a key set to null is removed.
+    Keys only the server writes (``signup_country``) are ignored: neither set nor removed."""
 
     email: EmailStr | None = None
     username: Username | None = None
@@ -148,7 +149,8 @@ def _register(
                 first_name=data.first_name,
                 last_name=data.last_name,
                 role=data.role if allow_role else None,
-                meta=with_signup_country(data.meta, country),
+                meta=data.meta,
+                signup_country=country,
                 tags=data.tags,
             )
             rendered = new_user_json(registered) if render else {}
@@ -203,7 +205,7 @@ def update_profile(user: User, change: ProfileChange) -> list[str]:
             changed.append("password")
         if "meta" in given and change.meta is not None:
             meta = dict(user.meta or {})
-            for key, value in change.meta.items():
+            for key, value in client_meta(change.meta).items():
                 if value is None:
                     if key in meta:
                         meta.pop(key)

@@ -61,10 +61,12 @@ def register(
     last_name: str = "",
     role: str | None = None,
     meta: Mapping[str, Any] | None = None,
+    signup_country: str | None = None,
     tags: Iterable[str] = (),
 ) -> Registered:
     """``register_user``, also returning the local tags as stored (so a caller can answer
-    with the new user's JSON without reading it back)."""
+    with the new user's JSON without reading it back). ``meta.signup_country`` is
+    ``signup_country`` (trusted), never one in ``meta`` (``users.create_user``)."""
     user = users.create_user(
         email=email,
         username=username,
@@ -73,6 +75,7 @@ def register(
         last_name=last_name,
         role=users.choose_role(role, "subscriber"),
         meta=meta,
+        signup_country=signup_country,
         check_role=True,
     )
     local_tags = list(tags)

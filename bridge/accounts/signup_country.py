@@ -6,7 +6,10 @@ Only trusted sources count: a header the owner's proxy or CDN sets (Cloudflare's
 provides (``BRIDGE_GEOIP_DB``, read with MaxMind's ``maxminddb``) looked up with the client
 address (``request.remote_addr``: what the WSGI server, or a proxy fix in front of it, says).
 A country the client typed into ``meta`` is never kept: templates such as the "Sync new user
-to CRM" recipe send it to the CRM as a fact about the signup.
+to CRM" recipe send it to the CRM as a fact about the signup. ``client_meta`` is that rule for
+every path that writes meta from outside (API create and PATCH, inbound ``add``/``update``, a
+batch import's set-based add): ``bridge.accounts.users`` and ``local_edits`` apply it where meta
+is written, so no view has to remember it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ COUNTRY = re.compile(r"^[A-Z]{2}$")
 # Cloudflare's answers that are not countries: unknown (XX) and Tor (T1).
 NOT_COUNTRIES = frozenset({"XX", "T1"})
 META_KEY = "signup_country"
+# Meta keys only the server writes: dropped from whatever a client, script or CRM sends.
+SERVER_ONLY_META = frozenset({META_KEY})
 
 
 def country_from_header(value: str | None) -> str | None:
@@ -64,9 +69,14 @@ def signup_country(config: Mapping[str, Any], headers: Mapping[str, str], addres
     return country_from_database(str(database), address) if database else None
 
 
+def client_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` as a client may write it: without the keys only the server sets."""
+    return {key: value for key, value in meta.items() if key not in SERVER_ONLY_META}
+
+
 def with_signup_country(meta: Mapping[str, Any], country: str | None) -> dict[str, Any]:
     """``meta`` without any client-supplied country, plus the trusted one when known."""
-    result = {key: value for key, value in meta.items() if key != META_KEY}
+    result = client_meta(meta)
     if country:
         result[META_KEY] = country
     return result

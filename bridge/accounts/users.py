@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, exists, func, insert, select, true, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from bridge.accounts.signup_country import SERVER_ONLY_META, client_meta, with_signup_country
 from bridge.accounts.user_row import UserRow
 from bridge.accounts.user_tags import (  # noqa: F401  (re-exported: callers use users.replace_tags & co.)
     change_local_tags,
@@ -281,13 +282,15 @@ def create_user(
     last_name: str = "",
     role: str = "subscriber",
     meta: Mapping[str, Any] | None = None,
+    signup_country: str | None = None,
     username_format: str = "email",
     check_role: bool = False,
 ) -> User:
     """Insert a user (flushed, not committed). Raises ``EmailTaken`` when the email exists and,
     with ``check_role``, ``UnknownRole`` when ``role`` does not (checked first, as
     ``resolve_role`` would). The role, the email and the first username candidate are read in
-    one statement; only a taken username costs more."""
+    one statement; only a taken username costs more. A ``signup_country`` in ``meta`` (from a
+    client or a CRM) is dropped: the one kept is the trusted ``signup_country`` argument."""
     email_normalised = normalise_email(email)
     if not email_normalised:
         raise UserRuleError("email is required")
@@ -307,7 +310,7 @@ def create_user(
         role=role,
         first_name=first_name or "",
         last_name=last_name or "",
-        meta=dict(meta or {}),
+        meta=with_signup_country(meta or {}, signup_country),
     )
     db.session.add(user)
     db.session.flush()
@@ -318,11 +321,13 @@ def insert_users(rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert many new users in one statement (Core, no ORM objects; not committed): a batch
     import's page. Each row has the columns ``create_user`` sets; emails must be normalised and
     free, usernames free (``usernames.make_usernames``): a conflict raises ``IntegrityError``
-    like a concurrent ``create_user`` does. Returns the ids, in the rows' order."""
+    like a concurrent ``create_user`` does; a ``signup_country`` in a row's meta is dropped, as
+    ``create_user`` drops it. Returns the ids, in the rows' order."""
     if not rows:
         return []
     now = utcnow()
-    values = [{"meta": {}, "password_hash": None, **row, "created_at": now, "updated_at": now} for row in rows]
+    stamps = {"created_at": now, "updated_at": now}
+    values = [{"password_hash": None, **row, "meta": client_meta(row.get("meta") or {}), **stamps} for row in rows]
     connection = db.session.connection()
     connection.execute(_INSERT_USERS, values)
     # Ids read back by email (unique) in one statement: on SQLite, RETURNING in row order makes
@@ -342,14 +347,14 @@ def field_changes(user: User | UserRow, fields: Mapping[str, Any]) -> tuple[dict
     """(column → new value, keys whose value changed) for setting ``fields`` on ``user``.
 
     ``first_name``/``last_name`` are columns, ``email`` changes only when the new one is free,
-    the special keys ``user_login``/``user_pass``/``role`` are handled by the caller, and every
-    other key lands in ``meta``.
+    the special keys ``user_login``/``user_pass``/``role`` are handled by the caller, keys only
+    the server writes (``signup_country``) are dropped, and every other key lands in ``meta``.
     """
     changed: list[str] = []
     values: dict[str, Any] = {}
     meta = dict(user.meta or {})
     for key, value in fields.items():
-        if key in ("user_login", "user_pass", "role"):
+        if key in ("user_login", "user_pass", "role") or key in SERVER_ONLY_META:
             continue
         if key == "email":
             email = normalise_email(value if isinstance(value, str) else None)

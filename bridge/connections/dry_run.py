@@ -96,8 +96,8 @@ class RecordingHttpClient:
         stand_in = self.answer(method.upper(), prepared.url or url, text) if self.answer else None
         if _is_token_request(text):
             body = b'{"access_token":"%s","token_type":"Bearer","expires_in":0}' % SYNTHETIC_TOKEN.encode()
-        elif stand_in is not None:
-            status, body = stand_in[0], json_module.dumps(stand_in[1]).encode()
+        elif stand_in is not None:  # a None body: an answer without one (204)
+            status, body = stand_in[0], b"" if stand_in[1] is None else json_module.dumps(stand_in[1]).encode()
         response = HttpResponse(status=status, headers={"Content-Type": "application/json"}, body=body, url=url)
         exchange.update(describe_response(response, self.secrets))
         return response
@@ -187,6 +187,10 @@ def dry_run(
     adapter = build_adapter(connection, http=client)  # type: ignore[arg-type]
     if isinstance(client, RecordingHttpClient):
         client.answer = adapter.stand_in_answer
+        # Nothing is sent, so nothing counts against the CRM's rate limit. Counting would also
+        # write the shared counter from another connection while this request's transaction
+        # holds SQLite's write lock: a 30 s wait for the busy timeout, then a 503.
+        adapter.throttle = None
     settings = effective_settings(connection)
     log = [f"dry run of {connection.name} ({connection.type}) for {subject}, {'sending' if send else 'not sending'}"]
     error: dict[str, Any] | None = None

@@ -86,3 +86,32 @@ def test_database_lookups_read_country_then_registered_country(tmp_path: Path) -
     assert signup_country(config, {}, "2001:db8::1") == "JP"
     assert signup_country(config, {}, "198.51.100.1") is None
     assert signup_country({"BRIDGE_GEOIP_DB": str(tmp_path / "missing.mmdb")}, {}, "203.0.113.9") is None
+
+
+@pytest.mark.parametrize("app_config", [{"BRIDGE_GEO_HEADER": "CF-IPCountry"}], indirect=True)
+def test_a_patch_can_neither_set_nor_overwrite_nor_remove_the_country(client, auth_headers) -> None:
+    created = client.post(
+        "/api/users",
+        json={"email": "geo@example.com", "meta": {"tier": "pro"}},
+        headers={**auth_headers, "CF-IPCountry": "DE"},
+    ).get_json()
+    url = f"/api/users/{created['id']}"
+
+    overwrite = client.patch(url, json={"meta": {"signup_country": "US", "tier": "gold"}}, headers=auth_headers)
+    assert overwrite.status_code == 200, overwrite.get_json()
+    assert overwrite.get_json()["meta"] == {"tier": "gold", "signup_country": "DE"}
+    assert overwrite.get_json()["changed"] == ["tier"]  # nothing else changed, nothing else pushed
+
+    removal = client.patch(url, json={"meta": {"signup_country": None}}, headers=auth_headers)
+    assert removal.get_json()["meta"] == {"tier": "gold", "signup_country": "DE"}
+    assert removal.get_json()["changed"] == []
+    assert client.get(url, headers=auth_headers).get_json()["meta"] == {"tier": "gold", "signup_country": "DE"}
+
+
+def test_a_patch_cannot_give_a_country_to_a_user_without_one(client, auth_headers) -> None:
+    created = client.post("/api/users", json={"email": "geo@example.com"}, headers=auth_headers).get_json()
+    url = f"/api/users/{created['id']}"
+    response = client.patch(url, json={"meta": {"signup_country": "US"}}, headers=auth_headers)
+    assert response.status_code == 200
+    assert response.get_json()["meta"] == {}
+    assert client.get(url, headers=auth_headers).get_json()["meta"] == {}

@@ -92,7 +92,7 @@ def test_dry_run_for_an_existing_user(app, client, auth_headers, hook: str) -> N
     from bridge.accounts.users import create_user
 
     with app.app_context():
-        user = create_user(email="grace@example.com", first_name="Grace", meta={"signup_country": "UK", "tier": "pro"})
+        user = create_user(email="grace@example.com", first_name="Grace", meta={"tier": "pro"}, signup_country="UK")
         db.session.commit()
         user_id = user.id
     result = client.post("/api/connections/hook/dry-run", json={"user_id": user_id}, headers=auth_headers).get_json()
