@@ -20,11 +20,13 @@ per second and measures each registration's latency (``reg_p99_ms``, on the clie
 spent waiting for a free web worker) and the time until the CRM receives its push (end to
 end). Phase 2 stops the worker, queues ``--count`` more, starts it again and measures the drain
 rate: ``drain_per_s`` from the worker process's start (its boot included),
-``drain_steady_per_s`` from the first push to the last, and ``drain_ratio`` (steady drain over
-the baseline). Prints one line per shape:
+``drain_steady_per_s`` from the first push to the last, ``drain_ratio`` (steady drain over
+the baseline), and ``drain_cpu_ms_per_push``: the worker command's CPU over the drain (its boot
+included) per push, which other load on the machine barely moves. Prints one line per shape:
 
     delivery backend=sqlite concurrency=32 processes=2 reg_p99_ms=… reg_served_p99_ms=…
-    e2e_p50_ms=… e2e_p99_ms=… drain_per_s=… drain_steady_per_s=… drain_ratio=…
+    e2e_p50_ms=… e2e_p99_ms=… drain_per_s=… drain_cpu_ms_per_push=… drain_steady_per_s=…
+    drain_ratio=…
 
 With one worker thread, a push takes the CRM's ``--crm-delay`` (10 ms) plus its own work, so
 one thread cannot quite keep up with ``--rate`` 100: end-to-end figures at concurrency 1
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -245,6 +248,7 @@ def run(
 
             drain_emails = [f"drain{n}@example.com" for n in range(count)]
             register_all(base, token, drain_emails, rate=10_000)
+            cpu_before = children_cpu_seconds()
             started = time.monotonic()
             worker = start_worker(env, concurrency, processes, app_dir)
             wait_for_pushes(crm, 50 + 2 * count, timeout=900)
@@ -253,6 +257,7 @@ def run(
             drain = count / (drained[-1] - started)  # from the worker's start: it includes its boot
             steady = (count - 1) / (drained[-1] - drained[0])  # first to last push
             stop(worker)
+            drain_cpu_ms = (children_cpu_seconds() - cpu_before) * 1000 / count
         finally:
             stop(web)
     backend = "postgresql" if url.startswith("postgres") else "sqlite"
@@ -261,8 +266,16 @@ def run(
         f"delivery backend={backend} concurrency={concurrency} processes={forked} "
         f"reg_p99_ms={percentile(registration_ms, 0.99):.1f} reg_served_p99_ms={percentile(served_ms, 0.99):.1f} "
         f"e2e_p50_ms={statistics.median(e2e):.0f} e2e_p99_ms={percentile(e2e, 0.99):.0f} drain_per_s={drain:.0f} "
-        f"drain_steady_per_s={steady:.0f}"
+        f"drain_cpu_ms_per_push={drain_cpu_ms:.2f} drain_steady_per_s={steady:.0f}"
     )
+
+
+def children_cpu_seconds() -> float:
+    """CPU (user + system) of this process's finished children: the worker command once it is
+    stopped and waited for, its forked processes included. Its CPU per push is what the drain
+    costs the machine, a figure other load on the machine barely moves (its boot included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
