@@ -34,8 +34,10 @@ answering) this prints why and exits 0, so ``make bench`` passes on a machine wi
    right answers count as throughput, the others are printed as errors per side.
 
 Prints a table, then one machine-readable line per scenario and the targets of issue 21
-(``id_only`` at least 2 times WP Fusion's rate, ``body`` 20 times). Exits 1 when crm-bridge answered wrongly.
-Contacts and WordPress users it makes stay in the peer (their emails carry a random suffix).
+(``id_only`` at least 2 times WP Fusion's rate, ``body`` 20 times). Exits 1 when crm-bridge
+answered wrongly. Contacts and WordPress users it makes stay in the peer (their emails carry a
+random suffix). Run under ``nice``, crm-bridge gets the lower priority: the peer's PHP servers
+and database keep theirs.
 """
 
 from __future__ import annotations
@@ -256,7 +258,7 @@ def serve_bridge(env: dict[str, str], database_url: str, workdir: Path, args: ar
         "BRIDGE_WORKER": "off",
     }
     port = inbound_bench.free_port()
-    log = open(workdir / "gunicorn.log", "w")  # noqa: SIM115 (closed with the server)
+    log = open(workdir / "gunicorn.log", "w")  # noqa: SIM115 (open as long as this process)
     server = inbound_bench.start_gunicorn("app:create_app()", inbound_bench.REPO, server_env, port, args, log)
     url = f"http://127.0.0.1:{port}"
     inbound_bench.wait_until_serving(url + "/")
