@@ -94,57 +94,68 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare_database(database_url: str, instance: Path) -> str:
-    """Fresh schema, one FluentCRM connection, USERS users linked to contacts 1..USERS."""
+def prepare_database(
+    database_url: str, instance: Path, *, users: int = USERS, settings: dict[str, Any] | None = None
+) -> str:
+    """Fresh schema, one FluentCRM connection ``fluent`` (with ``settings``), ``users`` users
+    linked to contacts 1..users. Returns the connection's access key."""
     os.environ["BRIDGE_INSTANCE_PATH"] = str(instance)
-    from sqlalchemy import insert
-
     from bridge import create_app
     from bridge.accounts.users import ensure_default_roles
     from bridge.connections.service import create_connection
     from bridge.extensions import db
-    from bridge.models import ContactLink, User, utcnow
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": SECRET_KEY})
     with app.app_context():
         db.drop_all()
         db.create_all()
         ensure_default_roles()
-        connection, key = create_connection("fluent", "fluentcrm", {})
+        connection, key = create_connection("fluent", "fluentcrm", settings or {})
         db.session.flush()
-        now = utcnow()
-        db.session.execute(
-            insert(User),
-            [
-                {
-                    "id": n,
-                    "email": f"user{n}@example.com",
-                    "username": f"user{n}",
-                    "password_hash": "not-a-real-hash",
-                    "role": "subscriber",
-                    "first_name": "First1",
-                    "last_name": f"Last{n}",
-                    "meta": {},
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for n in range(1, USERS + 1)
-            ],
-        )
-        db.session.execute(
-            insert(ContactLink),
-            [
-                {"connection_id": connection.id, "contact_id": str(n), "user_id": n, "linked_at": now}
-                for n in range(1, USERS + 1)
-            ],
-        )
+        if users:
+            insert_linked_users(connection.id, users)
         db.session.commit()
-        if db.engine.dialect.name == "postgresql":
-            db.session.execute(db.text("SELECT setval('user_account_id_seq', :n)"), {"n": USERS})
+        if users and db.engine.dialect.name == "postgresql":
+            db.session.execute(db.text("SELECT setval('user_account_id_seq', :n)"), {"n": users})
             db.session.commit()
         db.session.remove()
         db.engine.dispose()
     return key
+
+
+def insert_linked_users(connection_id: int, users: int) -> None:
+    """Users 1..users, each linked to the contact of its own id, in two bulk inserts."""
+    from sqlalchemy import insert
+
+    from bridge.extensions import db
+    from bridge.models import ContactLink, User, utcnow
+
+    now = utcnow()
+    db.session.execute(
+        insert(User),
+        [
+            {
+                "id": n,
+                "email": f"user{n}@example.com",
+                "username": f"user{n}",
+                "password_hash": "not-a-real-hash",
+                "role": "subscriber",
+                "first_name": "First1",
+                "last_name": f"Last{n}",
+                "meta": {},
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n in range(1, users + 1)
+        ],
+    )
+    db.session.execute(
+        insert(ContactLink),
+        [
+            {"connection_id": connection_id, "contact_id": str(n), "user_id": n, "linked_at": now}
+            for n in range(1, users + 1)
+        ],
+    )
 
 
 def wait_until_serving(url: str, timeout: float = 30.0) -> None:

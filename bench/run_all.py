@@ -2,7 +2,8 @@
 
 Each script prints its figures as ratios against a baseline measured in the same run; this
 runner only sequences them. PostgreSQL is used when BENCH_DATABASE_URL is set, or when the
-local server at 127.0.0.1:5432 answers (database `test`).
+local server at 127.0.0.1:5432 answers (database `test`). ``wpfusion.py`` needs the wp-peer
+(shared/peer/setup.sh): without it, it says so and exits 0.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def postgres_url() -> str | None:
 
 def main() -> int:
     scripts = [
-        name for name in ("inbound.py", "add.py", "delivery.py", "storm.py", "hostile.py") if (HERE / name).exists()
+        name
+        for name in ("inbound.py", "add.py", "delivery.py", "storm.py", "hostile.py", "wpfusion.py")
+        if (HERE / name).exists()
     ]
     databases = ["sqlite"] + ([pg] if (pg := postgres_url()) else [])
     failures = 0

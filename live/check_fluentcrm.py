@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from wp_peer import PEER_ENV, FluentCrm, read_peer_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / ".venv" / "bin" / "crm-bridge"
-PEER_ENV = Path(os.environ.get("PEER_ENV", "/opt/wp-peer/env"))
 TOKEN_PATTERN = re.compile(rb"enc:v1:[A-Za-z0-9_=-]{40,}")
 
 
@@ -40,13 +40,9 @@ class CheckFailed(AssertionError):
 
 
 def peer_env() -> dict[str, str]:
-    if not PEER_ENV.exists():
+    env = read_peer_env()
+    if env is None:
         sys.exit(f"live-check: {PEER_ENV} not found: start the peer with shared/peer/setup.sh")
-    env: dict[str, str] = {}
-    for line in PEER_ENV.read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            env[key] = value.strip().strip("'\"")
     return env
 
 
@@ -63,37 +59,6 @@ def until(predicate: Callable[[], Any], timeout: float, step: float = 0.05) -> A
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise CheckFailed(message)
-
-
-class FluentCrm:
-    """The peer's FluentCRM REST API, used directly to set up and observe."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.base = env["A_REST"]
-        self.session = requests.Session()
-        self.session.auth = (env["A_APP_USER"], env["A_APP_PASSWORD"])
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.request(method, self.base + path, timeout=30, **kwargs)
-
-    def by_email(self, email: str) -> dict[str, Any] | None:
-        response = self.call("GET", "/subscribers/0", params={"get_by_email": email})
-        return response.json().get("subscriber") if response.status_code == 200 else None
-
-    def contact(self, contact_id: str) -> dict[str, Any] | None:
-        params = [("with[]", "tags"), ("with[]", "subscriber.custom_values")]
-        response = self.call("GET", f"/subscribers/{contact_id}", params=params)
-        return response.json().get("subscriber") if response.status_code == 200 else None
-
-    def tags(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            listing = self.call("GET", "/tags", params={"per_page": 100, "page": page}).json()["tags"]
-            found += listing["data"]
-            if page >= int(listing.get("last_page") or 1):
-                return found
-            page += 1
 
 
 class Bridge:

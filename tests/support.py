@@ -70,6 +70,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    client: tuple[str, int] = ("", 0)  # the sending socket's address: one per TCP connection
 
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -97,7 +98,8 @@ def receiver_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            seen = Received(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
+            body = self.rfile.read(length)
+            seen = Received(self.command, self.path, dict(self.headers.items()), body, tuple(self.client_address))
             receiver.requests.append(seen)
             route = receiver.routes.get(self.path.split("?", 1)[0])
             status, headers, body = route(seen) if route else (200, {"Content-Type": "application/json"}, b"{}")

@@ -16,10 +16,10 @@ from bridge.crypto import SecretUnreadable
 from bridge.delivery import jobs
 from bridge.delivery.deliveries import DeliveryAbandoned
 from bridge.delivery.leases import ClaimedDelivery
-from bridge.delivery.outbound_clients import OutboundClients
 from bridge.delivery.outcomes import AttemptRecord, Finished
 from bridge.extensions import db
 from bridge.models import Delivery, User, utcnow
+from bridge.outbound.kept_clients import OutboundClients
 from bridge.outbound.redaction import scrub_text
 from crm_adapters.errors import AdapterError
 
@@ -128,6 +128,6 @@ def _context(
 ) -> tuple[jobs.JobContext, tuple[str, ...]]:
     connection = delivery.connection
     secret_list = cached_secret_values(connection) if connection is not None else ()
-    http = clients.for_delivery(connection.id if connection is not None else None, secret_list)
+    http = clients.checkout(connection.id if connection is not None else None, secret_list)
     http.session.headers["Idempotency-Key"] = str(delivery.id)
     return jobs.JobContext(delivery, connection, user, http, worker_id), secret_list

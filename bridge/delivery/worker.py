@@ -30,10 +30,10 @@ from flask import Flask
 from bridge.delivery import attempts, heartbeats, leases, outcomes, wakeup
 from bridge.delivery.fair_share import FairShare
 from bridge.delivery.leases import ClaimedDelivery
-from bridge.delivery.outbound_clients import OutboundClients
 from bridge.delivery.outcomes import AttemptRecord, Finished
 from bridge.extensions import db
 from bridge.outbound.client import OutboundPolicy
+from bridge.outbound.kept_clients import OutboundClients
 
 log = logging.getLogger("bridge.delivery.worker")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import has_app_context
+
 from bridge.connections.service import adapter_for
 from bridge.connections.settings import UnreadableSecrets, effective_settings, settings_for_type
 from bridge.errors import ApiError
@@ -14,6 +16,7 @@ from bridge.extensions import db
 from bridge.inbound.keys import KeyedConnection
 from bridge.models import Connection
 from bridge.outbound.client import OutboundClient, outbound_client
+from bridge.outbound.kept_clients import kept_clients
 from crm_adapters.base import Adapter, Contact, HttpResponse
 from crm_adapters.errors import AdapterError
 
@@ -29,17 +32,25 @@ class InboundJobRejected(AdapterError):
 
 
 class LazyOutboundClient:
-    """Builds the outbound client (a ``requests`` session) on the first CRM call only: most
-    webhooks carry everything and never call the CRM, and the update path is hot."""
+    """Checks the outbound client out on the first CRM call only: most webhooks carry
+    everything and never call the CRM, and the update path is hot.
 
-    def __init__(self, secrets: tuple[str, ...]) -> None:
+    The client is this thread's kept one for the connection (``kept_clients``), reset for this
+    webhook: an id-only ``update`` is one CRM read, and with a session per webhook each read
+    paid a new TCP (and TLS) connection to the CRM. Outside an app, a fresh client."""
+
+    def __init__(self, secrets: tuple[str, ...], connection_id: int | None = None) -> None:
         self.secrets = secrets
+        self.connection_id = connection_id
         self._client: OutboundClient | None = None
 
     @property
     def client(self) -> OutboundClient:
         if self._client is None:
-            self._client = outbound_client(self.secrets)
+            if has_app_context():
+                self._client = kept_clients("inbound").checkout(self.connection_id, self.secrets)
+            else:
+                self._client = outbound_client(self.secrets)
         return self._client
 
     def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
@@ -76,7 +87,7 @@ class ConnectionRuntime:
         declared = settings_for_type(connection.type)
         settings = effective_settings(connection)
         secrets = [str(settings[s.name]) for s in declared if s.secret and settings.get(s.name)]
-        client = http or LazyOutboundClient(tuple(secrets))
+        client = http or LazyOutboundClient(tuple(secrets), connection.id)
         adapter = adapter_for(connection.type, settings, client, connection_id=connection.id)
         complete = all(settings.get(s.name) not in (None, "") for s in declared if s.required)
         return cls(connection.id, connection.name, settings, adapter, complete, connection)
@@ -84,7 +95,8 @@ class ConnectionRuntime:
     @classmethod
     def from_keyed(cls, keyed: KeyedConnection) -> ConnectionRuntime:
         """A runtime from a cached key snapshot: a fresh adapter and lazy outbound client per
-        request (clients record exchanges), the decrypted settings shared (a shallow copy).
+        request (the kept client is reset per webhook: clients record exchanges), the decrypted
+        settings shared (a shallow copy).
 
         A connection with a secret this SECRET_KEY cannot decrypt is refused with 503
         ``secret_unreadable``: its adapter would call the CRM without credentials or skip a
@@ -96,7 +108,10 @@ class ConnectionRuntime:
             raise InboundRejected(503, "secret_unreadable", message)
         settings = dict(keyed.settings)
         adapter = adapter_for(
-            keyed.type, settings, LazyOutboundClient(keyed.secrets), connection_id=keyed.connection_id
+            keyed.type,
+            settings,
+            LazyOutboundClient(keyed.secrets, keyed.connection_id),
+            connection_id=keyed.connection_id,
         )
         return cls(keyed.connection_id, keyed.name, settings, adapter, keyed.can_call_crm)
 

@@ -20,10 +20,10 @@ from bridge.connections.service import get_connection
 from bridge.connections.settings import apply_settings
 from bridge.delivery import attempts, deliveries, outbox
 from bridge.delivery.deliveries import AttemptRecord, Finished
-from bridge.delivery.outbound_clients import OutboundClients
 from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from bridge.models import ContactLink, Delivery, DeliveryAttempt, utcnow
+from bridge.outbound.kept_clients import OutboundClients
 from bridge.outbound.policy import OutboundPolicy
 
 
