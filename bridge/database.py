@@ -38,6 +38,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from bridge.extensions import db
 
@@ -124,6 +125,27 @@ class SerialisedWriterConnection(sqlite3.Connection):
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+
+def end_transaction(session: Session | None = None) -> None:
+    """Commit the session's transaction, if it has one, keeping every object it loaded usable.
+
+    For work that needs no database and may be slow, above all a CRM call: a transaction held
+    across it holds SQLite's write lock, so every writer waits (registrations, webhooks, workers),
+    and a CRM whose rate limit is counted in the database cannot count its request: the count's
+    own connection would wait for that lock (until the busy timeout). Commit, not rollback: what the
+    caller wrote so far is kept. Objects are not expired (as with ``expire_on_commit=False``), so
+    the caller goes on using what it read without a query; its next statement opens a new, short
+    transaction."""
+    session = session if session is not None else db.session()
+    if not session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        return
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -1,0 +1,54 @@
+"""CRM calls made for an API request never run inside the request's database transaction.
+
+On SQLite every transaction holds the database's write lock (``bridge.database``). A CRM with
+a declared rate limit (HubSpot, ActiveCampaign, Mailchimp) counts each request in the limits
+storage, by default the database through a connection of its own: inside the request's
+transaction that count waited for the lock its own thread held (30 s busy timeout, then 503),
+and any CRM call inside a transaction holds every other writer back for the CRM's latency.
+"""
+
+from __future__ import annotations
+
+import responses
+from support import HUBSPOT_ANY, CrmCallProbe, short_sqlite_busy_timeout
+
+HUBSPOT = "https://api.hubapi.com"
+HUBSPOT_TOKEN = "pat-na1-hubspot-private-app-token"
+
+
+@responses.activate
+def test_hubspot_connection_test_reaches_the_crm_outside_the_request_transaction(app, api, make_connection):
+    make_connection("hub", "hubspot", access_token=HUBSPOT_TOKEN)
+    probe = CrmCallProbe({"results": []})
+    responses.add_callback(responses.GET, f"{HUBSPOT}/crm/v3/objects/contacts", callback=probe)
+    with short_sqlite_busy_timeout(app):
+        response = api("POST", "/api/connections/hub/test")
+    assert (response.status_code, response.get_json()) == (
+        200,
+        {"ok": True, "name": "hub", "reached": True, "note": None},
+    )
+    assert probe.in_transaction == [False]
+
+
+@responses.activate
+def test_a_dry_run_that_sends_calls_hubspot_outside_the_request_transaction(app, api, make_connection):
+    make_connection("hub", "hubspot", access_token=HUBSPOT_TOKEN)
+    probe = CrmCallProbe(HUBSPOT_ANY).register(HUBSPOT)
+    with short_sqlite_busy_timeout(app):
+        response = api("POST", "/api/connections/hub/dry-run", json={"send": True})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["error"] is None and "upsert_contact → contact id '42'" in body["log"]
+    assert probe.calls == [
+        "GET /crm/v3/objects/contacts/preset-user@example.com",
+        "PATCH /crm/v3/objects/contacts/42",
+    ]
+    assert probe.in_transaction == [False, False]
+
+
+def test_a_dry_run_that_does_not_send_answers_on_sqlite_too(app, api, make_connection):
+    make_connection("hub", "hubspot", access_token=HUBSPOT_TOKEN)
+    with short_sqlite_busy_timeout(app), responses.RequestsMock():  # nothing may leave
+        response = api("POST", "/api/connections/hub/dry-run", json={"send": False})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["requests"][0]["url"].startswith(f"{HUBSPOT}/crm/v3/objects/contacts/")
