@@ -9,6 +9,7 @@ and any CRM call inside a transaction holds every other writer back for the CRM'
 
 from __future__ import annotations
 
+import pytest
 import responses
 from support import HUBSPOT_ANY, CrmCallProbe, short_sqlite_busy_timeout
 
@@ -16,16 +17,34 @@ HUBSPOT = "https://api.hubapi.com"
 HUBSPOT_TOKEN = "pat-na1-hubspot-private-app-token"
 
 
+# The CRMs with a declared rate limit: (type, settings, the URL their connection test calls).
+RATE_LIMITED = {
+    "hubspot": ({"access_token": HUBSPOT_TOKEN}, f"{HUBSPOT}/crm/v3/objects/contacts"),
+    "activecampaign": (
+        {"base_url": "https://acme.api-us1.com", "api_key": "ac-api-key-test-value"},
+        "https://acme.api-us1.com/api/3/users/me",
+    ),
+    "mailchimp": (
+        {"api_key": "mc-api-key-test-value-us21", "list_id": "a1b2c3"},
+        "https://us21.api.mailchimp.com/3.0/ping",
+    ),
+}
+
+
 @responses.activate
-def test_hubspot_connection_test_reaches_the_crm_outside_the_request_transaction(app, api, make_connection):
-    make_connection("hub", "hubspot", access_token=HUBSPOT_TOKEN)
+@pytest.mark.parametrize("crm", sorted(RATE_LIMITED))
+def test_the_connection_test_of_a_rate_limited_crm_reaches_it_outside_the_request_transaction(
+    app, api, make_connection, crm
+):
+    settings, url = RATE_LIMITED[crm]
+    make_connection("limited", crm, **settings)
     probe = CrmCallProbe({"results": []})
-    responses.add_callback(responses.GET, f"{HUBSPOT}/crm/v3/objects/contacts", callback=probe)
+    responses.add_callback(responses.GET, url, callback=probe)
     with short_sqlite_busy_timeout(app):
-        response = api("POST", "/api/connections/hub/test")
+        response = api("POST", "/api/connections/limited/test")
     assert (response.status_code, response.get_json()) == (
         200,
-        {"ok": True, "name": "hub", "reached": True, "note": None},
+        {"ok": True, "name": "limited", "reached": True, "note": None},
     )
     assert probe.in_transaction == [False]
 
