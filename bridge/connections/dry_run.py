@@ -188,9 +188,7 @@ def dry_run(
     adapter = build_adapter(connection, http=client)  # type: ignore[arg-type]
     if isinstance(client, RecordingHttpClient):
         client.answer = adapter.stand_in_answer
-        # Nothing is sent, so nothing counts against the CRM's rate limit. Counting would also
-        # write the shared counter from another connection while this request's transaction
-        # holds SQLite's write lock: a 30 s wait for the busy timeout, then a 503.
+        # Nothing is sent, so nothing counts against the CRM's rate limit.
         adapter.throttle = None
     settings = effective_settings(connection)
     log = [f"dry run of {connection.name} ({connection.type}) for {subject}, {'sending' if send else 'not sending'}"]
