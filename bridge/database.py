@@ -38,6 +38,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from bridge.extensions import db
 
@@ -124,6 +125,43 @@ class SerialisedWriterConnection(sqlite3.Connection):
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+
+def holds_write_lock() -> bool:
+    """True while this thread holds SQLite's write lock through one of its connections (an open
+    transaction of its session: every SQLite transaction here takes it, see the module doc).
+
+    A write on any *other* connection from this thread cannot get the lock then: it waits out
+    the busy timeout (30 s) for a lock only its own thread can release, and fails."""
+    return getattr(_held, "count", 0) > 0
+
+
+class WriteLockHeld(RuntimeError):
+    """A thread holding SQLite's write lock in its session's transaction tried to write through
+    a connection of its own (``bridge.ratelimit.DatabaseStorage``): that write could only wait
+    out the busy timeout and fail, holding every other writer back meanwhile. A programming
+    error, raised at once: end the session's transaction first (:func:`end_transaction`)."""
+
+
+def end_transaction(session: Session | None = None) -> None:
+    """Commit the session's transaction, if it has one, keeping every object it loaded usable.
+
+    For work that needs no database and may be slow, above all a CRM call: a transaction held
+    across it holds SQLite's write lock, so every writer waits (registrations, webhooks, workers),
+    and a CRM whose rate limit is counted in the database cannot count its request: the count's
+    own connection would wait for that lock (``WriteLockHeld``). Commit, not rollback: what the
+    caller wrote so far is kept. Objects are not expired (as with ``expire_on_commit=False``), so
+    the caller goes on using what it read without a query; its next statement opens a new, short
+    transaction."""
+    session = session if session is not None else db.session()
+    if not session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        return
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
 
 
 def _tune_sqlite(engine: Engine) -> None:

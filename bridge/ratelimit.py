@@ -29,6 +29,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -39,9 +40,10 @@ from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import case, delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.database import WriteLockHeld, holds_write_lock
 from bridge.extensions import db
 from bridge.models import RateLimitCounter, utcnow
 
@@ -67,6 +69,15 @@ class DatabaseStorage(Storage):
     session), so a counter update commits even when the request's own work is rolled back.
     ``incr`` is one atomic upsert (``INSERT … ON CONFLICT DO UPDATE … RETURNING``), so
     concurrent workers never lose a count; an expired window restarts inside the same statement.
+
+    On SQLite that own connection needs the write lock (``bridge.database``), so a thread whose
+    session holds a transaction (the lock) must not count: the write would wait the busy timeout
+    (30 s) for a lock only that thread can release, hold every other writer back meanwhile, and
+    fail. It raises ``WriteLockHeld`` at once instead, naming the mistake: the caller forgot to
+    end its transaction (``bridge.database.end_transaction``) before calling a CRM or counting.
+    Counting on the held connection instead was rejected: the count would vanish with the
+    caller's rollback (a failed key is counted just after one), and the CRM call would still be
+    made under the write lock, the very thing to avoid.
     """
 
     STORAGE_SCHEME = None
@@ -79,6 +90,18 @@ class DatabaseStorage(Storage):
     @property
     def base_exceptions(self) -> type[Exception]:
         return SQLAlchemyError
+
+    def _begin(self) -> AbstractContextManager[Connection]:
+        """A transaction on a connection of the storage's own (refused under a held SQLite
+        write lock, see the class doc)."""
+        if self.engine.dialect.name == "sqlite" and holds_write_lock():
+            raise WriteLockHeld(
+                "this thread holds SQLite's write lock in an open session transaction, so the"
+                " rate-limit counter cannot be written (it would wait for its own thread until the"
+                " busy timeout): end the transaction first (bridge.database.end_transaction),"
+                " e.g. before calling a CRM"
+            )
+        return self.engine.begin()
 
     def _insert(self):  # type: ignore[no-untyped-def]
         return postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
@@ -100,7 +123,7 @@ class DatabaseStorage(Storage):
             )
             .returning(column.count)
         )
-        with self.engine.begin() as connection:
+        with self._begin() as connection:
             return int(connection.execute(statement).scalar_one())
 
     def _read(self, key: str) -> tuple[int, datetime] | None:
@@ -135,23 +158,23 @@ class DatabaseStorage(Storage):
 
     def check(self) -> bool:
         try:
-            with self.engine.begin() as connection:
+            with self._begin() as connection:
                 connection.execute(select(1))
         except SQLAlchemyError:
             return False
         return True
 
     def reset(self) -> int | None:
-        with self.engine.begin() as connection:
+        with self._begin() as connection:
             return connection.execute(delete(self.table)).rowcount
 
     def clear(self, key: str) -> None:
-        with self.engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(delete(self.table).where(self.table.c.key == key))
 
     def purge_expired(self) -> int:
         """Delete finished windows (housekeeping; a stale row is harmless, just dead weight)."""
-        with self.engine.begin() as connection:
+        with self._begin() as connection:
             return connection.execute(delete(self.table).where(self.table.c.expires_at <= utcnow())).rowcount
 
 

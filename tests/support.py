@@ -178,3 +178,73 @@ def encrypt_with_other_key(app: Any, connection_name: str, *names: str) -> dict[
         connection.settings = stored
         db.session.commit()
         return {name: stored[name] for name in names}
+
+
+@contextmanager
+def short_sqlite_busy_timeout(app: Any, milliseconds: int = 300) -> Iterator[None]:
+    """On SQLite, new connections wait ``milliseconds`` (not 30 s) for a write lock another
+    connection holds: a test that would stall fails in moments instead. No-op on PostgreSQL."""
+    from bridge.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+
+    def shorten(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
+
+    event.listen(engine, "connect", shorten)
+    engine.dispose()  # pooled connections were made with the long timeout
+    try:
+        yield
+    finally:
+        event.remove(engine, "connect", shorten)
+        engine.dispose()
+
+
+@dataclass
+class CrmCallProbe:
+    """A ``responses`` callback answering every CRM request with ``body``, noting each
+    request's method and path and whether the calling thread's database session had a
+    transaction open when it left (``in_transaction``)."""
+
+    body: Any
+    status: int = 200
+    calls: list[str] = field(default_factory=list)
+    in_transaction: list[bool] = field(default_factory=list)
+
+    def __call__(self, request: Any) -> tuple[int, dict[str, str], str]:
+        from urllib.parse import urlsplit
+
+        from bridge.extensions import db
+
+        self.calls.append(f"{request.method} {urlsplit(request.url).path}")
+        self.in_transaction.append(db.session().in_transaction())
+        return self.status, {"Content-Type": "application/json"}, json.dumps(self.body)
+
+    def register(self, base_url: str, mock: Any = None) -> CrmCallProbe:
+        """Answer every method at every path under ``base_url``: in ``mock`` (a
+        ``responses.RequestsMock``, made with ``assert_all_requests_are_fired=False``), else
+        in the active default mock (``@responses.activate``)."""
+        import re
+
+        import responses
+
+        mock = mock if mock is not None else responses
+        pattern = re.compile(re.escape(base_url.rstrip("/")) + r"/.*")
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            mock.add_callback(method, pattern, callback=self)
+        return self
+
+
+# Answers every HubSpot call a test makes: contact 42 (found by email, loaded, created,
+# patched), no lists, no properties, no memberships.
+HUBSPOT_ANY = {
+    "id": "42",
+    "properties": {"email": "ada@example.com", "firstname": "Augusta"},
+    "results": [],
+    "lists": [],
+    "hasMore": False,
+}

@@ -2,12 +2,13 @@
 ``contact.update`` (profile changes, for connections with ``push_updates``) and
 ``password.return`` (a generated password sent to the CRM field that receives it).
 
-Each handler reads what it needs, ends its read transaction before the first CRM call (on
-SQLite every transaction holds the write lock, and a slow CRM must never block registrations),
-talks to the CRM through the connection's adapter, then hands the result (the contact link) to
-the worker as a deferred write (``ctx.after_success``), which the worker makes in the
-transaction that records the attempt, batched with other deliveries. Handlers never decide to
-retry: they raise the adapter's typed errors and the worker reads ``retryable``.
+Each handler reads what it needs, ends its read transaction before the first CRM call
+(``bridge.database.end_transaction``: on SQLite every transaction holds the write lock, and a
+slow CRM must never block registrations), talks to the CRM through the connection's adapter,
+then hands the result (the contact link) to the worker as a deferred write
+(``ctx.after_success``), which the worker makes in the transaction that records the attempt,
+batched with other deliveries. Handlers never decide to retry: they raise the adapter's typed
+errors and the worker reads ``retryable``.
 
 Settings come from the per-process cache (``bridge.connections.settings_cache``): no decryption per push.
 """
@@ -25,6 +26,7 @@ from bridge import crypto
 from bridge.accounts import users
 from bridge.connections.service import adapter_for
 from bridge.connections.settings_cache import cached_flag, cached_settings
+from bridge.database import end_transaction
 from bridge.delivery import outbox
 from bridge.delivery.deliveries import DeliveryAbandoned
 from bridge.delivery.jobs import JobContext, job_handler
@@ -80,12 +82,6 @@ def build_adapter(connection: Connection, ctx: JobContext) -> Adapter:
     adapter = adapter_for(connection.type, cached_settings(connection), ctx.http, connection_id=connection.id)
     ctx.adapters.append((connection.id, adapter))
     return adapter
-
-
-def _end_reads() -> None:
-    """Close the read transaction before talking to a CRM (objects stay loaded: the worker's
-    session does not expire on commit)."""
-    db.session.commit()
 
 
 @dataclass(frozen=True)
@@ -266,7 +262,7 @@ def push_registration(ctx: JobContext) -> dict[str, Any]:
     adapter = build_adapter(connection, ctx)
     tags = registration_tags(user, adapter, ctx.local_tags)
     contact = outbound_contact(user, adapter, tags=tags, event=_event(ctx, "user.registered"))
-    _end_reads()
+    end_transaction()
     contact_id = adapter.upsert_contact(contact)
     if contact_id and tags:
         try:
@@ -314,7 +310,7 @@ def push_profile_update(ctx: JobContext) -> dict[str, Any]:
     adapter = build_adapter(connection, ctx)
     contact_id = users.contact_id_for(user, connection)
     contact = outbound_contact(user, adapter, tags=[], event=_event(ctx, "user.updated"))
-    _end_reads()
+    end_transaction()
     if contact_id:
         current, stale = on_linked_contact(
             ctx, adapter, connection, user, contact_id, lambda target: adapter.update_fields(target, contact.fields)
@@ -345,7 +341,7 @@ def return_password(ctx: JobContext) -> dict[str, Any]:
     # value itself from every recorded exchange.
     ctx.http.secrets = (*ctx.http.secrets, password)
     adapter = build_adapter(connection, ctx)
-    _end_reads()
+    end_transaction()
     current, stale = on_linked_contact(
         ctx,
         adapter,

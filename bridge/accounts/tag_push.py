@@ -14,6 +14,7 @@ from typing import Any
 from bridge.accounts import users
 from bridge.accounts.crm_push import build_adapter, require_enabled
 from bridge.accounts.user_tags import replace_tags
+from bridge.database import end_transaction
 from bridge.delivery import outbox
 from bridge.delivery.deliveries import DeliveryAbandoned
 from bridge.delivery.jobs import JobContext, job_handler
@@ -46,7 +47,9 @@ def push_tags(ctx: JobContext) -> dict[str, Any]:
     add = [str(t) for t in payload.get("add") or []]
     remove = [str(t) for t in payload.get("remove") or []]
     adapter = build_adapter(connection, ctx)
-    contact_id = users.contact_id_for(user, connection) or adapter.find_contact_id(user.email)
+    linked = users.contact_id_for(user, connection)
+    end_transaction()  # no transaction (on SQLite: the write lock) while the CRM answers
+    contact_id = linked or adapter.find_contact_id(user.email)
     if not contact_id:
         raise DeliveryAbandoned(f"{user.email} has no contact in {connection.name} yet: push the user first")
     if add:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from bridge.connections.service import build_adapter, store_changed_settings
 from bridge.connections.settings import UnreadableSecrets, secret_values
+from bridge.database import end_transaction
 from bridge.models import Connection
 from bridge.outbound.redaction import scrub_text
 from crm_adapters.errors import AdapterError
@@ -74,6 +75,7 @@ def _fetch(connection: Connection) -> Catalog:
         catalog.errors.append(str(exc))
         return catalog
     secrets = secret_values(connection)
+    end_transaction()  # no transaction (on SQLite: the write lock) while the CRM answers
     for what, lister in (("fields", adapter.list_fields), ("tags", adapter.list_tags)):
         try:
             names = [str(n) for n in lister()][:MAX_NAMES]

@@ -24,6 +24,7 @@ from typing import Any
 
 from bridge.connections.service import build_adapter
 from bridge.connections.settings import effective_settings, secret_values
+from bridge.database import end_transaction
 from bridge.extensions import db
 from bridge.models import Connection, User, iso, utcnow
 from bridge.outbound.client import describe_request, describe_response, outbound_client, prepare
@@ -187,13 +188,12 @@ def dry_run(
     adapter = build_adapter(connection, http=client)  # type: ignore[arg-type]
     if isinstance(client, RecordingHttpClient):
         client.answer = adapter.stand_in_answer
-        # Nothing is sent, so nothing counts against the CRM's rate limit. Counting would also
-        # write the shared counter from another connection while this request's transaction
-        # holds SQLite's write lock: a 30 s wait for the busy timeout, then a 503.
+        # Nothing is sent, so nothing counts against the CRM's rate limit.
         adapter.throttle = None
     settings = effective_settings(connection)
     log = [f"dry run of {connection.name} ({connection.type}) for {subject}, {'sending' if send else 'not sending'}"]
     error: dict[str, Any] | None = None
+    end_transaction()  # what it needs is read: no transaction (on SQLite the write lock) meanwhile
     try:
         contact = registration_contact(person, adapter, settings)
         contact_id = adapter.upsert_contact(contact)

@@ -7,6 +7,12 @@ storage as the failed-key limit (``bridge.ratelimit.build_storage``: the databas
 Redis with ``BRIDGE_RATELIMIT_STORAGE_URL``), so web processes and workers on any machine share
 one count per connection, and waits for room rather than earning a 429.
 
+With the database storage on SQLite the count is a write needing the database's write lock, so
+CRMs are called with no transaction of the caller's session open (``end_transaction`` in
+``bridge.database``; a transaction held across a CRM call would stall every writer anyway):
+the storage refuses to count under a lock its own thread holds (``WriteLockHeld``) rather than
+wait out the busy timeout for it.
+
 Priority: a batch (``batch_calls()``) may use only ``BATCH_SHARE`` of a window, so registrations,
 profile pushes and inbound webhooks always find room next to a running batch. Windows are
 fixed, so at a window's edge two windows' worth can fall within one rolling period: a batch on

@@ -30,6 +30,7 @@ from bridge.connections.settings import (
     secret_values,
 )
 from bridge.connections.token_refresh import guard_for
+from bridge.database import end_transaction
 from bridge.extensions import db
 from bridge.models import AccessKey, Connection, iso, utcnow
 from bridge.outbound.client import OutboundClient, outbound_client
@@ -212,6 +213,7 @@ def check_connection(connection: Connection, http: OutboundClient | None = None)
     if missing:
         raise IncompleteConnection([f"missing required setting {name!r}" for name in missing])
     adapter = build_adapter(connection, http)
+    end_transaction()  # no transaction (on SQLite: the write lock) is held while the CRM answers
     try:
         return adapter.check()
     finally:

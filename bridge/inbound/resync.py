@@ -5,6 +5,7 @@ without them), through the same ``process_contacts``. Used by the admin console'
 from __future__ import annotations
 
 from bridge.accounts import users
+from bridge.database import end_transaction
 from bridge.inbound.request import InboundOptions
 from bridge.inbound.runtime import ConnectionRuntime, InboundOutcome
 from bridge.inbound.service import process_contacts
@@ -19,7 +20,9 @@ def resync_user(user: User, connection: Connection) -> InboundOutcome:
     """Load the user's contact from ``connection``'s CRM and apply it; commits. Raises
     ``NoContact``, the adapter's typed errors, or ``InboundRejected``."""
     runtime = ConnectionRuntime.prepare(connection)
-    contact_id = users.contact_id_for(user, connection) or runtime.adapter.find_contact_id(user.email)
+    linked = users.contact_id_for(user, connection)
+    end_transaction()  # the CRM answers with no transaction (on SQLite: the write lock) held
+    contact_id = linked or runtime.adapter.find_contact_id(user.email)
     if not contact_id:
         raise NoContact(f"{connection.name} has no contact with the email {user.email}")
     # ``update`` loads only missing tags; a resync wants the contact's fields too.

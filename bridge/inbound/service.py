@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bridge.accounts import users
 from bridge.connections import service as connections
+from bridge.database import end_transaction
 from bridge.delivery import outbox
 from bridge.delivery.jobs import JobContext, job_handler
 from bridge.extensions import db
@@ -200,8 +201,9 @@ def prepare_contacts(
     when the payload has no email (or with ``always_load_from_crm``); every action loads tags
     when the payload carries none. ``update``/``update_tags`` for a contact no user matches
     load nothing (they answer "no matching user"). A connection missing its API settings serves
-    payloads as they are. ``release_lock=False`` (the worker owns the transaction) keeps the
-    caller's transaction open.
+    payloads as they are. ``release_lock=False`` (the worker owns the transaction, which holds
+    no write yet) does not roll the caller's reads back: they are committed before a CRM call,
+    the loaded rows staying usable, and the unit after runs in the caller's next transaction.
     """
     check_parameters(runtime, options)
     always_load = bool(runtime.settings.get("always_load_from_crm"))
@@ -222,9 +224,13 @@ def prepare_contacts(
                 loads.append((plan, load_contact, load_tags))
         elif match_user(runtime, contact)[0] is not None:  # wants_crm: an unmatched update loads nothing
             loads.append((plan, load_contact, load_tags))
-    if loads and release_lock:
-        # On SQLite even a read transaction holds the write lock: never keep it across slow work.
-        db.session.rollback()
+    if loads:
+        # On SQLite even a read transaction holds the write lock: never keep it across slow work
+        # (a rate-limited CRM's request counter could not even be written, ``WriteLockHeld``).
+        if release_lock:
+            db.session.rollback()
+        else:  # the worker's session: end its reads, keep what it loaded for the unit after
+            end_transaction()
     for plan, load_contact, load_tags in loads:
         try:
             plan.contact = _load(runtime.adapter, plan.contact, load_contact, load_tags)

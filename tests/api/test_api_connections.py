@@ -18,16 +18,6 @@ TAGS_URL = f"{BASE}/wp-json/fluent-crm/v2/tags"
 FLUENT = {"base_url": BASE, "username": "api", "app_password": PASSWORD}
 
 
-@pytest.fixture
-def api(client, auth_headers):
-    """``api(method, path, json=None) -> response`` with a valid token."""
-
-    def call(method: str, path: str, **kwargs):
-        return client.open(path, method=method, headers=auth_headers, **kwargs)
-
-    return call
-
-
 def create(api, name: str = "fluent", type_slug: str = "fluentcrm", settings=None):
     return api("POST", "/api/connections", json={"name": name, "type": type_slug, "settings": settings or FLUENT})
 

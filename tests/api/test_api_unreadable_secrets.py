@@ -18,14 +18,6 @@ HOOK = {"url": "https://hooks.example.com/in", "auth": {"type": "bearer", "token
 
 
 @pytest.fixture
-def api(client, auth_headers):
-    def call(method: str, path: str, **kwargs):
-        return client.open(path, method=method, headers=auth_headers, **kwargs)
-
-    return call
-
-
-@pytest.fixture
 def unreadable_fluent(app, make_connection) -> str:
     """A fluentcrm connection whose app_password is unreadable; returns the stored ciphertext."""
     make_connection("fluent", "fluentcrm", **FLUENT)
