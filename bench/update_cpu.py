@@ -80,8 +80,10 @@ def environ(method: str, query: str, body: bytes = b"") -> dict[str, Any]:
 
 
 def cpu_per_request(app: Any, environs: list[dict[str, Any]]) -> tuple[list[float], int]:
-    """CPU seconds of each call, and how many answered other than 2xx."""
+    """CPU seconds of each call, and how many answered other than 2xx (the first such answer
+    is printed to stderr)."""
     statuses: list[str] = []
+    failure: list[bytes] = []
 
     def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
         statuses.append(status)
@@ -92,12 +94,14 @@ def cpu_per_request(app: Any, environs: list[dict[str, Any]]) -> tuple[list[floa
     for env in environs:
         started = clock()
         result = app(env, start_response)
-        for _chunk in result:
-            pass
+        body = b"".join(result)
         close = getattr(result, "close", None)
         if close is not None:
             close()
         times.append(clock() - started)
+        if not failure and not statuses[-1].startswith("2"):
+            failure.append(body)
+            print(f"first failure: {statuses[-1]} {body[:500]!r}", file=sys.stderr)
     return times, sum(1 for s in statuses if not s.startswith("2"))
 
 
@@ -133,7 +137,7 @@ def child(args: argparse.Namespace) -> None:
         import cProfile
         import pstats
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)  # CPU, not time spent waiting on the database
         batch = updates(n)
         profiler.enable()
         cpu_per_request(app, batch)
@@ -176,7 +180,11 @@ def main() -> int:
     rows: dict[str, list[dict[str, Any]]] = {d: [] for d in dirs}
     for round_ in range(1, args.rounds + 1):
         for app_dir in dirs:
-            out = subprocess.run([*base, "--app-dir", app_dir], capture_output=True, text=True, check=True).stdout
+            completed = subprocess.run([*base, "--app-dir", app_dir], capture_output=True, text=True, check=True)
+            out = completed.stdout
+            for line in completed.stderr.splitlines():
+                if line.startswith("first failure:"):
+                    print(f"  {app_dir}: {line}", flush=True)
             result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
             rows[app_dir].append(result)
             print(
