@@ -180,15 +180,21 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
-        dbapi_connection = conn.connection.dbapi_connection
+        begin_immediate(conn.connection.dbapi_connection, conn.exec_driver_sql)
+
+
+def begin_immediate(dbapi_connection: Any, execute: Callable[[str], Any]) -> None:
+    """Begin a SQLite write transaction: the writer ``flock`` first, then ``BEGIN IMMEDIATE``
+    through ``execute`` (the engine's, so listeners see it; or a cursor's, for a transaction
+    run without the session, ``bridge.raw_statements.raw_transaction``)."""
+    if isinstance(dbapi_connection, SerialisedWriterConnection):
+        dbapi_connection.take_write_lock()
+    try:
+        execute("BEGIN IMMEDIATE")
+    except BaseException:
         if isinstance(dbapi_connection, SerialisedWriterConnection):
-            dbapi_connection.take_write_lock()
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            if isinstance(dbapi_connection, SerialisedWriterConnection):
-                dbapi_connection.release_write_lock()
-            raise
+            dbapi_connection.release_write_lock()
+        raise
 
 
 def checkpoint_wal(engine: Engine | None = None) -> bool:

@@ -7,6 +7,7 @@ objects, and write nothing when the tag set is unchanged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -22,20 +23,47 @@ if TYPE_CHECKING:
 _TAGS = UserTag.__table__
 
 
-def _tag_statements(connection_scoped: bool) -> tuple[Any, RawStatement]:
-    """(read names, delete one name) for one tag scope, built once: building a statement per
-    call cost as much as running it. Writes run on the DBAPI cursor (``bridge.raw_statements``),
-    the removal as one executemany."""
+def _scope(connection_scoped: bool) -> tuple[Any, Any]:
     column = _TAGS.c.connection_id
-    scope = column == bindparam("connection_id") if connection_scoped else column.is_(None)
-    mine = (_TAGS.c.user_id == bindparam("user_id"), scope)
-    read = select(_TAGS.c.name).where(*mine).order_by(_TAGS.c.id)
-    remove = delete(_TAGS).where(*mine, _TAGS.c.name == bindparam("name"))
-    return read, RawStatement(remove)
+    return _TAGS.c.user_id == bindparam("user_id"), (
+        column == bindparam("connection_id") if connection_scoped else column.is_(None)
+    )
 
 
-_TAG_SQL = {True: _tag_statements(True), False: _tag_statements(False)}
-_INSERT_TAGS = RawStatement(insert(_TAGS), column_keys=["user_id", "connection_id", "name", "created_at"])
+_READ_TAGS = {scoped: select(_TAGS.c.name).where(*_scope(scoped)).order_by(_TAGS.c.id) for scoped in (True, False)}
+# Writes of up to this many names are one statement with a bind per name (``name IN (…)``, a
+# multi-row VALUES), built once per count; larger ones go in chunks. One statement instead of
+# an executemany: psycopg runs an executemany as a pipeline, about 0.1 ms of CPU more each.
+NAMES_PER_STATEMENT = 16
+
+
+@functools.cache
+def _delete_names(connection_scoped: bool, count: int) -> RawStatement:
+    names = [bindparam(f"name_{i}") for i in range(count)]
+    return RawStatement(delete(_TAGS).where(*_scope(connection_scoped), _TAGS.c.name.in_(names)))
+
+
+@functools.cache
+def _insert_names(count: int) -> RawStatement:
+    rows = [
+        {
+            "user_id": bindparam("user_id"),
+            "connection_id": bindparam("connection_id"),
+            "name": bindparam(f"name_{i}"),
+            "created_at": bindparam("created_at"),
+        }
+        for i in range(count)
+    ]
+    return RawStatement(insert(_TAGS).values(rows))
+
+
+def _chunks(names: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(names), NAMES_PER_STATEMENT):
+        yield names[start : start + NAMES_PER_STATEMENT]
+
+
+def _named(params: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    return {**params, **{f"name_{i}": name for i, name in enumerate(names)}}
 
 
 def tag_names_for(user_id: int, connection_id: int | None) -> list[str]:
@@ -46,7 +74,7 @@ def tag_names_for(user_id: int, connection_id: int | None) -> list[str]:
     includes tags added through the ORM in this transaction.
     """
     _flush_pending_tags()
-    read = _TAG_SQL[connection_id is not None][0]
+    read = _READ_TAGS[connection_id is not None]
     return list(db.session.execute(read, {"user_id": user_id, "connection_id": connection_id}).scalars())
 
 
@@ -64,22 +92,22 @@ def replace_tags_for(
     user: User | UserRow, connection_id: int | None, tags: Iterable[str], *, current: list[str] | None = None
 ) -> tuple[list[str], list[str]]:
     """:func:`replace_tags` by connection id: one read (none when the caller passes the
-    ``current`` names, read in this transaction), then at most one set-based DELETE and one
-    multi-row INSERT (Core, no ORM objects), and nothing at all when the set is unchanged."""
+    ``current`` names, read in this transaction), then at most one DELETE and one multi-row
+    INSERT (per :data:`NAMES_PER_STATEMENT` names; Core on the DBAPI cursor, no ORM objects),
+    and nothing at all when the set is unchanged."""
     wanted = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
     if current is None:
         current = tag_names_for(user.id, connection_id)
     current_set, wanted_set = set(current), set(wanted)
     added = [t for t in wanted if t not in current_set]
     removed = [t for t in current if t not in wanted_set]
-    if removed:
-        remove = _TAG_SQL[connection_id is not None][1]
-        remove.execute_many([{"user_id": user.id, "connection_id": connection_id, "name": name} for name in removed])
+    params: dict[str, Any] = {"user_id": user.id, "connection_id": connection_id}
+    for names in _chunks(removed):
+        _delete_names(connection_id is not None, len(names)).execute(_named(params, names))
     if added:
-        now = utcnow()
-        _INSERT_TAGS.execute_many(
-            [{"user_id": user.id, "connection_id": connection_id, "name": name, "created_at": now} for name in added]
-        )
+        params["created_at"] = utcnow()
+        for names in _chunks(added):
+            _insert_names(len(names)).execute(_named(params, names))
     if (added or removed) and isinstance(user, User) and "tags" in user.__dict__:
         db.session.expire(user, ["tags"])  # a loaded ``user.tags`` would be stale
     return added, removed

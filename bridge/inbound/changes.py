@@ -108,7 +108,9 @@ def linked_user_row(runtime: ConnectionRuntime, contact: Contact) -> users.UserR
         return None
     params = {"connection_id": runtime.connection_id, "contact_id": contact.contact_id}
     rows = _USER_ROW_BY_CONTACT.rows(params)
-    if not rows or db.session.identity_map.get(identity_key(User, rows[0][0])) is not None:
+    if not rows:
+        return None
+    if db.session.registry.has() and db.session.identity_map.get(identity_key(User, rows[0][0])) is not None:
         return None
     user_id, email, role, first_name, last_name, meta, _tag = rows[0]
     tags = [row[6] for row in rows if row[6] is not None]
