@@ -28,6 +28,7 @@ from bridge.accounts.user_tags import (  # noqa: F401  (re-exported: callers use
     replace_tags_for,
     tag_names,
     tag_names_for,
+    tag_names_for_users,
 )
 from bridge.accounts.usernames import first_username, make_username
 from bridge.extensions import db
