@@ -147,7 +147,7 @@ def hash_password(password: str) -> str:
 GENERATED_PASSWORD_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 (a KDF name, not a password)
 # From 112 bits of entropy (19 characters) one salted round is enough: the rule NIST SP
 # 800-63B (5.1.2.2) gives for random secrets, as guessing one is then out of reach even at a
-# GPU's 10**10 hashes a second (2**111 guesses: 10**15 years). Used for passwords nobody will
+# GPU's 10**10 hashes a second (2**111 guesses: about 10**16 years). Used for passwords nobody will
 # see (docs/batches.md, "Speed"), which are made that long (``UNSEEN_PASSWORD_LENGTH``).
 LONG_GENERATED_PASSWORD_METHOD = "pbkdf2:sha256:1"  # noqa: S105 (a KDF name, not a password)
 LONG_GENERATED_PASSWORD = 19
