@@ -14,7 +14,6 @@ import secrets
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, exists, func, select, true, update
@@ -352,21 +351,21 @@ def create_user(
     return user
 
 
-def insert_users(rows: Sequence[Mapping[str, Any]], *, now: datetime | None = None) -> list[int]:
+def insert_users(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Insert many new users in one statement (no ORM objects; not committed): a batch
     import's page. Each row has the columns ``create_user`` sets; emails must be normalised and
     free, usernames free (``usernames.make_usernames``): a conflict raises ``IntegrityError``
     like a concurrent ``create_user`` does; a ``signup_country`` in a row's meta is dropped, as
-    ``create_user`` drops it. ``now`` is their ``created_at`` and ``updated_at``. Returns the
-    ids, in the rows' order."""
+    ``create_user`` drops it. Returns each user's columns as written, ``id`` included, in the
+    rows' order (a batch import takes its undo fingerprints from them: the meta as stored)."""
     if not rows:
         return []
-    now = now or utcnow()
+    now = utcnow()
     stamps = {"created_at": now, "updated_at": now}
     values = [{"password_hash": None, **row, "meta": client_meta(row.get("meta") or {}), **stamps} for row in rows]
     # RETURNING gives the rows in no promised order: matched back by email (unique).
     ids = dict(_INSERT_USERS.run(values))
-    return [ids[row["email"]] for row in values]
+    return [{**row, "id": ids[row["email"]]} for row in values]
 
 
 # One statement per page, its text the same for every page (``RowsInsert``).

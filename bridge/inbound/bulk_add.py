@@ -26,7 +26,7 @@ from bridge.extensions import db
 from bridge.inbound.changes import MadeUser, add_body, apply_contact, make_credentials, new_user_for
 from bridge.inbound.request import InboundOptions
 from bridge.inbound.runtime import ConnectionRuntime, ContactPlan, ContactResult, text_value
-from bridge.models import ContactLink, User, UserTag, utcnow
+from bridge.models import ContactLink, User, UserTag
 from bridge.raw_statements import RowsInsert
 from crm_adapters.base import Contact
 
@@ -95,20 +95,22 @@ def _create(runtime: ConnectionRuntime, contacts: list[Contact], options: Inboun
             for n in new_users
         ]
     )
-    now = utcnow()
-    rows = [
-        {
-            "email": n.email,
-            "username": name,
-            "role": n.role,
-            "first_name": n.first_name,
-            "last_name": n.last_name,
-            "meta": n.meta,
-            "password_hash": make_credentials(runtime, contact).password_hash,
-        }
-        for contact, n, name in zip(contacts, new_users, names, strict=True)
-    ]
-    ids = users.insert_users(rows, now=now)
+    written = users.insert_users(
+        [
+            {
+                "email": n.email,
+                "username": name,
+                "role": n.role,
+                "first_name": n.first_name,
+                "last_name": n.last_name,
+                "meta": n.meta,
+                "password_hash": make_credentials(runtime, contact).password_hash,
+            }
+            for contact, n, name in zip(contacts, new_users, names, strict=True)
+        ]
+    )
+    ids = [row["id"] for row in written]
+    now = written[0]["created_at"]
     connection_id = runtime.connection_id
     _INSERT_LINKS.run(
         [
@@ -127,10 +129,10 @@ def _create(runtime: ConnectionRuntime, contacts: list[Contact], options: Inboun
     if welcome:
         mail.queue_welcome_many(welcome, connection_id)
     results = []
-    for contact, new, row, user_id, tags in zip(contacts, new_users, rows, ids, tag_lists, strict=True):
-        made = MadeUser(user_id, row["username"], new.role)
+    for contact, new, row, tags in zip(contacts, new_users, written, tag_lists, strict=True):
+        made = MadeUser(row["id"], row["username"], new.role)
         body = add_body(runtime, contact, made, created=True, tags=tags, notified=new.notify, password_queued=False)
         # What ``undo`` will compare: taken from the values just written (no read back).
-        stamp = fingerprint({**row, "updated_at": now}, [(connection_id, tag) for tag in tags])
-        results.append(ContactResult(body, "created", user_id, fingerprint=stamp))
+        stamp = fingerprint(row, [(connection_id, tag) for tag in tags])  # the columns as written
+        results.append(ContactResult(body, "created", row["id"], fingerprint=stamp))
     return results
