@@ -97,7 +97,8 @@ with app.app_context():
         from sqlalchemy import insert
         from bridge.models import User
         count = int(os.environ["BENCH_COUNT"])
-        rows = [{"email": f"user{n}@example.com", "username": f"user{n}", "meta": {}} for n in range(count)]
+        run = os.urandom(4).hex()  # the fake CRM outlives a run: new emails, so every push is a create
+        rows = [{"email": f"user{n}-{run}@example.com", "username": f"user{n}-{run}", "meta": {}} for n in range(count)]
         db.session.execute(insert(User), rows)
     db.session.commit()
     params = {"tag": "bench"} if operation == "import" else {}
