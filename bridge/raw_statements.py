@@ -27,10 +27,12 @@ through the session.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -247,3 +249,118 @@ def _refuse_the_session(_session: Session, transaction: SessionTransaction) -> N
     second connection (on SQLite: wait for the writer lock the raw one holds)."""
     if transaction.parent is None and _CURRENT.get() is not None:
         raise SessionNeeded("the ORM session was used inside a raw transaction")
+
+
+class RowsInsert:
+    """Many rows inserted in one statement whose text does not grow with the rows (a batch
+    page's users, links, tags and items).
+
+    SQLAlchemy writes many rows as one multi-row ``VALUES`` with a parameter per value: 900 for
+    a page of 100 users. On PostgreSQL such a statement is parsed by psycopg in Python (no cache
+    past 4 kB of text) and parsed and planned by the server every time, which cost more than
+    writing the rows; arrays (``unnest``) cost as much again in psycopg's Python array dumper.
+    Here PostgreSQL gets ``INSERT … SELECT … FROM json_to_recordset(%(rows)s::json) AS
+    page_rows(column type, …)``: the page as one JSON text (``json.dumps``, in C), the same short
+    statement for every page, so psycopg converts it once and prepares it on the server after a
+    few pages. SQLite, whose parser is cheap and local, gets the multi-row ``VALUES`` (its text
+    cached per row count), values through the columns' own bind processors (JSON, dates) as
+    SQLAlchemy's. Errors are raised as SQLAlchemy's (``IntegrityError``: ``run_unit`` reruns its
+    unit after a concurrent insert).
+    """
+
+    def __init__(
+        self,
+        table: Any,
+        columns: Sequence[str],
+        *,
+        returning: Sequence[str] = (),
+        skip_conflicts_on: Sequence[str] = (),
+    ) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self.returning = tuple(returning)
+        self.skip_conflicts_on = tuple(skip_conflicts_on)
+        self._columns = [table.c[name] for name in self.columns]
+        self._sqlite_sql: dict[int, str] = {}
+        self._postgresql_sql = ""
+
+    def run(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (each with every column) in the session's transaction; the
+        ``returning`` columns of the inserted rows (all of them, in no promised order)."""
+        if not rows:
+            return []
+        session = db.session()
+        if session.new or session.dirty or session.deleted:
+            session.flush()  # as autoflush would before an ORM-enabled statement
+        connection = session.connection()
+        dialect = connection.dialect
+        if dialect.name == "postgresql":
+            page = json.dumps([{name: row[name] for name in self.columns} for row in rows], default=_json_default)
+            results = [connection.exec_driver_sql(self._postgresql(dialect), {"rows": page})]
+        else:
+            binders = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in self._columns]
+            per_statement = max(1, dialect.insertmanyvalues_max_parameters // len(self.columns))
+            results = []
+            for start in range(0, len(rows), per_statement):
+                chunk = rows[start : start + per_statement]
+                values = tuple(
+                    row[name] if bind is None else bind(row[name])
+                    for row in chunk
+                    for name, bind in zip(self.columns, binders, strict=True)
+                )
+                results.append(connection.exec_driver_sql(self._sqlite(len(chunk), dialect), values))
+        if not self.returning:
+            return []
+        return self._processed([row for result in results for row in result.all()], dialect)
+
+    def _processed(self, found: Sequence[Any], dialect: Dialect) -> list[tuple[Any, ...]]:
+        processors = [
+            self.table.c[name].type.dialect_impl(dialect).result_processor(dialect, None) for name in self.returning
+        ]
+        if not any(processors):
+            return [tuple(row) for row in found]
+        return [tuple(p(v) if p else v for p, v in zip(processors, row, strict=True)) for row in found]
+
+    def _head(self, dialect: Dialect) -> tuple[str, list[str]]:
+        """``INSERT INTO table (columns)`` and the quoted column names (the table's own)."""
+        quote = dialect.identifier_preparer.quote
+        columns = [quote(name) for name in self.columns]
+        return f"INSERT INTO {quote(self.table.name)} ({', '.join(columns)})", columns
+
+    def _tail(self, dialect: Dialect) -> str:
+        quote = dialect.identifier_preparer.quote
+        tail = ""
+        if self.skip_conflicts_on:
+            tail += f" ON CONFLICT ({', '.join(quote(name) for name in self.skip_conflicts_on)}) DO NOTHING"
+        if self.returning:
+            tail += f" RETURNING {', '.join(quote(name) for name in self.returning)}"
+        return tail
+
+    def _postgresql(self, dialect: Dialect) -> str:
+        if not self._postgresql_sql:
+            head, columns = self._head(dialect)
+            record = ", ".join(
+                f"{quoted} {column.type.compile(dialect=dialect)}"
+                for quoted, column in zip(columns, self._columns, strict=True)
+            )
+            # Identifiers from the table's metadata, quoted; values only as the one parameter.
+            select = f"SELECT {', '.join(columns)} FROM json_to_recordset(%(rows)s::json) AS page_rows({record})"  # noqa: S608
+            self._postgresql_sql = f"{head} {select}{self._tail(dialect)}"
+        return self._postgresql_sql
+
+    def _sqlite(self, count: int, dialect: Dialect) -> str:
+        found = self._sqlite_sql.get(count)
+        if found is None:
+            head, _columns = self._head(dialect)
+            row = "(" + ", ".join("?" * len(self.columns)) + ")"
+            found = f"{head} VALUES {', '.join([row] * count)}{self._tail(dialect)}"
+            if len(self._sqlite_sql) < 16:  # a page's count, the last page's, a few more
+                self._sqlite_sql[count] = found
+        return found
+
+
+def _json_default(value: Any) -> Any:
+    """Dates as PostgreSQL reads them back from JSON text (the columns hold naive UTC)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -124,7 +124,13 @@ def _run_users(
         last = user.id
     if new_links:
         link_contacts(new_links)
-    changed = {user.id for user, tags in tag_sets if any(users.replace_tags_for(user, connection.id, tags))}
+    # The pushed users' current tags on the connection in one read, then writes only for changes.
+    current = users.tag_names_for_users([user.id for user, _tags in tag_sets], connection.id)
+    changed = {
+        user.id
+        for user, tags in tag_sets
+        if any(users.replace_tags_for(user, connection.id, tags, current=current.get(user.id, [])))
+    }
     for item in work.items:
         if item.outcome == "unchanged" and item.user_id in changed:
             item.outcome = "updated"
@@ -141,11 +147,14 @@ def push_page(page: PageContext) -> PageWork:
     contacts: dict[int, OutboundContact] = {}
 
     def read(adapter: Adapter, rows: list[User]) -> None:
+        # The page's local tags in one read: one per user made a PostgreSQL page spend a tenth
+        # of its time on round trips, with no push going out meanwhile.
+        local = users.tag_names_for_users([user.id for user in rows], None)
+        occurred_at = iso(utcnow()) or ""
         for user in rows:
-            event = OutboundEvent(
-                id=f"batch-{page.batch.id}-user-{user.id}", type="user.registered", occurred_at=iso(utcnow()) or ""
-            )
-            contacts[user.id] = registration_contact(user, adapter, event)
+            event_id = f"batch-{page.batch.id}-user-{user.id}"
+            event = OutboundEvent(id=event_id, type="user.registered", occurred_at=occurred_at)
+            contacts[user.id] = registration_contact(user, adapter, event, local_tags=local.get(user.id, []))
 
     def push_one(adapter: Adapter, user: User, linked: str | None) -> tuple[str, str | None, list[str] | None]:
         contact = contacts[user.id]

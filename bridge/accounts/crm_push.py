@@ -287,10 +287,12 @@ def _link_now(link: LinkContact) -> None:
         logger.exception("could not link user %s to contact %s", link.user_id, link.contact_id)
 
 
-def registration_contact(user: User, adapter: Adapter, event: OutboundEvent) -> OutboundContact:
+def registration_contact(
+    user: User, adapter: Adapter, event: OutboundEvent, *, local_tags: list[str] | None = None
+) -> OutboundContact:
     """What a registration push sends: the user, with its local tags and ``assign_tags``
-    (reads the user's tags: call it before the first CRM call)."""
-    return outbound_contact(user, adapter, tags=registration_tags(user, adapter), event=event)
+    (reads the user's tags unless given: call it before the first CRM call)."""
+    return outbound_contact(user, adapter, tags=registration_tags(user, adapter, local_tags), event=event)
 
 
 def upsert_registration(adapter: Adapter, contact: OutboundContact) -> str | None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import bindparam, select
 
@@ -35,22 +36,26 @@ def fingerprints(user_ids: Iterable[int]) -> dict[int, str]:
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    tags: dict[int, list[tuple[int, str]]] = {}
+    tags: dict[int, list[tuple[int | None, str]]] = {}
     for row in db.session.execute(_TAGS, {"ids": ids}):
-        tags.setdefault(row.user_id, []).append((row.connection_id or 0, row.name))
-    found: dict[int, str] = {}
-    for row in db.session.execute(_USERS, {"ids": ids}):
-        material = [
-            row.email,
-            row.username,
-            row.password_hash,
-            row.role,
-            row.first_name,
-            row.last_name,
-            row.meta or {},
-            row.updated_at.isoformat() if row.updated_at else None,
-            sorted(tags.get(row.id, [])),
-        ]
-        digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-        found[row.id] = digest
-    return found
+        tags.setdefault(row.user_id, []).append((row.connection_id, row.name))
+    return {row.id: fingerprint(row._mapping, tags.get(row.id, [])) for row in db.session.execute(_USERS, {"ids": ids})}
+
+
+def fingerprint(user: Mapping[str, Any], tags: Iterable[tuple[int | None, str]]) -> str:
+    """The fingerprint of one user from its columns (as stored: ``updated_at`` naive UTC) and
+    its tags as (connection id, name): what :func:`fingerprints` reads back, so a batch import
+    takes it from the values it has just inserted instead of reading them again."""
+    updated_at = user["updated_at"]
+    material = [
+        user["email"],
+        user["username"],
+        user["password_hash"],
+        user["role"],
+        user["first_name"],
+        user["last_name"],
+        user["meta"] or {},
+        updated_at.isoformat() if updated_at else None,
+        sorted((connection_id or 0, name) for connection_id, name in tags),
+    ]
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()

@@ -9,13 +9,14 @@ the transaction (and its retry when a concurrent request won a unique constraint
 from __future__ import annotations
 
 import functools
+import hashlib
 import secrets
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, exists, func, insert, select, true, update
+from sqlalchemy import Select, bindparam, exists, func, select, true, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from bridge.accounts.signup_country import SERVER_ONLY_META, client_meta, with_signup_country
@@ -26,11 +27,12 @@ from bridge.accounts.user_tags import (  # noqa: F401  (re-exported: callers use
     replace_tags_for,
     tag_names,
     tag_names_for,
+    tag_names_for_users,
 )
 from bridge.accounts.usernames import first_username, make_username
 from bridge.extensions import db
 from bridge.models import Connection, ContactLink, Role, User, utcnow
-from bridge.raw_statements import RawStatement
+from bridge.raw_statements import RawStatement, RowsInsert
 
 ADMIN_ROLE = "administrator"
 DEFAULT_ROLES = {"subscriber": "Subscriber", ADMIN_ROLE: "Administrator"}
@@ -107,9 +109,26 @@ def generate_password(length: int = 16) -> str:
     """Letters and digits from ``secrets``, with at least one of each kind."""
     length = max(12, int(length))
     while True:
-        password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+        password = random_text(length)
         if any(c.isdigit() for c in password) and any(c.isalpha() for c in password):
             return password
+
+
+# The largest multiple of the alphabet's size that fits a byte: a byte below it, taken modulo
+# the size, is uniform over the alphabet (the others are drawn again).
+_UNIFORM_BELOW = 256 - 256 % len(PASSWORD_ALPHABET)
+
+
+def random_text(length: int) -> str:
+    """``length`` characters drawn uniformly from ``PASSWORD_ALPHABET`` with ``secrets``: the
+    same draw as ``secrets.choice`` for each character, from one ``token_bytes`` call instead
+    of one a character (``secrets.choice`` cost about 8 µs a character)."""
+    chosen: list[str] = []
+    while len(chosen) < length:
+        chosen += [
+            PASSWORD_ALPHABET[b % len(PASSWORD_ALPHABET)] for b in secrets.token_bytes(length) if b < _UNIFORM_BELOW
+        ]
+    return "".join(chosen[:length])
 
 
 def hash_password(password: str) -> str:
@@ -125,11 +144,26 @@ def hash_password(password: str) -> str:
 # candidates a second: 2**70 guesses (half the 12-character space) take it 4 million years, and
 # 2**94 about 10**14. A slow KDF adds nothing to that; it would only cost every ``add`` 0.1-0.4 s.
 GENERATED_PASSWORD_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 (a KDF name, not a password)
+# From 112 bits of entropy (19 characters) one salted round is enough: the rule NIST SP
+# 800-63B (5.1.2.2) gives for random secrets, as guessing one is then out of reach even at a
+# GPU's 10**10 hashes a second (2**111 guesses: about 10**16 years). Used for passwords nobody will
+# see (docs/batches.md, "Speed"), which are made that long (``UNSEEN_PASSWORD_LENGTH``).
+LONG_GENERATED_PASSWORD_METHOD = "pbkdf2:sha256:1"  # noqa: S105 (a KDF name, not a password)
+LONG_GENERATED_PASSWORD = 19
+UNSEEN_PASSWORD_LENGTH = 20  # 119 bits
 
 
 def hash_generated_password(password: str) -> str:
-    """A password from :func:`generate_password` (never one a person chose): about 1 ms."""
-    return generate_password_hash(password, GENERATED_PASSWORD_METHOD)
+    """A password from :func:`generate_password` (never one a person chose): about 0.3 ms, or
+    a few µs from 19 characters on. What werkzeug's ``generate_password_hash(password, method)``
+    makes, and ``check_password_hash`` checks, with the 16-character salt drawn as
+    :func:`random_text` draws (werkzeug's ``gen_salt`` draws the same alphabet a character at
+    a time, which cost more than the hash of a long password)."""
+    method = LONG_GENERATED_PASSWORD_METHOD if len(password) >= LONG_GENERATED_PASSWORD else GENERATED_PASSWORD_METHOD
+    salt = random_text(16)
+    rounds = int(method.rsplit(":", 1)[1])
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), rounds).hex()
+    return f"{method}${salt}${digest}"
 
 
 _SET_HASH_IF_UNSET = (
@@ -317,30 +351,29 @@ def create_user(
     return user
 
 
-def insert_users(rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Insert many new users in one statement (Core, no ORM objects; not committed): a batch
+def insert_users(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Insert many new users in one statement (no ORM objects; not committed): a batch
     import's page. Each row has the columns ``create_user`` sets; emails must be normalised and
     free, usernames free (``usernames.make_usernames``): a conflict raises ``IntegrityError``
     like a concurrent ``create_user`` does; a ``signup_country`` in a row's meta is dropped, as
-    ``create_user`` drops it. Returns the ids, in the rows' order."""
+    ``create_user`` drops it. Returns each user's columns as written, ``id`` included, in the
+    rows' order (a batch import takes its undo fingerprints from them: the meta as stored)."""
     if not rows:
         return []
     now = utcnow()
     stamps = {"created_at": now, "updated_at": now}
     values = [{"password_hash": None, **row, "meta": client_meta(row.get("meta") or {}), **stamps} for row in rows]
-    connection = db.session.connection()
-    connection.execute(_INSERT_USERS, values)
-    # Ids read back by email (unique) in one statement: on SQLite, RETURNING in row order makes
-    # SQLAlchemy insert one row per statement.
-    ids = dict(connection.execute(_IDS_BY_EMAIL, {"emails": [row["email"] for row in values]}).all())
-    return [ids[row["email"]] for row in values]
+    # RETURNING gives the rows in no promised order: matched back by email (unique).
+    ids = dict(_INSERT_USERS.run(values))
+    return [{**row, "id": ids[row["email"]]} for row in values]
 
 
-# Core, built once: the ORM's bulk path cost more than the insert itself.
-# RETURNING makes SQLAlchemy write many rows per statement ("insertmanyvalues"); a plain
-# executemany is one statement per row on psycopg (pipelined, but a round trip's work each).
-_INSERT_USERS = insert(User.__table__).returning(User.__table__.c.id)
-_IDS_BY_EMAIL = select(User.email, User.id).where(User.email.in_(bindparam("emails", expanding=True)))
+# One statement per page, its text the same for every page (``RowsInsert``).
+_INSERT_USERS = RowsInsert(
+    User.__table__,
+    ("email", "username", "password_hash", "role", "first_name", "last_name", "meta", "created_at", "updated_at"),
+    returning=("email", "id"),
+)
 
 
 def field_changes(user: User | UserRow, fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

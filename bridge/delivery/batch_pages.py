@@ -19,16 +19,15 @@ from collections import Counter
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.connections.rate_limits import batch_calls
-from bridge.database import is_sqlite
 from bridge.delivery import batches
 from bridge.delivery.batches import BATCH_PAGE, MAX_ERRORS, PageContext, PageWork
 from bridge.delivery.deliveries import DeliveryAbandoned
 from bridge.delivery.jobs import JobContext, job_handler
 from bridge.extensions import db
 from bridge.models import Batch, BatchItem, Connection, utcnow
+from bridge.raw_statements import RowsInsert
 from crm_adapters.errors import AdapterError
 
 log = logging.getLogger(__name__)
@@ -138,18 +137,17 @@ def _insert_items(batch_id: int, work: PageWork) -> list[tuple[str, str, str | N
         }
         for item in {item.key[:191]: item for item in work.items}.values()
     ]
-    statement = _INSERT_ITEMS["sqlite" if is_sqlite() else "postgresql"]
-    return [tuple(row) for row in db.session.connection().execute(statement, rows)]  # type: ignore[misc]
+    return _INSERT_ITEMS.run(rows)  # type: ignore[return-value]
 
 
-# ``INSERT … ON CONFLICT (batch_id, item_key) DO NOTHING RETURNING …``, built once per dialect
-# and run as one executemany (compiling a fresh multi-row VALUES per page cost more than running it).
-_INSERT_ITEMS = {
-    name: dialect_insert(_ITEMS)
-    .on_conflict_do_nothing(index_elements=["batch_id", "item_key"])
-    .returning(_ITEMS.c.item_key, _ITEMS.c.outcome, _ITEMS.c.error)
-    for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
-}
+# ``INSERT … ON CONFLICT (batch_id, item_key) DO NOTHING RETURNING …``: one statement per page,
+# its text the same for every page (``RowsInsert``).
+_INSERT_ITEMS = RowsInsert(
+    _ITEMS,
+    ("batch_id", "item_key", "user_id", "outcome", "error", "fingerprint", "created_at"),
+    returning=("item_key", "outcome", "error"),
+    skip_conflicts_on=("batch_id", "item_key"),
+)
 
 
 def fail_batch(batch_id: int, message: str) -> None:

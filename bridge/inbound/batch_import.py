@@ -141,7 +141,7 @@ def _one(runtime: ConnectionRuntime, plan: ContactPlan, options: InboundOptions)
 
 def _items(contacts: list[Contact], results: list[ContactResult]) -> list[ItemResult]:
     return [
-        ItemResult(str(contact.contact_id), _outcome(result), user_id=result.user_id)
+        ItemResult(str(contact.contact_id), _outcome(result), user_id=result.user_id, fingerprint=result.fingerprint)
         for contact, result in zip(contacts, results, strict=True)
     ]
 
@@ -153,8 +153,9 @@ def _outcome(result: ContactResult) -> str:
 
 
 def _add_fingerprints(items: list[ItemResult]) -> None:
-    """Created users' fingerprints, taken in the transaction that made them (``undo``)."""
-    created = [item for item in items if item.outcome == "created" and item.user_id]
+    """Created users' fingerprints, taken in the transaction that made them (``undo``); the
+    set-based path gave its users' already."""
+    created = [item for item in items if item.outcome == "created" and item.user_id and not item.fingerprint]
     if not created:
         return
     db.session.flush()

@@ -17,15 +17,17 @@ concurrent insert covers it too): flushes, never commits.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 
 from bridge.accounts import usernames, users
 from bridge.accounts import welcome_mail as mail
+from bridge.accounts.user_fingerprint import fingerprint
 from bridge.extensions import db
 from bridge.inbound.changes import MadeUser, add_body, apply_contact, make_credentials, new_user_for
 from bridge.inbound.request import InboundOptions
 from bridge.inbound.runtime import ConnectionRuntime, ContactPlan, ContactResult, text_value
-from bridge.models import ContactLink, User, UserTag, utcnow
+from bridge.models import ContactLink, User, UserTag
+from bridge.raw_statements import RowsInsert
 from crm_adapters.base import Contact
 
 _LINKED = select(ContactLink.contact_id, ContactLink.user_id).where(
@@ -34,10 +36,9 @@ _LINKED = select(ContactLink.contact_id, ContactLink.user_id).where(
     ContactLink.unlinked_at.is_(None),
 )
 _BY_EMAIL = select(User.email, User.id).where(User.email.in_(bindparam("emails", expanding=True)))
-# RETURNING makes SQLAlchemy write a page's rows in one statement ("insertmanyvalues"); a plain
-# executemany is one statement per row on psycopg.
-_INSERT_LINKS = insert(ContactLink.__table__).returning(ContactLink.__table__.c.id)
-_INSERT_TAGS = insert(UserTag.__table__).returning(UserTag.__table__.c.id)
+# One statement per page each, its text the same for every page (``RowsInsert``).
+_INSERT_LINKS = RowsInsert(ContactLink.__table__, ("connection_id", "contact_id", "user_id", "linked_at"))
+_INSERT_TAGS = RowsInsert(UserTag.__table__, ("user_id", "connection_id", "name", "created_at"))
 
 
 def fits(runtime: ConnectionRuntime, contact: Contact) -> bool:
@@ -94,7 +95,7 @@ def _create(runtime: ConnectionRuntime, contacts: list[Contact], options: Inboun
             for n in new_users
         ]
     )
-    ids = users.insert_users(
+    written = users.insert_users(
         [
             {
                 "email": n.email,
@@ -108,15 +109,14 @@ def _create(runtime: ConnectionRuntime, contacts: list[Contact], options: Inboun
             for contact, n, name in zip(contacts, new_users, names, strict=True)
         ]
     )
-    now = utcnow()
+    ids = [row["id"] for row in written]
+    now = written[0]["created_at"]
     connection_id = runtime.connection_id
-    connection = db.session.connection()
-    connection.execute(
-        _INSERT_LINKS,
+    _INSERT_LINKS.run(
         [
             {"connection_id": connection_id, "contact_id": c.contact_id, "user_id": user_id, "linked_at": now}
             for c, user_id in zip(contacts, ids, strict=True)
-        ],
+        ]
     )
     tag_lists = [list(dict.fromkeys(t.strip() for t in c.tags or [] if t and t.strip())) for c in contacts]
     tag_rows = [
@@ -124,14 +124,15 @@ def _create(runtime: ConnectionRuntime, contacts: list[Contact], options: Inboun
         for user_id, names_ in zip(ids, tag_lists, strict=True)
         for name in names_
     ]
-    if tag_rows:
-        connection.execute(_INSERT_TAGS, tag_rows)
+    _INSERT_TAGS.run(tag_rows)
     welcome = [user_id for user_id, n in zip(ids, new_users, strict=True) if n.notify]
     if welcome:
         mail.queue_welcome_many(welcome, connection_id)
     results = []
-    for contact, new, name, user_id, tags in zip(contacts, new_users, names, ids, tag_lists, strict=True):
-        made = MadeUser(user_id, name, new.role)
+    for contact, new, row, tags in zip(contacts, new_users, written, tag_lists, strict=True):
+        made = MadeUser(row["id"], row["username"], new.role)
         body = add_body(runtime, contact, made, created=True, tags=tags, notified=new.notify, password_queued=False)
-        results.append(ContactResult(body, "created", user_id))
+        # What ``undo`` will compare: taken from the values just written (no read back).
+        stamp = fingerprint(row, [(connection_id, tag) for tag in tags])  # the columns as written
+        results.append(ContactResult(body, "created", row["id"], fingerprint=stamp))
     return results

@@ -134,6 +134,7 @@ class ContactResult:
     user_id: int | None = None
     chosen_password: str | None = field(default=None, repr=False)  # to hash once the user is committed
     changed: bool = True  # an ``add`` that matched a user: whether it changed anything (batch counts)
+    fingerprint: str | None = None  # a user the batch import made set-based (``undo`` compares it)
 
 
 @dataclass

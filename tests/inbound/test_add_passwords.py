@@ -51,6 +51,25 @@ def test_a_generated_password_gets_the_cheap_method_and_still_verifies(app, hook
         assert users.check_password(user, body["password"])
 
 
+def test_a_password_nobody_will_see_is_long_and_hashed_with_one_round(app, hook, make_connection, hashes):
+    key = make_connection("fluent", "fluentcrm", **FLUENT_SETTINGS)  # nothing returns the password
+    body = hook("add", key, subscriber()).get_json()
+    assert body["created"] is True and "password" not in body
+    [(kind, password, _)] = hashes
+    assert kind == "generated" and len(password) == users.UNSEEN_PASSWORD_LENGTH
+    assert set(password) <= set(users.PASSWORD_ALPHABET)
+    user = _user(app, body["user_id"])
+    assert user.password_hash.startswith(users.LONG_GENERATED_PASSWORD_METHOD + "$")
+    assert users.check_password(user, password) and not users.check_password(user, password[:-1])
+
+
+def test_a_returned_password_keeps_its_length_and_the_thousand_rounds(app, hook, make_connection, hashes):
+    key = make_connection("fluent", "fluentcrm", return_password_in_response=True, **FLUENT_SETTINGS)
+    body = hook("add", key, subscriber()).get_json()
+    assert len(body["password"]) == 16  # password_length's default
+    assert _user(app, body["user_id"]).password_hash.startswith(users.GENERATED_PASSWORD_METHOD + "$")
+
+
 def test_an_existing_user_costs_no_hash(app, hook, make_connection, hashes):
     key = make_connection("fluent", "fluentcrm", field_map=PASS_MAP, **FLUENT_SETTINGS)
     first = hook("add", key, subscriber(contact_id=1, crm_password="chosen-by-crm-1")).get_json()

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from bridge.accounts import users
+from bridge.accounts.user_fingerprint import fingerprints
 from bridge.extensions import db
 from bridge.inbound import bulk_add
 from bridge.inbound.request import InboundOptions
@@ -88,3 +89,23 @@ def test_a_refused_contact_refuses_the_page(ctx, make_connection):
         run_unit(lambda: bulk_add.add_many(runtime, page, InboundOptions()))
     assert refused.value.code == "forbidden_role"
     assert db.session.scalar(select(User.id)) is None  # nothing of the page is kept
+
+
+def test_the_fingerprints_it_gives_are_the_ones_undo_reads_back(ctx, make_connection):
+    """A created user's fingerprint is taken from the values written, not read back: it must be
+    exactly what ``fingerprints`` computes from the stored row (else ``undo`` keeps the user)."""
+    make_connection("fluent", "fluentcrm", send_welcome_email=True)
+    db.session.add(Role(slug="editor", title="Editor"))
+    db.session.commit()
+    runtime = ConnectionRuntime.prepare(db.session.scalar(select(Connection)))
+    page = [
+        *contacts(),
+        Contact("7", "meta@example.com", {"email": "meta@example.com", "n": 1.5, "x": [1, "é"]}, ["é"]),
+    ]
+
+    results = run_unit(lambda: bulk_add.add_many(runtime, page, InboundOptions()))
+    db.session.expire_all()
+
+    given = {result.user_id: result.fingerprint for result in results}
+    assert None not in given.values()
+    assert fingerprints(given) == given
