@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from crm_process import FakeCrmProcess  # noqa: E402
 from delivery import bare_http_rate  # noqa: E402
+from site_setup import fresh_site  # noqa: E402
 
 TAG = "bench"
 API = "/wp-json/fluent-crm/v2"
@@ -70,26 +71,17 @@ def prepare(env: dict[str, str], crm_settings: dict[str, Any], operation: str, c
     os.environ.update(env)
     from sqlalchemy import insert
 
-    from bridge import create_app
-    from bridge.accounts.users import ensure_default_roles
-    from bridge.connections.service import create_connection
     from bridge.delivery import batches
     from bridge.extensions import db
     from bridge.models import User
 
-    app = create_app()
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-        ensure_default_roles()
-        create_connection("fluent", "fluentcrm", crm_settings)
+    with fresh_site(crm_settings):
         if operation == "push":
             rows = [{"email": f"user{n}@example.com", "username": f"user{n}", "meta": {}} for n in range(count)]
             db.session.execute(insert(User), rows)
         db.session.commit()
         params = {"tag": TAG} if operation == "import" else {}
         batch_id = batches.start_batch(operation, "fluent", params).id
-        db.engine.dispose()
     return batch_id
 
 

@@ -57,6 +57,7 @@ sys.path.insert(0, str(E2E))
 sys.path.insert(0, str(ROOT))
 
 from crm_process import FakeCrmProcess  # noqa: E402
+from site_setup import fresh_site  # noqa: E402
 
 from bridge.delivery.supervisor import split_concurrency  # noqa: E402
 
@@ -75,21 +76,10 @@ def percentile(values: list[float], fraction: float) -> float:
 def prepare(env: dict[str, str], crm_settings: dict) -> str:
     """Fresh schema, a connection to the fake CRM and an API token; returns the token."""
     os.environ.update(env)
-    from bridge import create_app
-    from bridge.accounts.users import ensure_default_roles
     from bridge.api.auth import create_token
-    from bridge.connections.service import create_connection
-    from bridge.extensions import db
 
-    app = create_app()
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-        ensure_default_roles()
-        create_connection("fluent", "fluentcrm", crm_settings)
+    with fresh_site(crm_settings):
         _, token = create_token("bench")
-        db.session.commit()
-        db.engine.dispose()
     return token
 
 

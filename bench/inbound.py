@@ -41,6 +41,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from site_setup import fresh_site  # noqa: E402
 
 USERS = 2000
 SECRET_KEY = "bench-secret-key-not-for-production"
@@ -100,26 +103,14 @@ def prepare_database(
     """Fresh schema, one FluentCRM connection ``fluent`` (with ``settings``), ``users`` users
     linked to contacts 1..users. Returns the connection's access key."""
     os.environ["BRIDGE_INSTANCE_PATH"] = str(instance)
-    from bridge import create_app
-    from bridge.accounts.users import ensure_default_roles
-    from bridge.connections.service import create_connection
     from bridge.extensions import db
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": SECRET_KEY})
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-        ensure_default_roles()
-        connection, key = create_connection("fluent", "fluentcrm", settings or {})
-        db.session.flush()
+    with fresh_site(settings, {"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": SECRET_KEY}) as (connection, key):
         if users:
             insert_linked_users(connection.id, users)
         db.session.commit()
         if users and db.engine.dialect.name == "postgresql":
             db.session.execute(db.text("SELECT setval('user_account_id_seq', :n)"), {"n": users})
-            db.session.commit()
-        db.session.remove()
-        db.engine.dispose()
     return key
 
 

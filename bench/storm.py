@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from delivery import free_port, stop, wait_http  # noqa: E402
+from site_setup import fresh_site  # noqa: E402
 
 TAG_SETS = (["vip"], ["newsletter"], ["vip", "newsletter"], [], ["trial"])
 
@@ -44,23 +45,12 @@ TAG_SETS = (["vip"], ["newsletter"], ["vip", "newsletter"], [], ["trial"])
 def prepare(env: dict[str, str], contacts: int) -> str:
     """Fresh schema and ``contacts`` users linked to contact ids 1..N; returns the access key."""
     os.environ.update(env)
-    from bridge import create_app
     from bridge.accounts import users
-    from bridge.accounts.users import ensure_default_roles
-    from bridge.connections.service import create_connection
-    from bridge.extensions import db
 
-    app = create_app()
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-        ensure_default_roles()
-        connection, key = create_connection("fluent", "fluentcrm", {})
+    with fresh_site() as (connection, key):
         for n in range(1, contacts + 1):
             user = users.create_user(email=f"storm{n}@example.com", username=f"storm{n}")
             users.link_contact(user, connection, str(n))
-        db.session.commit()
-        db.engine.dispose()
     return key
 
 
