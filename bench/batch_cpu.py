@@ -48,26 +48,12 @@ from bridge.extensions import db
 from bridge.models import Batch
 from sqlalchemy import text
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def backend_cpu(pids):
-    total = 0
-    for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from pg_backends import backend_cpu, backend_pids
 
 
 def backends():
-    if db.engine.dialect.name != "postgresql":
-        return []
-    with db.engine.connect() as connection:
-        query = "select pid from pg_stat_activity where datname = current_database()"
-        return [row[0] for row in connection.execute(text(query))]
+    return backend_pids(db.engine)
 
 
 app = create_app()
@@ -179,6 +165,7 @@ def main() -> int:
                     "BENCH_CRM": json.dumps(crm.settings),
                     "BENCH_OPERATION": args.operation,
                     "BENCH_COUNT": str(args.count),
+                    "BENCH_DIR": str(HERE),
                 }
                 run = one_run(app_dir, env)
                 if run["done"] != args.count or run["status"] != "succeeded":

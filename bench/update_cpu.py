@@ -12,6 +12,10 @@ the median and mean CPU per request:
 * ``trivial``: the app's ``GET /`` page;
 * ``floor``: ``bench/floor_app.py`` (the same statements by hand on raw sqlite3/psycopg).
 
+On PostgreSQL it also prints ``server_ms``: the CPU its backends spent per update (and per
+floor request), read from ``/proc`` (``pg_backends.py``): fewer statements and round trips show
+there rather than in the app's own CPU.
+
 Each ``--app-dir`` (default: this checkout) runs in its own fresh process per round, rounds
 interleaved, on a database prepared afresh each time, so two checkouts compare in the same run.
 ``--profile`` prints a cProfile of the updates of the first app dir instead.
@@ -145,14 +149,26 @@ def child(args: argparse.Namespace) -> None:
         stats = pstats.Stats(profiler)
         stats.sort_stats(args.sort).print_stats(args.top)
         return
+    from pg_backends import backend_cpu, backend_pids
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    probe = create_engine(database_url, poolclass=NullPool)
     result: dict[str, Any] = {"app_dir": app_dir, "backend": database_url.split(":", 1)[0]}
     for name, target, batch in (
         ("update", app, updates(n)),
         ("trivial", app, [environ("GET", "") for _ in range(n)]),
         ("floor", floor, updates(n)),
     ):
+        pids = backend_pids(probe)  # the app's and the floor's pooled connections are open by now
+        server = backend_cpu(pids)
         times, failed = cpu_per_request(target, batch)
-        result[name] = {"median_ms": statistics.median(times) * 1000, "mean_ms": statistics.fmean(times) * 1000}
+        server = backend_cpu(pids) - server
+        result[name] = {
+            "median_ms": statistics.median(times) * 1000,
+            "mean_ms": statistics.fmean(times) * 1000,
+            "server_ms": server / len(batch) * 1000,
+        }
         result[name + "_failed"] = failed
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -190,15 +206,25 @@ def main() -> int:
             print(
                 f"round {round_} {result['backend']:<10} {app_dir:<28} "
                 + " ".join(f"{k}={result[k]['median_ms']:.3f}" for k in ("update", "trivial", "floor"))
-                + f" ms (median CPU)  failed={result['update_failed']}  load={os.getloadavg()[0]:.1f}",
+                + " ms (median CPU)"
+                + (
+                    f" server={result['update']['server_ms']:.3f},{result['floor']['server_ms']:.3f} ms (update, floor)"
+                    if result["backend"].startswith("postgresql")
+                    else ""
+                )
+                + f"  failed={result['update_failed']}  load={os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     for app_dir, results in rows.items():
         for label, pick in (("median", statistics.median), ("min", min)):
             update, trivial, floor = (pick(r[k]["median_ms"] for r in results) for k in ("update", "trivial", "floor"))
+            server = ""
+            if results[0]["backend"].startswith("postgresql"):
+                served = [pick(r[k]["server_ms"] for r in results) for k in ("update", "floor")]
+                server = f" server_update_ms={served[0]:.3f} server_floor_ms={served[1]:.3f}"
             print(
                 f"update_cpu app_dir={app_dir} over_rounds={label} update_ms={update:.3f} trivial_ms={trivial:.3f} "
-                f"floor_ms={floor:.3f} trivial/update={trivial / update:.2f} floor/update={floor / update:.2f}"
+                f"floor_ms={floor:.3f} trivial/update={trivial / update:.2f} floor/update={floor / update:.2f}{server}"
             )
     return 0
 

@@ -23,13 +23,22 @@ connection, and see no BEGIN or COMMIT), and any use of the session raises
 :class:`SessionNeeded` before the session touches the database (on SQLite a second connection
 would wait for the writer lock this one holds): the caller rolls back and runs the unit again
 through the session.
+
+On PostgreSQL a raw transaction runs in psycopg's pipeline mode: statements are sent without
+waiting for each answer, a read waits only for what it needs, and the writes after it travel
+with the COMMIT. An ``update`` was seven round trips (BEGIN, the read, UPDATE, DELETE, INSERT,
+the log row, COMMIT) and is two; on a busy two-core machine each round trip is two context
+switches and a pass through psycopg's wait loop, and the server's CPU per update fell by about
+a quarter (docs/perf.md). The price: a write's error (a unique violation of a concurrent
+transaction) is raised by the COMMIT rather than by its own statement, which is where
+``run_unit`` already catches it, and a write's row count is not known inside the transaction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -64,7 +73,7 @@ class RawStatement:
 
     def rows(self, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run a SELECT; its rows as tuples, values processed as SQLAlchemy would."""
-        compiled, cursor = self._run(params, many=False)
+        compiled, cursor = self._run(params)
         found = cursor.fetchall()
         cursor.close()
         if any(compiled.results):
@@ -73,16 +82,14 @@ class RawStatement:
         return [tuple(row) for row in found]
 
     def execute(self, params: Mapping[str, Any]) -> int:
-        """Run a write; the number of rows it touched."""
-        cursor = self._run(params, many=False)[1]
+        """Run a write; the number of rows it touched (-1 inside a pipelined raw transaction:
+        the server answers with the commit)."""
+        cursor = self._run(params)[1]
         count = int(cursor.rowcount)
         cursor.close()
         return count
 
-    def execute_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        self._run(rows, many=True)[1].close()
-
-    def _run(self, params: Any, *, many: bool) -> tuple[_Compiled, Any]:
+    def _run(self, params: Mapping[str, Any]) -> tuple[_Compiled, Any]:
         raw = _CURRENT.get()
         if raw is not None:
             connection, dialect, dbapi_connection = None, raw.dialect, raw.dbapi_connection
@@ -95,18 +102,15 @@ class RawStatement:
             dialect, dbapi_connection = connection.dialect, connection.connection.dbapi_connection
             listeners = connection.dispatch.before_cursor_execute
         compiled = self._for(dialect)
-        values = [_bind(compiled, row) for row in params] if many else _bind(compiled, params)
+        values = _bind(compiled, params)
         cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
         for listener in listeners:
-            listener(connection, cursor, compiled.sql, values, None, many)
+            listener(connection, cursor, compiled.sql, values, None, False)
         try:
-            if many:
-                cursor.executemany(compiled.sql, values)
-            else:
-                cursor.execute(compiled.sql, values)
+            cursor.execute(compiled.sql, values)
         except dialect.loaded_dbapi.Error as exc:
             cursor.close()
-            raise _as_sqlalchemy_error(exc, compiled.sql, values, dialect, dbapi_connection, cursor, many) from exc
+            raise _as_sqlalchemy_error(exc, compiled.sql, values, dialect, dbapi_connection, cursor) from exc
         return compiled, cursor
 
     def _for(self, dialect: Dialect) -> _Compiled:
@@ -144,7 +148,6 @@ def _as_sqlalchemy_error(
     dialect: Dialect,
     dbapi_connection: Any,
     cursor: Any = None,
-    many: bool = False,
 ) -> DBAPIError:
     """A DBAPI failure as SQLAlchemy raises it (``IntegrityError``, ``OperationalError``, …):
     callers settle races on those (``run_unit`` reruns its unit after a unique violation of a
@@ -156,7 +159,6 @@ def _as_sqlalchemy_error(
         dialect.loaded_dbapi.Error,
         dialect=dialect,
         connection_invalidated=dialect.is_disconnect(exc, dbapi_connection, cursor),
-        ismulti=many,
     )
 
 
@@ -176,13 +178,21 @@ class RawTransaction:
         self.dialect = engine.dialect
         self.pooled = engine.raw_connection()
         self.dbapi_connection = self.pooled.dbapi_connection
+        self._pipeline: Any = None
         try:
             if self.dialect.name == "sqlite":
                 begin_immediate(self.dbapi_connection, self._execute)
-            # PostgreSQL: psycopg begins the transaction with the first statement.
+            else:  # PostgreSQL: psycopg begins the transaction with the first statement.
+                self._pipeline = self.dbapi_connection.pipeline()  # type: ignore[union-attr]
+                self._pipeline.__enter__()
         except BaseException:
             self.pooled.close()
             raise
+
+    @property
+    def pipelined(self) -> bool:
+        """True while the statements go out in psycopg's pipeline mode (PostgreSQL)."""
+        return self._pipeline is not None
 
     def _execute(self, sql: str) -> None:
         cursor = self.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -204,6 +214,13 @@ class RawTransaction:
         """Roll back when ``failed`` and hand the connection back to the pool (a connection that
         cannot even roll back is dropped from it)."""
         try:
+            if self._pipeline is not None:
+                pipeline, self._pipeline = self._pipeline, None
+                if failed:  # whatever the aborted pipeline still holds is rolled back below
+                    with suppress(self.dialect.loaded_dbapi.Error):
+                        pipeline.__exit__(None, None, None)
+                else:
+                    pipeline.__exit__(None, None, None)
             if failed:
                 self.dbapi_connection.rollback()  # type: ignore[union-attr]
         except Exception:
