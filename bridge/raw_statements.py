@@ -23,22 +23,13 @@ connection, and see no BEGIN or COMMIT), and any use of the session raises
 :class:`SessionNeeded` before the session touches the database (on SQLite a second connection
 would wait for the writer lock this one holds): the caller rolls back and runs the unit again
 through the session.
-
-On PostgreSQL a raw transaction runs in psycopg's pipeline mode: statements are sent without
-waiting for each answer, a read waits only for what it needs, and the writes after it travel
-with the COMMIT. An ``update`` was seven round trips (BEGIN, the read, UPDATE, DELETE, INSERT,
-the log row, COMMIT) and is two; on a busy two-core machine each round trip is two context
-switches and a pass through psycopg's wait loop, and the server's CPU per update fell by about
-a quarter (docs/perf.md). The price: a write's error (a unique violation of a concurrent
-transaction) is raised by the COMMIT rather than by its own statement, which is where
-``run_unit`` already catches it, and a write's row count is not known inside the transaction.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -82,8 +73,7 @@ class RawStatement:
         return [tuple(row) for row in found]
 
     def execute(self, params: Mapping[str, Any]) -> int:
-        """Run a write; the number of rows it touched (-1 inside a pipelined raw transaction:
-        the server answers with the commit)."""
+        """Run a write; the number of rows it touched."""
         cursor = self._run(params)[1]
         count = int(cursor.rowcount)
         cursor.close()
@@ -178,21 +168,13 @@ class RawTransaction:
         self.dialect = engine.dialect
         self.pooled = engine.raw_connection()
         self.dbapi_connection = self.pooled.dbapi_connection
-        self._pipeline: Any = None
         try:
             if self.dialect.name == "sqlite":
                 begin_immediate(self.dbapi_connection, self._execute)
-            else:  # PostgreSQL: psycopg begins the transaction with the first statement.
-                self._pipeline = self.dbapi_connection.pipeline()  # type: ignore[union-attr]
-                self._pipeline.__enter__()
+            # PostgreSQL: psycopg begins the transaction with the first statement.
         except BaseException:
             self.pooled.close()
             raise
-
-    @property
-    def pipelined(self) -> bool:
-        """True while the statements go out in psycopg's pipeline mode (PostgreSQL)."""
-        return self._pipeline is not None
 
     def _execute(self, sql: str) -> None:
         cursor = self.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -214,13 +196,6 @@ class RawTransaction:
         """Roll back when ``failed`` and hand the connection back to the pool (a connection that
         cannot even roll back is dropped from it)."""
         try:
-            if self._pipeline is not None:
-                pipeline, self._pipeline = self._pipeline, None
-                if failed:  # whatever the aborted pipeline still holds is rolled back below
-                    with suppress(self.dialect.loaded_dbapi.Error):
-                        pipeline.__exit__(None, None, None)
-                else:
-                    pipeline.__exit__(None, None, None)
             if failed:
                 self.dbapi_connection.rollback()  # type: ignore[union-attr]
         except Exception:

@@ -5,8 +5,7 @@ commits without the session, and refuses the session inside it."""
 from __future__ import annotations
 
 import pytest
-from psycopg import pq
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bridge.extensions import db
@@ -71,31 +70,3 @@ def test_a_raw_transaction_next_to_an_open_session_transaction_is_refused(app) -
         with pytest.raises(RuntimeError, match="session"), raw_transaction():
             pass
         db.session.rollback()
-
-
-_ROLE_TITLES = RawStatement(select(Role.title).where(Role.slug == bindparam("slug")))
-
-
-def test_on_postgresql_a_raw_transaction_pipelines_and_hands_back_a_clean_connection(app) -> None:
-    """PostgreSQL: the statements go out in pipeline mode (no round trip per write), a read in
-    the middle still sees the writes before it, and the connection leaves pipeline mode before
-    it goes back to the pool, on success and on failure alike. SQLite has no pipeline."""
-    with app.app_context():
-        postgresql = db.engine.dialect.name == "postgresql"
-        with raw_transaction() as transaction:
-            _INSERT_ROLE.execute({"slug": "editor", "title": "Editor"})
-            assert transaction.pipelined is postgresql
-            if postgresql:
-                assert transaction.dbapi_connection.pgconn.pipeline_status == pq.PipelineStatus.ON
-            assert _ROLE_TITLES.rows({"slug": "editor"}) == [("Editor",)]
-            _INSERT_ROLE.execute({"slug": "author", "title": "Author"})
-        assert not transaction.pipelined
-        assert {"editor", "author"} <= set(_role_slugs())
-
-        with pytest.raises(IntegrityError), raw_transaction() as failed:
-            _INSERT_ROLE.execute({"slug": "contributor", "title": "Contributor"})
-            _INSERT_ROLE.execute({"slug": "editor", "title": "Editor again"})  # raised by the COMMIT on PostgreSQL
-        if postgresql:
-            assert failed.dbapi_connection.pgconn.pipeline_status == pq.PipelineStatus.OFF
-            assert failed.dbapi_connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
-        assert "contributor" not in _role_slugs()
