@@ -10,6 +10,8 @@ from werkzeug.security import generate_password_hash
 from bridge.accounts import users
 from bridge.extensions import db
 from bridge.models import User
+from bridge.raw_statements import session_is_idle
+from crm_adapters.fluentcrm import FluentCrmAdapter
 
 from .conftest import FLUENT_SETTINGS
 from .payloads import subscriber
@@ -88,11 +90,31 @@ def test_a_chosen_password_is_hashed_slowly_after_the_commit(app, hook, make_con
     assert users.check_password(_user(app, body["user_id"]), "chosen-by-crm-1")
 
 
-def test_a_queued_add_hashes_a_chosen_password_before_its_unit(app, hook, make_connection, hashes):
+@pytest.mark.parametrize("loaded_from_crm", [False, True], ids=["payload", "crm-read"])
+def test_a_queued_add_hashes_a_chosen_password_before_its_unit_with_no_transaction_held(
+    app, hook, make_connection, hashes, monkeypatch, loaded_from_crm
+):
+    """The slow hash (scrypt, 0.1 s and more) runs in the worker's job with no transaction
+    open: on SQLite any transaction holds the writer lock, so every other writer would wait
+    for the hash. The job's match read opens one; it is ended before the hash, as before a
+    CRM call."""
+    idle_at_hash: list[bool] = []
+    cheap = users.hash_password  # the ``hashes`` fixture's stand-in
+
+    def hash_password(password: str) -> str:
+        idle_at_hash.append(session_is_idle())
+        return cheap(password)
+
+    monkeypatch.setattr(users, "hash_password", hash_password)
     key = make_connection("fluent", "fluentcrm", field_map=PASS_MAP, **FLUENT_SETTINGS)
-    result = run_job(app, queue(hook, key, subscriber(crm_password="chosen-by-crm-1")))
+    # Without tags in the payload, the job reads them from the CRM first.
+    payload = subscriber(crm_password="chosen-by-crm-1", tags=None if loaded_from_crm else [])
+    if loaded_from_crm:
+        monkeypatch.setattr(FluentCrmAdapter, "load_tags", lambda self, contact_id: ["from-crm"])
+    result = run_job(app, queue(hook, key, payload))
     assert result["created"] is True
     assert [(kind, password) for kind, password, _ in hashes] == [("chosen", "chosen-by-crm-1")]
+    assert idle_at_hash == [True]
     assert users.check_password(_user(app, result["user_id"]), "chosen-by-crm-1")
 
 
