@@ -15,15 +15,8 @@ API followed, call by call (docs page; the WP Fusion 3.47.11 method of
   written as the property's type says (``crm_adapters.field_format``; ``format_field_value``),
   from ``GET /crm/v3/properties/contacts`` (https://developers.hubspot.com/docs/api/crm/properties;
   ``sync_crm_fields``), read only when a non-standard property goes out;
-- tags: HubSpot has none, so, as WP Fusion does, contact lists that take memberships (``MANUAL``
-  and ``SNAPSHOT``) serve as tags (https://developers.hubspot.com/docs/api/crm/lists;
-  ``sync_tags_v3``). ``POST /crm/v3/lists/search`` reads every list, since list names are unique
-  portal-wide: a tag named like an active (``DYNAMIC``) list or another object's list is refused
-  with a message that says so. A missing list is created (``POST /crm/v3/lists``; ``add_tag``,
-  which also re-reads the lists when the name was taken meanwhile). ``load_tags`` follows
-  ``paging.next.after`` through every page of ``GET /crm/v3/lists/records/0-1/{id}/memberships``
-  (``get_tags``); memberships are changed with ``PUT /crm/v3/lists/{id}/memberships/add|remove``
-  (``apply_tags``/``remove_tags``);
+- tags: HubSpot has none, so contact lists that take memberships serve as tags, as in WP Fusion
+  (``sync_tags_v3``): ``crm_adapters.hubspot_lists``, whose docstring names each call;
 - 429: ``Retry-After`` is in seconds (``handle_http_response``: "Honor the Retry-After header
   (seconds)"); a missing contact is a 404, raised as ``ContactNotFound`` so the push path can
   find the contact again by email (``WPF_CRM_Base::handle_not_found_error``);
@@ -68,22 +61,15 @@ from crm_adapters.errors import (
     MissingContactId,
 )
 from crm_adapters.field_format import FieldKind, FormatRules
+from crm_adapters.hubspot_lists import HubSpotLists
 from crm_adapters.hubspot_stand_ins import HubSpotStandIns
-from crm_adapters.hubspot_types import (
-    CONTACT_OBJECT_TYPE,
-    FORMAT_RULES,
-    is_tag_list,
-    named,
-    property_kind,
-    unusable_list,
-)
+from crm_adapters.hubspot_types import CONTACT_OBJECT_TYPE, FORMAT_RULES, property_kind
 from crm_adapters.parsing import normalise_email, parse_retry_after, request_payload, stringify_id
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 CONTACTS = "/crm/v3/objects/contacts"
 SIGNATURE_MAX_AGE_S = 300
 PAGE_SIZE = 100
-MEMBERSHIPS_PAGE_SIZE = 500  # as WP Fusion's get_tags asks
 EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 # HubSpot's v3 scheme signs the URI with these escapes decoded (see the validation doc).
 URI_DECODES = {
@@ -299,95 +285,25 @@ class HubSpotAdapter(Adapter):
     def _patch(self, contact_id: str, properties: Mapping[str, Any]) -> None:
         self._request("PATCH", f"{CONTACTS}/{contact_id}", json={"properties": dict(properties)})
 
-    # -- tags (static contact lists) --
+    # -- tags (static contact lists: ``crm_adapters.hubspot_lists``) --
 
-    def _lists(self) -> list[Mapping[str, Any]]:
-        """Every list of the portal, whatever its object or processing type: list names are
-        unique portal-wide, so a tag's name may be taken by a list that cannot be a tag."""
-        found: list[Mapping[str, Any]] = []
-        offset = 0
-        while True:
-            data = self._request(
-                "POST", "/crm/v3/lists/search", json={"query": "", "offset": offset, "count": PAGE_SIZE}
-            )
-            page = [item for item in data.get("lists") or [] if isinstance(item, Mapping)]
-            found.extend(page)
-            if not data.get("hasMore") or not page:
-                return found
-            offset = int(data.get("offset") or offset + len(page))
-
-    def _tag_lists(self) -> list[Mapping[str, Any]]:
-        """Contact lists that take memberships over the API (``MANUAL`` and ``SNAPSHOT``, as
-        WP Fusion's ``sync_tags_v3`` counts them): those are tags."""
-        return [item for item in self._lists() if is_tag_list(item)]
+    @functools.cached_property
+    def _lists(self) -> HubSpotLists:
+        return HubSpotLists(self._request)
 
     def load_tags(self, contact_id: str) -> list[str]:
-        """Every page of the contact's memberships (``paging.next.after``, as WP Fusion's
-        ``get_tags``): an unread page would make the inbound tag replacement drop its tags."""
-        ids: list[str | None] = []
-        params: dict[str, Any] = {"limit": MEMBERSHIPS_PAGE_SIZE}
-        path = f"/crm/v3/lists/records/{CONTACT_OBJECT_TYPE}/{contact_id}/memberships"
-        while True:
-            data = self._request("GET", path, params=params)
-            ids.extend(stringify_id(m.get("listId")) for m in data.get("results") or [] if isinstance(m, Mapping))
-            after = ((data.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                break
-            params = {"limit": MEMBERSHIPS_PAGE_SIZE, "after": after}
-        if not ids:
-            return []
-        names = {stringify_id(item.get("listId")): str(item.get("name")) for item in self._tag_lists()}
-        return [names[list_id] for list_id in ids if list_id in names]
-
-    def _list_ids(self, names: Sequence[str], *, create_missing: bool) -> list[str]:
-        lists = self._lists()
-        ids: list[str] = []
-        for name in names:
-            found = named(lists, name)
-            if found is not None and not is_tag_list(found):
-                if not create_missing:
-                    continue  # never applied through the API, so nothing to remove
-                raise CrmRejected(unusable_list(name, found))
-            list_id = stringify_id(found.get("listId")) if found is not None else None
-            if list_id is None and create_missing:
-                list_id = self._create_list(name)
-            if list_id and list_id not in ids:
-                ids.append(list_id)
-        return ids
-
-    def _create_list(self, name: str) -> str | None:
-        """A new static list named ``name``. When the name was taken meanwhile (another push
-        created it), the list is read again and the existing one used, as WP Fusion's
-        ``add_tag`` does."""
-        try:
-            created = self._request(
-                "POST",
-                "/crm/v3/lists",
-                json={"name": name, "objectTypeId": CONTACT_OBJECT_TYPE, "processingType": "MANUAL"},
-            )
-        except CrmRejected:
-            found = named(self._lists(), name)
-            if found is None:
-                raise
-            if not is_tag_list(found):
-                raise CrmRejected(unusable_list(name, found)) from None
-            return stringify_id(found.get("listId"))
-        return stringify_id((created.get("list") or {}).get("listId"))
+        return self._lists.tags_of(contact_id)
 
     def apply_tags(self, contact_id: str, tags: Sequence[str]) -> None:
-        if not tags:
-            return
-        for list_id in self._list_ids(tags, create_missing=True):
-            self._request("PUT", f"/crm/v3/lists/{list_id}/memberships/add", json=[contact_id])
+        if tags:
+            self._lists.add(contact_id, tags)
 
     def remove_tags(self, contact_id: str, tags: Sequence[str]) -> None:
-        if not tags:
-            return
-        for list_id in self._list_ids(tags, create_missing=False):
-            self._request("PUT", f"/crm/v3/lists/{list_id}/memberships/remove", json=[contact_id])
+        if tags:
+            self._lists.remove(contact_id, tags)
 
     def list_tags(self) -> list[str]:
-        return [str(item.get("name")) for item in self._tag_lists() if item.get("name")]
+        return [str(item.get("name")) for item in self._lists.tag_lists() if item.get("name")]
 
     def _properties(self) -> list[Mapping[str, Any]]:
         data = self._request("GET", "/crm/v3/properties/contacts")
@@ -416,7 +332,7 @@ class HubSpotAdapter(Adapter):
         list_id, _, after = (cursor or "").rpartition("|") if cursor else ("", "", "")
         properties = self._wanted_properties()
         if tag and not list_id:
-            ids = self._list_ids([tag], create_missing=False)
+            ids = self._lists.ids([tag], create_missing=False)
             if not ids:
                 return ContactPage([], None, 0)
             list_id = ids[0]

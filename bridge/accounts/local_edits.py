@@ -14,13 +14,13 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bridge.accounts import registration, user_json, usernames, users
+from bridge.accounts import passwords, registration, user_json, usernames, users
 from bridge.accounts.signup_country import client_meta
 from bridge.extensions import db
 from bridge.models import User, UserTag, utcnow
 
 PAGE_SIZE = 50
-MIN_PASSWORD_LENGTH = users.MIN_PASSWORD_LENGTH
+MIN_PASSWORD_LENGTH = passwords.MIN_PASSWORD_LENGTH
 TagName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=191)]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=191, pattern=r"^[A-Za-z0-9._@+-]+$")]
 Name = Annotated[str, StringConstraints(max_length=191)]
@@ -201,7 +201,7 @@ def update_profile(user: User, change: ProfileChange) -> list[str]:
                 user.role = role
                 changed.append("role")
         if "password" in given and change.password:
-            user.password_hash = users.hash_password(change.password)
+            user.password_hash = passwords.hash_password(change.password)
             changed.append("password")
         if "meta" in given and change.meta is not None:
             meta = dict(user.meta or {})

@@ -28,7 +28,7 @@ from sqlalchemy import update
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from bridge.accounts import users
+from bridge.accounts import passwords, users
 from bridge.crypto import same_secret
 from bridge.extensions import db
 from bridge.models import User, utcnow
@@ -37,7 +37,7 @@ bp = Blueprint("login", __name__)
 
 LINK_MAX_AGE_SECONDS = 72 * 3600
 TOKEN_SALT = "crm-bridge.login-link.v1"  # noqa: S105 (a salt that separates token uses, not a secret)
-MIN_PASSWORD_LENGTH = users.MIN_PASSWORD_LENGTH
+MIN_PASSWORD_LENGTH = passwords.MIN_PASSWORD_LENGTH
 MAX_PASSWORD_LENGTH = 1024
 
 # The clock tokens are stamped and checked with. Tests replace it to move time; nothing else should.
@@ -161,7 +161,7 @@ def set_password_with_link(token: str, password: str) -> User:
     result = db.session.execute(
         update(User)
         .where(User.id == user.id, same_hash)
-        .values(password_hash=users.hash_password(password), updated_at=utcnow())
+        .values(password_hash=passwords.hash_password(password), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:

@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms import ValidationError
 
 from bridge.accounts import local_edits as accounts
-from bridge.accounts import users
+from bridge.accounts import passwords, users
 from bridge.accounts.signup_country import request_signup_country
 from bridge.extensions import csrf
 from bridge.ratelimit import REGISTRATION, client_address, failed_attempt_limiter
@@ -27,7 +27,7 @@ FORM_FIELDS = ("email", "first_name", "last_name")
 # valid email address: The part after the @-sign is not valid") are written for developers.
 FIELD_HINTS = {
     "email": "Enter your email address, like name@example.com.",
-    "password": f"Choose a password of at least {users.MIN_PASSWORD_LENGTH} characters (at most 256).",
+    "password": f"Choose a password of at least {passwords.MIN_PASSWORD_LENGTH} characters (at most 256).",
     "first_name": "Keep the first name under 192 characters.",
     "last_name": "Keep the last name under 192 characters.",
 }

@@ -7,7 +7,7 @@ import re
 
 from sqlalchemy import func, select
 
-from bridge.accounts import users
+from bridge.accounts import passwords, users
 from bridge.extensions import db
 from bridge.models import Role, User, utcnow
 
@@ -53,14 +53,14 @@ def administrators() -> list[User]:
 def make_admin(email: str, password: str) -> tuple[User, bool]:
     """Create an administrator, or promote the user with this email and set the password.
     Returns (user, created). Raises ``users.UserRuleError``."""
-    if len(password) < users.MIN_PASSWORD_LENGTH:
-        raise users.UserRuleError(f"the password must be at least {users.MIN_PASSWORD_LENGTH} characters")
+    if len(password) < passwords.MIN_PASSWORD_LENGTH:
+        raise users.UserRuleError(f"the password must be at least {passwords.MIN_PASSWORD_LENGTH} characters")
     users.ensure_default_roles()
     user = users.find_by_email(email)
     if user is None:
         return users.create_user(email=email, password=password, role=users.ADMIN_ROLE), True
     user.role = users.ADMIN_ROLE
-    user.password_hash = users.hash_password(password)
+    user.password_hash = passwords.hash_password(password)
     user.updated_at = utcnow()
     return user, False
 

@@ -1,6 +1,6 @@
 """Signing in to the admin console.
 
-Only users with the ``administrator`` role get in, checked with ``users.check_password``. The
+Only users with the ``administrator`` role get in, checked with ``passwords.check_password``. The
 Flask session holds the user id and a fingerprint of the password hash, so changing the password
 (or losing the role) ends every open session on its next request. A wrong password and a
 non-admin get the same answer, so the form does not tell which emails are admins.
@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 from flask import g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from bridge.accounts.users import ADMIN_ROLE, check_password, find_by_email
+from bridge.accounts.passwords import check_password
+from bridge.accounts.users import ADMIN_ROLE, find_by_email
 from bridge.admin.blueprint import bp
 from bridge.extensions import db
 from bridge.models import User

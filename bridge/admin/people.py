@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bridge.accounts import api_tokens, staff, tag_push, users
+from bridge.accounts import api_tokens, passwords, staff, tag_push, users
 from bridge.accounts.user_tags import replace_tags
 from bridge.accounts.welcome_mail import queue_welcome
 from bridge.admin.blueprint import bp
@@ -139,7 +139,7 @@ def admins() -> str:
 def admin_create() -> str | tuple[str, int]:
     email = request.form.get("email", "").strip()
     chosen = request.form.get("password", "")
-    password = chosen or users.generate_password(20)
+    password = chosen or passwords.generate_password(20)
     if "@" not in email:
         return _admins_page(error="Enter the new administrator's email address.", email=email), 422
     try:

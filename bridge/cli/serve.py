@@ -19,7 +19,8 @@ from bridge.cli.group import bridge_group
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve_command(host: str, port: int) -> None:
     """Initialise and run the service on the embedded default."""
-    from bridge.accounts.users import ADMIN_ROLE, create_user, ensure_default_roles, generate_password
+    from bridge.accounts.passwords import generate_password
+    from bridge.accounts.users import ADMIN_ROLE, create_user, ensure_default_roles
     from bridge.connections import service as connections
     from bridge.database import upgrade_schema
     from bridge.extensions import db

@@ -14,12 +14,12 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from bridge.accounts import api_tokens, registration, staff, user_json, users, welcome_mail
+from bridge.accounts import api_tokens, passwords, registration, staff, user_json, users, welcome_mail
 from bridge.cli.group import bridge_group, emit, fail, json_option
 from bridge.extensions import db
 from bridge.models import Connection, Delivery, User, iso
 
-MIN_CHOSEN_PASSWORD = users.MIN_PASSWORD_LENGTH
+MIN_CHOSEN_PASSWORD = passwords.MIN_PASSWORD_LENGTH
 PAGE_SIZE = 50
 
 # AppGroups, so their commands run inside an app context (with_appcontext).
@@ -88,7 +88,7 @@ def role_list_command(as_json: bool) -> None:
 def admin_create_command(email: str, password_stdin: bool, as_json: bool) -> None:
     """Create an administrator, or promote an existing user and set their password."""
     require_plausible_email(email, as_json)
-    password = read_password_from_stdin(as_json) if password_stdin else users.generate_password(20)
+    password = read_password_from_stdin(as_json) if password_stdin else passwords.generate_password(20)
     try:
         user, created = staff.make_admin(email, password)
     except users.UserRuleError as exc:

@@ -45,6 +45,7 @@ from bridge.inbound.runtime import (
     InboundJobRejected,
     InboundOutcome,
     InboundRejected,
+    text_value,
 )
 from bridge.models import Connection, Delivery
 from bridge.raw_statements import SessionNeeded, raw_transaction, session_is_idle
@@ -257,7 +258,9 @@ def prepare_contacts(
             raise InboundRejected(
                 502, "crm_unavailable", f"the CRM could not be reached or refused the request ({exc.error_class})"
             ) from exc
-    if not release_lock:  # a queued webhook: the worker's transaction ends after us, hash now
+    if creates:  # a queued webhook: hash now; a chosen password's slow hash holds no transaction,
+        if any(text_value(plan.contact.fields.get("user_pass")) for plan in creates):
+            end_transaction()  # so the match's reads end first (on SQLite they hold the writer lock)
         for plan in creates:
             plan.credentials = make_credentials(runtime, plan.contact, hash_chosen=True)
     return plans

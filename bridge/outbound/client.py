@@ -30,10 +30,12 @@ import requests
 from flask import current_app, has_app_context
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from bridge.outbound.deadline import POOL_CLASSES, deadline_for_thread
+from bridge.outbound.deadline import DeadlineHTTPConnection, DeadlineHTTPSConnection, deadline_for_thread
 from bridge.outbound.policy import IPAddress, OutboundPolicy, Resolver, check_url, pick_address, resolve
 from bridge.outbound.redaction import encoded_forms, redact_body, redact_headers, redact_url, sent_credentials
+from bridge.outbound.stale_connections import KEPT_CONNECTION_RETRY, KeptConnection
 from crm_adapters.base import HttpResponse
 from crm_adapters.errors import (
     OutboundDenied,
@@ -44,6 +46,28 @@ from crm_adapters.errors import (
 
 USER_AGENT = "crm-bridge/0.1"
 EXCERPT_CHARS = 2000
+
+# -- the connection pools ---------------------------------------------------------------------
+
+
+class OutboundHTTPConnection(KeptConnection, DeadlineHTTPConnection):
+    """Watched by the request's deadline (``bridge.outbound.deadline``), and knows when it is
+    a kept connection lost while idle (``bridge.outbound.stale_connections``)."""
+
+
+class OutboundHTTPSConnection(KeptConnection, DeadlineHTTPSConnection):
+    """The TLS twin of :class:`OutboundHTTPConnection`."""
+
+
+class OutboundHTTPPool(HTTPConnectionPool):
+    ConnectionCls = OutboundHTTPConnection
+
+
+class OutboundHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = OutboundHTTPSConnection
+
+
+POOL_CLASSES = {"http": OutboundHTTPPool, "https": OutboundHTTPSPool}
 
 # -- pinning ----------------------------------------------------------------------------------
 
@@ -58,11 +82,14 @@ class PinnedAdapter(HTTPAdapter):
     """
 
     def __init__(self, pin: Callable[[str, int], IPAddress]) -> None:
-        super().__init__(max_retries=0)
+        # No retries but one: an idempotent request on a kept connection the CRM closed while
+        # idle is sent again on a new one (``bridge.outbound.stale_connections``).
+        super().__init__(max_retries=KEPT_CONNECTION_RETRY)
         self._pin = pin
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        """Pools whose connections honour the request's total deadline (``bridge.outbound.deadline``)."""
+        """Pools whose connections honour the request's total deadline (``bridge.outbound.deadline``)
+        and know when they were kept (``bridge.outbound.stale_connections``)."""
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 
 @dataclass(order=True)
@@ -125,6 +124,13 @@ def deadline_for_thread(seconds: float) -> Iterator[ThreadDeadline]:
             WATCHDOG.release(entry)
 
 
+def deadline_passed() -> bool:
+    """Whether the request running on this thread is past its deadline: then a socket the
+    watchdog shut down reads as one the other side closed."""
+    current: ThreadDeadline | None = getattr(_local, "current", None)
+    return current is not None and current.passed
+
+
 def _watch_current(sock: Any) -> None:
     current: ThreadDeadline | None = getattr(_local, "current", None)
     if current is None or sock is None or any(w.sock is sock for w in current.watches):
@@ -160,14 +166,3 @@ class DeadlineHTTPConnection(_Watched, HTTPConnection):
 
 class DeadlineHTTPSConnection(_Watched, HTTPSConnection):
     pass
-
-
-class DeadlineHTTPPool(HTTPConnectionPool):
-    ConnectionCls = DeadlineHTTPConnection
-
-
-class DeadlineHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = DeadlineHTTPSConnection
-
-
-POOL_CLASSES = {"http": DeadlineHTTPPool, "https": DeadlineHTTPSPool}

@@ -4,6 +4,10 @@ A new ``requests`` session per use meant a new TCP (and TLS) connection per CRM 
 delivery in the worker, per webhook on the inbound path (an id-only ``update`` is one CRM read,
 and its handshake was part of every one). Each use still gets a clean client: its exchanges,
 the secrets to redact and the cookies are reset, so what is recorded belongs to that use.
+
+A kept connection may have been closed by the CRM while it sat idle: what then happens to the
+request that meets it (an idempotent one is sent again once on a new connection, a POST is
+not) is ``bridge.outbound.stale_connections``'.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import select
 
-from bridge.accounts import users
+from bridge.accounts import passwords, users
 from bridge.extensions import db
 from bridge.models import Delivery, Role, User
 
@@ -72,11 +72,11 @@ def test_admin_create_generates_a_password_shown_once(app, cli, cli_json, dump_d
     password = next(line for line in result.stdout.splitlines() if line.startswith("Password")).rsplit(" ", 1)[1]
     admin = user_by_email(app, "boss@example.com")
     assert admin.role == users.ADMIN_ROLE
-    assert users.check_password(admin, password)
+    assert passwords.check_password(admin, password)
     assert password not in dump_database()
     code, data = cli_json("admin", "create", "second@example.com")
     assert code == 0 and data["created"] is True and len(data["password"]) >= 12
-    assert users.check_password(user_by_email(app, "second@example.com"), data["password"])
+    assert passwords.check_password(user_by_email(app, "second@example.com"), data["password"])
 
 
 def test_admin_create_reads_the_password_from_stdin_and_promotes_an_existing_user(app, cli, cli_json):
@@ -86,10 +86,10 @@ def test_admin_create_reads_the_password_from_stdin_and_promotes_an_existing_use
     assert "Promoted" in result.stdout and "correct horse" not in result.output
     owner = user_by_email(app, "owner@example.com")
     assert owner.role == users.ADMIN_ROLE
-    assert users.check_password(owner, "correct horse battery")
+    assert passwords.check_password(owner, "correct horse battery")
     code, data = cli_json("admin", "create", "owner@example.com", "--password-stdin", input="short\n")
     assert (code, data["error"]) == (1, "weak_password")
-    assert users.check_password(user_by_email(app, "owner@example.com"), "correct horse battery")
+    assert passwords.check_password(user_by_email(app, "owner@example.com"), "correct horse battery")
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def test_user_create_queues_one_upsert_per_connection_that_pushes_on_register(ap
     assert deliveries(app) == [("contact.upsert", "fluent"), ("contact.upsert", "second")]
     result = cli("user", "create", "--email", "text@example.com", "--password-stdin", input="s3cret-password\n")
     assert result.exit_code == 0 and "queued 2 push(es)" in result.stdout
-    assert users.check_password(user_by_email(app, "text@example.com"), "s3cret-password")
+    assert passwords.check_password(user_by_email(app, "text@example.com"), "s3cret-password")
 
 
 def test_user_create_queues_nothing_without_pushing_connections(app, cli_json, make_connection):

@@ -54,8 +54,8 @@ class TlsCrm:
     hosts: list[str] = field(default_factory=list)
 
 
-@pytest.fixture
-def tls_crm(tmp_path: Path) -> Iterator[TlsCrm]:
+def make_certificates(folder: Path) -> tuple[Path, Path]:
+    """A test CA (``ca.pem``) and a leaf for ``NAME`` it issued, with its key (``leaf.pem``)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key, leaf_key = _key(), _key()
     ca = (
@@ -80,12 +80,17 @@ def tls_crm(tmp_path: Path) -> Iterator[TlsCrm]:
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    (tmp_path / "ca.pem").write_bytes(_pem(ca))
-    (tmp_path / "leaf.pem").write_bytes(_pem(leaf) + _pem(leaf_key))
+    (folder / "ca.pem").write_bytes(_pem(ca))
+    (folder / "leaf.pem").write_bytes(_pem(leaf) + _pem(leaf_key))
+    return folder / "ca.pem", folder / "leaf.pem"
 
+
+@pytest.fixture
+def tls_crm(tmp_path: Path) -> Iterator[TlsCrm]:
+    ca_file, leaf_file = make_certificates(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "leaf.pem")
-    state = TlsCrm(ca_file=tmp_path / "ca.pem", port=0)
+    context.load_cert_chain(leaf_file)
+    state = TlsCrm(ca_file=ca_file, port=0)
     context.sni_callback = lambda _sock, server_name, _ctx: state.server_names.append(server_name)
 
     class Handler(BaseHTTPRequestHandler):

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bridge import crypto
-from bridge.accounts import user_json, users
+from bridge.accounts import passwords, user_json, users
 from bridge.delivery import outbox
 from bridge.extensions import db
 from bridge.models import ContactLink, Delivery, Role, User, UserTag
@@ -177,7 +177,7 @@ def test_generated_password_is_hashed_returned_and_queued_encrypted(app, hook, m
     with app.app_context():
         user = db.session.get(User, body["user_id"])
         assert user.password_hash and password not in user.password_hash
-        assert users.check_password(user, password)
+        assert passwords.check_password(user, password)
         jobs = db.session.scalars(select(Delivery)).all()
         assert [job.kind for job in jobs] == [outbox.PASSWORD_RETURN]  # and no push: no echo
         payload = jobs[0].payload
@@ -194,7 +194,7 @@ def test_mapped_user_pass_is_used_and_nothing_is_returned(app, hook, make_connec
     key = make_connection("fluent", "fluentcrm", field_map=pass_map, return_password_field="pw", **FLUENT_SETTINGS)
     body = ok(hook("add", key, subscriber(crm_password="from-the-crm-123")))
     assert body["password_returned"] == "off" and "password" not in body
-    assert users.check_password(the_user(app, body["user_id"]), "from-the-crm-123")
+    assert passwords.check_password(the_user(app, body["user_id"]), "from-the-crm-123")
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from werkzeug.security import generate_password_hash
 
-from bridge.accounts import users
+from bridge.accounts import passwords, users
 from bridge.delivery import jobs, outbox
 from bridge.extensions import db
 from bridge.models import Delivery, User
@@ -58,7 +58,7 @@ def cheap_hash(password: str) -> str:
 def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Setting a password hashes with scrypt (~0.2 s, more on a busy machine); these tests are
     about links, not hash strength, so they hash cheaply. check_password is the real one."""
-    monkeypatch.setattr(users, "hash_password", cheap_hash)
+    monkeypatch.setattr(passwords, "hash_password", cheap_hash)
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def make_user(app) -> Callable[..., NewUser]:
     """A committed user with a generated password (as the inbound ``add`` makes them)."""
 
     def factory(email: str = "ada@example.com", first_name: str = "Ada", last_name: str = "Lovelace") -> NewUser:
-        password = users.generate_password(16)
+        password = passwords.generate_password(16)
         with app.app_context():
             user = users.create_user(
                 email=email, first_name=first_name, last_name=last_name, password_hash=cheap_hash(password)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.accounts import login_links, users
+from bridge.accounts import login_links, passwords
 from bridge.extensions import db
 from bridge.models import User
 
@@ -50,7 +50,7 @@ def submit(client, csrf_from):
 
 def password_works(app, user_id: int, password: str) -> bool:
     with app.app_context():
-        return users.check_password(db.session.get(User, user_id), password)
+        return passwords.check_password(db.session.get(User, user_id), password)
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_setting_a_password_spends_the_token(app, token):
     with app.app_context():
         user = login_links.set_password_with_link(token, NEW_PASSWORD)
         db.session.commit()
-        assert users.check_password(user, NEW_PASSWORD)
+        assert passwords.check_password(user, NEW_PASSWORD)
         with pytest.raises(login_links.LinkUsed):
             login_links.read_login_token(token)
 
@@ -107,7 +107,7 @@ def test_setting_a_password_spends_the_token(app, token):
 def test_a_password_changed_elsewhere_also_spends_the_token(app, token):
     with app.app_context():
         user = db.session.scalars(db.select(User)).one()
-        user.password_hash = users.hash_password("changed by an admin 123")
+        user.password_hash = passwords.hash_password("changed by an admin 123")
         db.session.commit()
         with pytest.raises(login_links.LinkUsed):
             login_links.set_password_with_link(token, NEW_PASSWORD)
@@ -127,7 +127,7 @@ def test_two_redemptions_racing_with_one_token_cannot_both_win(app, token, monke
         with pytest.raises(login_links.LinkUsed):
             login_links.set_password_with_link(token, "the loser's password")
         db.session.rollback()
-        assert users.check_password(db.session.get(User, user.id), NEW_PASSWORD)
+        assert passwords.check_password(db.session.get(User, user.id), NEW_PASSWORD)
 
 
 def test_a_short_password_is_refused_by_the_service(app, token):
@@ -170,7 +170,7 @@ def test_a_post_without_the_csrf_token_is_refused(app, client, token):
     answer = client.post(f"/login/{token}", data={"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
     assert answer.status_code == 400
     with app.app_context():
-        assert not users.check_password(db.session.scalars(db.select(User)).one(), NEW_PASSWORD)
+        assert not passwords.check_password(db.session.scalars(db.select(User)).one(), NEW_PASSWORD)
 
 
 @pytest.mark.parametrize(

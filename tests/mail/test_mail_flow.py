@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from bridge.accounts import users
+from bridge.accounts import passwords
 from bridge.accounts.welcome_mail import queue_welcome
 from bridge.extensions import db
 from bridge.models import Delivery, User
@@ -45,8 +45,8 @@ def test_queued_mail_arrives_and_its_link_sets_the_password_once(
     assert answer.status_code == 200
     with app.app_context():
         stored = db.session.get(User, user.id)
-        assert users.check_password(stored, CHOSEN)
-        assert not users.check_password(stored, user.password)
+        assert passwords.check_password(stored, CHOSEN)
+        assert not passwords.check_password(stored, user.password)
 
     reused = client.get(link.path)
     assert reused.status_code == 410

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from bridge.accounts import users
+from bridge.accounts import passwords, users
 from bridge.accounts.welcome_mail import queue_welcome
 from bridge.delivery import outbox
 from bridge.extensions import db
@@ -18,7 +18,7 @@ def mail_rows() -> list[Delivery]:
 
 def test_no_mail_is_queued_when_queue_welcome_is_not_called(ctx):
     # send_notification=false: the inbound service creates the user and does not call queue_welcome.
-    users.create_user(email="quiet@example.com", password=users.generate_password())
+    users.create_user(email="quiet@example.com", password=passwords.generate_password())
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
 
@@ -53,7 +53,7 @@ def test_the_requests_address_is_remembered_for_the_link(app):
 
 
 def test_the_password_never_enters_the_outbox(ctx):
-    password = users.generate_password()
+    password = passwords.generate_password()
     user = users.create_user(email="secret@example.com", password=password)
     queue_welcome(user)
     db.session.commit()

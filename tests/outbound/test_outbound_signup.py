@@ -7,7 +7,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from bridge.accounts.users import check_password
+from bridge.accounts.passwords import check_password
 from bridge.extensions import db
 from bridge.models import Delivery, User
 
