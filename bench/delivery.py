@@ -98,7 +98,9 @@ def prepare(env: dict[str, str], crm_settings: dict) -> str:
     return token
 
 
-def wait_http(url: str, timeout: float = 30) -> None:
+def wait_http(url: str, timeout: float = 120) -> None:
+    """Until ``url`` answers. Two minutes: on a shared machine at load 16, gunicorn's workers
+    at nice 19 once took longer than the 30 s this used to allow, and the run was lost."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
