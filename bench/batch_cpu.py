@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 TAG = "bench"
 
 CHILD = r"""
-import cProfile, io, json, os, pstats, sys, time
+import json, os, sys, time
 sys.path.insert(0, os.getcwd())
 from bridge import create_app
 from bridge.accounts.users import ensure_default_roles
@@ -46,9 +46,9 @@ from bridge.delivery import batches
 from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from bridge.models import Batch
-from sqlalchemy import text
 
 sys.path.insert(0, os.environ["BENCH_DIR"])
+from child_probes import count_statements, profile_text, profiler
 from pg_backends import backend_cpu, backend_pids
 
 
@@ -59,16 +59,7 @@ def backends():
 app = create_app()
 profiles = []
 if os.environ.get("BENCH_PROFILE"):
-    def profiled(method):
-        def wrapper(self, *args, **kwargs):
-            profile = cProfile.Profile(time.thread_time)
-            profiles.append(profile)
-            profile.enable()
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                profile.disable()
-        return wrapper
+    profiled = profiler(profiles)
     DeliveryWorker._run_one = profiled(DeliveryWorker._run_one)
     DeliveryWorker._record_and_claim = profiled(DeliveryWorker._record_and_claim)
     from bridge.inbound import batch_import
@@ -91,14 +82,7 @@ with app.app_context():
     batch_id = batches.start_batch(operation, "fluent", params).id
     db.session.remove()
     worker = DeliveryWorker(app, concurrency=1)
-    statements = {}
-    if os.environ.get("BENCH_STATEMENTS"):
-        from sqlalchemy import event
-
-        @event.listens_for(db.engine, "before_cursor_execute")
-        def count(conn, cursor, statement, parameters, context, executemany):
-            key = " ".join(statement.split())[:90] + (" [many]" if executemany else "")
-            statements[key] = statements.get(key, 0) + 1
+    statements = count_statements(db.engine) if os.environ.get("BENCH_STATEMENTS") else {}
     pids = backends()
     server_before = backend_cpu(pids)
     cpu, wall = time.process_time(), time.perf_counter()
@@ -112,13 +96,7 @@ with app.app_context():
     if statements:
         result["statements"] = sorted(statements.items(), key=lambda kv: -kv[1])
     if profiles:
-        out = io.StringIO()
-        stats = pstats.Stats(profiles[0], stream=out)
-        for profile in profiles[1:]:
-            stats.add(profile)
-        stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative"))
-        stats.print_stats(int(os.environ["BENCH_PROFILE"]))
-        result["profile"] = out.getvalue()
+        result["profile"] = profile_text(profiles, int(os.environ["BENCH_PROFILE"]))
     db.session.remove()
     db.engine.dispose()
 print(json.dumps(result))

@@ -44,6 +44,11 @@ HEARTBEAT_SECONDS = 5.0
 # lock that registrations queue on). The CRM has the push already; only the row's status waits.
 RECORD_DELAY_SECONDS = 0.05
 
+# Rows a worker holds per pool thread (running or queued for the pool). Two made a busy
+# worker's turns record and claim about 10 rows each with 16 threads; three, about 14
+# (`bench/drain_cpu.py`: write transactions per push 0.10 → 0.07).
+HELD_PER_THREAD = 3
+
 
 # -- the worker -------------------------------------------------------------------------------
 
@@ -81,10 +86,14 @@ class DeliveryWorker:
     ) -> None:
         self.app = app
         self.concurrency = max(1, int(concurrency))
-        # Rows held at once: the running ones plus as many queued for the pool, so a thread
-        # that finishes starts its next row at once instead of waiting for the dispatcher's
-        # next turn (a turn records and claims in one transaction, and takes milliseconds).
-        self.capacity = self.concurrency * 2 if self.concurrency > 1 else 1
+        # Rows held at once: the running ones plus twice as many queued for the pool, so a
+        # thread that finishes starts its next row at once instead of waiting for the
+        # dispatcher's next turn (a turn records and claims in one transaction, and takes
+        # milliseconds). A turn comes when a quarter of them is free (``_claim_limit``), so the
+        # deeper queue also makes each turn's batch larger: fewer write transactions per push
+        # (on SQLite, fewer turns at the writer lock registrations wait on) with a batch still
+        # queued behind every running row. docs/perf.md, "The drain's baseline".
+        self.capacity = self.concurrency * HELD_PER_THREAD if self.concurrency > 1 else 1
         self.inline = inline
         self.worker_id = worker_id or new_worker_id(inline)
         self.poll_seconds = float(app.config.get("BRIDGE_WORKER_POLL_SECONDS", 0.1))

@@ -186,6 +186,30 @@ def test_finished_attempts_wait_briefly_to_be_recorded_together(app):
     assert len(worker._take_finished(start, force=True)) == 1  # --once and stopping do not wait
 
 
+def test_a_busy_worker_holds_three_rows_per_thread_so_a_batch_stays_queued_at_each_turn(app, queue):
+    """A busy worker's turn (one write transaction; on SQLite a turn at the lock registrations
+    wait on) comes when a quarter of the rows it holds is free. Holding two rows per thread, one
+    connection's drain on 16 threads held 24: by the turn, every queued row had started, threads
+    waited for the claim, and a turn carried about ten rows. Holding three, the first claim
+    takes 36, and when 12 have finished the turn claims 12 while 8 still wait for a thread."""
+    for _ in range(80):
+        queue()
+    worker = DeliveryWorker(app, concurrency=16)
+    first = worker._record_and_claim([], limit=worker._claim_limit(0))
+    assert len(first) == 36  # 48 held at most, less the quarter left to other connections
+    started = worker._ready_to_start(first)
+    with worker._lock:
+        for item in started:  # they finish (recorded, in this test, by nobody: only counted)
+            worker._fair.done(item)
+            worker._active.discard(item.delivery.id)
+        while worker._fair.next_to_start() is not None:  # the freed threads take queued rows
+            pass
+    assert len(started) == 12  # a connection's first rows keep the reserve free
+    assert len(worker._fair.ready) == 8  # still queued when the turn comes
+    second = worker._record_and_claim([], limit=worker._claim_limit(0))
+    assert len(second) == 12
+
+
 @responses.activate
 def test_a_registration_push_reads_the_local_tags_in_the_claim_and_opens_no_transaction(
     app, client, auth_headers, echo_connection
