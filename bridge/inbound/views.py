@@ -116,7 +116,7 @@ def _read_call(entry: log.InboundLogEntry) -> WebhookCall:
         raise too_large from None
     call = call_from_flask(request, body)
     entry.action = call.action
-    entry.set_payload(body, request.headers.get("Content-Type", ""), call.presented_keys)
+    entry.redact_request(body, call.content_type, call.presented_keys)
     return call
 
 
