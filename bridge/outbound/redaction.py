@@ -34,6 +34,8 @@ SECRET_HEADERS = frozenset(
     }
 )
 _PASSWORD_KEY = re.compile(r"(pass(word)?|pwd|secret|user_pass|app_password|client_secret|token)", re.I)
+# What every match of ``_PASSWORD_KEY`` holds, lower-cased (``user_pass`` holds ``pass``, ...).
+_PASSWORD_WORDS = ("pass", "pwd", "secret", "token")
 
 
 def _name_pattern(name: str) -> str:
@@ -186,6 +188,17 @@ def redact_data(value: Any, secrets: Iterable[str] = ()) -> Any:
     return value
 
 
+def _may_hold_password_key(text: str) -> bool:
+    """Whether ``_PASSWORD_KEY`` finds anything in ``text``. An ASCII text is asked with
+    substring searches of its lower-cased copy, in C: the pattern tries its alternation at
+    every character of a whole body. Beyond ASCII case-insensitive matching has more
+    equivalents (the long s U+017F for ``s``, the Kelvin sign for ``k``), so the pattern itself answers."""
+    if text.isascii():
+        lowered = text.lower()
+        return any(word in lowered for word in _PASSWORD_WORDS)
+    return _PASSWORD_KEY.search(text) is not None
+
+
 def _strings_verbatim(text: str, secrets: tuple[str, ...]) -> bool:
     """Whether JSON ``text`` holds its strings as they decode, so a search of the text finds
     what a search of the decoded values would. The one escape allowed is ``\\/`` (PHP's
@@ -205,7 +218,7 @@ def redact_body(body: bytes | str | None, content_type: str = "", secrets: Itera
     stripped = text.lstrip()
     if stripped[:1] in "[{":
         secrets = tuple(secrets)
-        if _strings_verbatim(text, secrets) and not _PASSWORD_KEY.search(text):
+        if _strings_verbatim(text, secrets) and not _may_hold_password_key(text):
             # No key can be password-like, and every string (and secret) appears in the text as
             # it decodes: scrubbing the text does what the walk below would do, and more (keys
             # and numbers too), without decoding and re-encoding. Most CRM replies take this path.

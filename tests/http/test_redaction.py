@@ -114,6 +114,33 @@ def test_json_whose_text_differs_from_its_values_is_decoded_before_redaction(bod
     assert MASKED in redacted or REDACTED in redacted
 
 
+@pytest.mark.parametrize(
+    ("body", "masked"),
+    [
+        ('{"PassWord": "hunter22"}', True),
+        ('{"user": {"api_TOKEN": "hunter22"}}', True),
+        ('{"user_pa\u017fs": "hunter22", "name": "Jörg"}', True),  # the long s is an "s" to the pattern
+        ('{"name": "Jörg", "note": "hunter22"}', False),
+        ('{"first_name": "Ann", "note": "hunter22"}', False),
+    ],
+)
+def test_json_password_keys_are_found_in_any_case_and_script(body: str, masked: bool) -> None:
+    assert ("hunter22" not in redact_body(body, "application/json")) is masked
+
+
+def test_ascii_json_without_a_password_word_is_not_searched_with_the_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Substring searches answer for ASCII text (a webhook's body): the pattern tried its
+    alternation at every character of the body."""
+
+    class Refusing:
+        def search(self, text: str) -> None:
+            raise AssertionError("searched with the pattern")
+
+    monkeypatch.setattr("bridge.outbound.redaction._PASSWORD_KEY", Refusing())
+    body = '{"id": 7, "email": "a@example.com", "tags": [{"slug": "vip"}]}'
+    assert redact_body(body, "application/json", [SECRET]) == body
+
+
 def test_json_written_by_php_is_scrubbed_as_written_when_no_secret_holds_a_slash() -> None:
     body = '{"photo": "http:\\/\\/crm.example\\/a.png", "note": "' + SECRET + '"}'
     assert redact_body(body, "application/json", [SECRET]) == body.replace(SECRET, REDACTED)
