@@ -19,6 +19,9 @@ from bridge import config as config_module
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = os.path.abspath(os.environ.get("BRIDGE_INSTANCE_PATH") or "instance")
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    from bridge.sessions import CookieSessionInterface
+
+    app.session_interface = CookieSessionInterface()
     app.config.from_object(config_module.DefaultConfig)
     app.config.from_pyfile("config.py", silent=True)
     config_module.load_environment(app.config)

@@ -33,7 +33,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from flask import Flask, current_app, request
+from flask import Flask, Request, current_app, request
 from limits import RateLimitItemPerMinute
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
@@ -270,6 +270,7 @@ def failed_key_limiter() -> FailedKeyLimiter:
     return failed_attempt_limiter(ACCESS_KEY)
 
 
-def client_address() -> str:
-    """The client's address as the limits count it (see the module docstring)."""
-    return request.remote_addr or "unknown"
+def client_address(current: Request | None = None) -> str:
+    """The client's address as the limits count it (see the module docstring), of ``current``
+    (a caller holding the request itself) or else of the request in context."""
+    return (current if current is not None else request).remote_addr or "unknown"

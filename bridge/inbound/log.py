@@ -43,18 +43,33 @@ class InboundLogEntry:
     status_code: int = 500
     outcome: str = "error"
     message: str | None = None
-    payload: str | None = None
+    payload: str | None = None  # redacted and storable (``redact_request``)
     recorded: bool = False
+    # (the secrets, the path scrubbed of them), made by ``redact_request``
+    redacted_path: tuple[tuple[str, ...], str | None] | None = None
 
-    def set_payload(self, body: bytes, content_type: str, secrets: Iterable[str]) -> None:
-        """Keep the body redacted: password fields masked, key-like parameters and the given
-        secret values (the request's access key) replaced. Only the first PAYLOAD_CHARS are
-        kept, so a long form is cut at a field boundary first: redacting all of a 300 KB form
-        to keep 64 KB of it cost a wrong-key request most of its time."""
+    def redact_request(self, body: bytes, content_type: str, secrets: Iterable[str]) -> None:
+        """Keep the path and the body redacted: password fields masked, key-like parameters and
+        the given secret values (the request's access key) replaced. Done as soon as the
+        request is read, so the row written later inside the webhook's transaction (on SQLite
+        under the writer lock every other process waits for) is only assembled there.
+
+        Only the first PAYLOAD_CHARS of the body are kept, so a long form is cut at a field
+        boundary first: redacting all of a 300 KB form to keep 64 KB of it cost a wrong-key
+        request most of its time."""
+        secrets = tuple(s for s in secrets if s)
+        self.redacted_path = (secrets, storable(scrubbed_path(self.path, secrets)))
         if body:
             if len(body) > PAYLOAD_CHARS and body.lstrip()[:1] not in (b"{", b"[") and b"&" in body:
                 body = body[: body.rfind(b"&", 0, PAYLOAD_CHARS) + 1 or PAYLOAD_CHARS]
-            self.payload = redact_body(body, content_type, tuple(s for s in secrets if s))[:PAYLOAD_CHARS]
+            self.payload = storable(redact_body(body, content_type, secrets)[:PAYLOAD_CHARS])
+
+    def path_without(self, secrets: tuple[str, ...]) -> str | None:
+        """The path scrubbed of ``secrets`` (non-empty ones), storable: the one ``redact_request``
+        made when it was given the same secrets."""
+        if self.redacted_path is not None and self.redacted_path[0] == secrets:
+            return self.redacted_path[1]
+        return storable(scrubbed_path(self.path, secrets))
 
 
 def scrubbed_path(full_path: str, secrets: Iterable[str] = ()) -> str:
@@ -105,13 +120,13 @@ def row_values(entry: InboundLogEntry, secrets: Iterable[str] = ()) -> dict[str,
         "contact_id": storable(entry.contact_id),
         "user_id": entry.user_id,
         "method": entry.method[:8],
-        "path": storable(scrubbed_path(entry.path, secrets)),
+        "path": entry.path_without(secrets),
         "status_code": entry.status_code,
         "outcome": entry.outcome[:64],
         "message": storable(message),
         "duration_ms": round((time.perf_counter() - entry.started) * 1000, 3),
         "source_ip": (entry.source_ip or None) and entry.source_ip[:64],
-        "payload": storable(entry.payload),
+        "payload": entry.payload,
         "received_at": utcnow(),
     }
 

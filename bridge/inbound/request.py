@@ -326,7 +326,8 @@ def call_from_flask(flask_request: Any, body: bytes) -> WebhookCall:
     here that is a form with too many fields (the body's size was already checked), and its
     access key, if it was in the body, is not read.
     """
-    content_type = flask_request.headers.get("Content-Type", "")
+    environ = flask_request.environ
+    content_type = environ.get("CONTENT_TYPE", "")
     form_pairs, form_error = None, None
     if media_type(content_type) == "multipart/form-data":
         try:
@@ -336,10 +337,25 @@ def call_from_flask(flask_request: Any, body: bytes) -> WebhookCall:
     return build_call(
         method=flask_request.method,
         query=flask_request.args.to_dict(flat=True),
-        headers=dict(flask_request.headers.items()),
+        headers=headers_from_environ(environ),
         body=body,
         content_type=content_type,
         form_pairs=form_pairs,
         form_error=form_error,
         query_keys=flask_request.args.getlist("access_key"),
     )
+
+
+def headers_from_environ(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The request's headers by lower-cased name, as Werkzeug's ``request.headers`` lists them
+    (``Content-Type`` and ``Content-Length`` when not empty, then every ``HTTP_*`` variable but
+    those two). Read from the WSGI environ at once: listing ``request.headers`` resumes a
+    generator per header and title-cases each name only to have it lower-cased here again."""
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            if key != "HTTP_CONTENT_TYPE" and key != "HTTP_CONTENT_LENGTH":
+                headers[key[5:].replace("_", "-").lower()] = value
+        elif (key == "CONTENT_TYPE" or key == "CONTENT_LENGTH") and value:
+            headers[key.replace("_", "-").lower()] = value
+    return headers

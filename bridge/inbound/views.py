@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Request, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.connections import service as connections
@@ -58,10 +58,12 @@ a{color:#2f6fdf;font-weight:600}ul{padding-left:1.2rem}
 def index() -> Any:
     if request.method == "GET" and not _looks_like_webhook():
         return Response(RUNNING_PAGE, mimetype="text/html")
-    entry = log.InboundLogEntry(method=request.method, path=request.full_path, source_ip=request.remote_addr)
+    # The request itself, not the proxy: the hot path reads a dozen of its attributes.
+    current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    entry = log.InboundLogEntry(method=current.method, path=current.full_path, source_ip=current.remote_addr)
     keys: tuple[str, ...] = ()  # every key the request presented: none may reach the log
     try:
-        call = _read_call(entry)
+        call = _read_call(current, entry)
         keys = call.presented_keys
         outcome = _handle(call, entry)
         response = jsonify(outcome.body)
@@ -93,11 +95,11 @@ def _looks_like_webhook() -> bool:
     )
 
 
-def _read_call(entry: log.InboundLogEntry) -> WebhookCall:
+def _read_call(current: Request, entry: log.InboundLogEntry) -> WebhookCall:
     """Rate limit and body size come before anything is read into memory or the database; the
     body is only split here (a form into its pairs, linear), decoded after the key check."""
     limiter = failed_key_limiter()
-    address = client_address()
+    address = client_address(current)
     if limiter.is_refused(address):
         retry_after = limiter.retry_after(address)
         raise ApiError(
@@ -107,28 +109,32 @@ def _read_call(entry: log.InboundLogEntry) -> WebhookCall:
             headers={"Retry-After": str(retry_after)},
         )
     limit = int(current_app.config["BRIDGE_MAX_BODY_BYTES"])
-    too_large = ApiError(413, "payload_too_large", f"request body larger than {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
+    length = current.content_length  # parsed from the header at each read: read once
+    if length is not None and length > limit:
+        raise _too_large(limit)
     try:
-        body = _read_body(limit)
+        body = _read_body(current, length, limit)
     except RequestEntityTooLarge:
-        raise too_large from None
-    call = call_from_flask(request, body)
+        raise _too_large(limit) from None
+    call = call_from_flask(current, body)
     entry.action = call.action
-    entry.set_payload(body, request.headers.get("Content-Type", ""), call.presented_keys)
+    entry.redact_request(body, call.content_type, call.presented_keys)
     return call
 
 
-def _read_body(limit: int) -> bytes:
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"request body larger than {limit} bytes")
+
+
+def _read_body(current: Request, length: int | None, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes.
 
     A chunked body has no Content-Length, and Werkzeug's limited stream then stops silently at
     the limit (a truncated body would parse as garbage), so such a body is read here up to one
     byte past the limit and handed back to Werkzeug as a buffer for any form parsing.
     """
-    environ = request.environ
-    if request.content_length is None and environ.get("wsgi.input_terminated"):
+    environ = current.environ
+    if length is None and environ.get("wsgi.input_terminated"):
         stream, chunks, size = environ["wsgi.input"], [], 0
         while size <= limit:
             chunk = stream.read(limit + 1 - size)
@@ -139,7 +145,7 @@ def _read_body(limit: int) -> bytes:
         if size > limit:
             raise RequestEntityTooLarge()
         environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
-    return request.get_data(cache=True)
+    return current.get_data(cache=True)
 
 
 def _handle(call: WebhookCall, entry: log.InboundLogEntry) -> InboundOutcome:

@@ -34,6 +34,8 @@ SECRET_HEADERS = frozenset(
     }
 )
 _PASSWORD_KEY = re.compile(r"(pass(word)?|pwd|secret|user_pass|app_password|client_secret|token)", re.I)
+# What every match of ``_PASSWORD_KEY`` holds, lower-cased (``user_pass`` holds ``pass``, ...).
+_PASSWORD_WORDS = ("pass", "pwd", "secret", "token")
 
 
 def _name_pattern(name: str) -> str:
@@ -48,6 +50,10 @@ _ACCESS_KEY_IN_TEXT = re.compile(
     "(?i)(" + "|".join(_name_pattern(name) for name in ("access_key", "api_key", "access_token")) + ")"
     r"(=|%3D)[^&\s\"']*"
 )
+# The same for a text without ``%``, where no name can be encoded: the same matches, found
+# without trying every encoded alternative at every character.
+_PLAIN_ACCESS_KEY_IN_TEXT = re.compile(r"(?i)(access_key|api_key|access_token)(=)[^&\s\"']*")
+_NAME_KEPT_VALUE_REDACTED = r"\1\2" + REDACTED
 
 
 @functools.lru_cache(maxsize=4096)
@@ -72,7 +78,8 @@ def _may_name_a_key(value: str) -> bool:
 def scrub_text(value: str, secrets: Iterable[str] = ()) -> str:
     """Remove ``access_key=…`` style parameters and any known secret value from free text."""
     if _may_name_a_key(value):
-        value = _ACCESS_KEY_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
+        pattern = _ACCESS_KEY_IN_TEXT if "%" in value else _PLAIN_ACCESS_KEY_IN_TEXT
+        value = pattern.sub(_NAME_KEPT_VALUE_REDACTED, value)
     for secret in secrets:
         if secret and len(secret) >= 4:
             value = value.replace(secret, REDACTED)
@@ -118,18 +125,45 @@ def sent_credentials(headers: Mapping[str, str], url: str) -> list[str]:
 
 
 def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
+    """``url`` with secret query parameters and userinfo replaced, then scrubbed as text.
+
+    The query comes back in the form ``urlencode`` writes (decoded, then encoded again), so a
+    logged URL reads the same whichever way its sender encoded it."""
     parts = urlsplit(url)
     if not parts.query and "@" not in parts.netloc:
         return scrub_text(url, secrets)  # nothing to rebuild
-    query = [
-        (name, REDACTED if name.lower() in SECRET_PARAMS else value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@" + netloc.rsplit("@", 1)[1]
-    rebuilt = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="[]"), parts.fragment))
+    rebuilt = urlunsplit((parts.scheme, netloc, parts.path, _redacted_query(parts.query), parts.fragment))
     return scrub_text(rebuilt, secrets)
+
+
+# A query each of whose pairs ``parse_qsl`` then ``urlencode(…, safe="[]")`` give back exactly
+# as written: ``name=value`` pairs (each with its ``=``, none empty) of characters neither
+# decodes nor encodes. No ``%``, no ``+``: a name in it is the name as written.
+_VERBATIM_PAIR = r"[A-Za-z0-9_.~\[\]-]*=[A-Za-z0-9_.~\[\]-]*"
+_VERBATIM_QUERY = re.compile(f"{_VERBATIM_PAIR}(?:&{_VERBATIM_PAIR})*")
+
+
+def _redacted_query(query: str) -> str:
+    """The query with each secret parameter's value replaced by ``REDACTED``.
+
+    A query that decoding and encoding again would give back unchanged (a webhook's
+    ``wpf_action=update&access_key=…``) is masked in place, pair by pair, rather than parsed
+    and encoded again (most of an inbound log row's cost); the result is the same either way.
+    Any other query (encoded names, ``+``, pairs without ``=``, …) is parsed and encoded."""
+    if _VERBATIM_QUERY.fullmatch(query):
+        pairs = query.split("&")
+        for index, pair in enumerate(pairs):
+            name = pair.partition("=")[0]
+            if name.lower() in SECRET_PARAMS:
+                pairs[index] = f"{name}={REDACTED}"
+        return "&".join(pairs)
+    decoded = parse_qsl(query, keep_blank_values=True)
+    return urlencode(
+        [(name, REDACTED if name.lower() in SECRET_PARAMS else value) for name, value in decoded], safe="[]"
+    )
 
 
 def redact_headers(headers: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[str, str]:
@@ -154,6 +188,17 @@ def redact_data(value: Any, secrets: Iterable[str] = ()) -> Any:
     return value
 
 
+def _may_hold_password_key(text: str) -> bool:
+    """Whether ``_PASSWORD_KEY`` finds anything in ``text``. An ASCII text is asked with
+    substring searches of its lower-cased copy, in C: the pattern tries its alternation at
+    every character of a whole body. Beyond ASCII case-insensitive matching has more
+    equivalents (the long s U+017F for ``s``, the Kelvin sign for ``k``), so the pattern itself answers."""
+    if text.isascii():
+        lowered = text.lower()
+        return any(word in lowered for word in _PASSWORD_WORDS)
+    return _PASSWORD_KEY.search(text) is not None
+
+
 def _strings_verbatim(text: str, secrets: tuple[str, ...]) -> bool:
     """Whether JSON ``text`` holds its strings as they decode, so a search of the text finds
     what a search of the decoded values would. The one escape allowed is ``\\/`` (PHP's
@@ -173,7 +218,7 @@ def redact_body(body: bytes | str | None, content_type: str = "", secrets: Itera
     stripped = text.lstrip()
     if stripped[:1] in "[{":
         secrets = tuple(secrets)
-        if _strings_verbatim(text, secrets) and not _PASSWORD_KEY.search(text):
+        if _strings_verbatim(text, secrets) and not _may_hold_password_key(text):
             # No key can be password-like, and every string (and secret) appears in the text as
             # it decodes: scrubbing the text does what the walk below would do, and more (keys
             # and numbers too), without decoding and re-encoding. Most CRM replies take this path.

@@ -41,6 +41,40 @@ def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url, [SECRET]) == expected
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        # as sent, masked in place: names any case, empty values, brackets, other pairs kept
+        ("/?wpf_action=update&access_key=k-123456", f"/?wpf_action=update&access_key={REDACTED}"),
+        ("/?ACCESS_KEY=k-123456&Token=t-123456&x=", f"/?ACCESS_KEY={REDACTED}&Token={REDACTED}&x="),
+        ("/?t[]=a&t[]=b&key=k-123456&=v", f"/?t[]=a&t[]=b&key={REDACTED}&=v"),
+        ("/?monkey=banana&access_keys=v-1", "/?monkey=banana&access_keys=v-1"),  # not a secret name
+        # decoded and written again: encoded names, "+", "=" in a value, a pair without "="
+        ("/?access%5Fkey=k-123456&a=b%20c", f"/?access_key={REDACTED}&a=b+c"),
+        ("/?%41PI%5Fkey=k-123456", f"/?API_key={REDACTED}"),
+        ("/?api+key=k-1&apikey=k-123456&x=1+2", f"/?api+key=k-1&apikey={REDACTED}&x=1+2"),
+        ("/?key=a=b&flag&&n=%5B1%5D", f"/?key={REDACTED}&flag=&n=[1]"),
+        ("/?token=k-123456&x=%C3%A9", f"/?token={REDACTED}&x=%C3%A9"),
+    ],
+)
+def test_redact_url_masks_secret_parameters_however_written(path: str, expected: str) -> None:
+    redacted = redact_url(path)
+    assert redacted == expected
+    assert "k-123456" not in redacted
+
+
+def test_a_query_as_written_is_masked_without_decoding_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inbound log's path (``wpf_action=update&access_key=…``) decodes to itself: masking
+    its pairs in place gives what decoding and encoding again would, at a fraction of the cost."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr("bridge.outbound.redaction.parse_qsl", refuse)
+    path = "/?wpf_action=update&access_key=k-123456&contact_id=7"
+    assert redact_url(path, ["k-123456"]) == f"/?wpf_action=update&access_key={REDACTED}&contact_id=7"
+
+
 def test_password_keys_are_masked_at_any_depth_and_answers_stay_right_when_cached() -> None:
     body = json.dumps({"contact": {"email": "a@example.com", "user_pass": "pw", "Password": "x", "note": SECRET}})
     for _ in range(2):  # the second time every key's verdict comes from the cache
@@ -78,6 +112,33 @@ def test_json_whose_text_differs_from_its_values_is_decoded_before_redaction(bod
     redacted = redact_body(body, "application/json", [secret])
     assert leak not in redacted
     assert MASKED in redacted or REDACTED in redacted
+
+
+@pytest.mark.parametrize(
+    ("body", "masked"),
+    [
+        ('{"PassWord": "hunter22"}', True),
+        ('{"user": {"api_TOKEN": "hunter22"}}', True),
+        ('{"user_pa\u017fs": "hunter22", "name": "Jörg"}', True),  # the long s is an "s" to the pattern
+        ('{"name": "Jörg", "note": "hunter22"}', False),
+        ('{"first_name": "Ann", "note": "hunter22"}', False),
+    ],
+)
+def test_json_password_keys_are_found_in_any_case_and_script(body: str, masked: bool) -> None:
+    assert ("hunter22" not in redact_body(body, "application/json")) is masked
+
+
+def test_ascii_json_without_a_password_word_is_not_searched_with_the_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Substring searches answer for ASCII text (a webhook's body): the pattern tried its
+    alternation at every character of the body."""
+
+    class Refusing:
+        def search(self, text: str) -> None:
+            raise AssertionError("searched with the pattern")
+
+    monkeypatch.setattr("bridge.outbound.redaction._PASSWORD_KEY", Refusing())
+    body = '{"id": 7, "email": "a@example.com", "tags": [{"slug": "vip"}]}'
+    assert redact_body(body, "application/json", [SECRET]) == body
 
 
 def test_json_written_by_php_is_scrubbed_as_written_when_no_secret_holds_a_slash() -> None:

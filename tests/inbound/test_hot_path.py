@@ -155,3 +155,28 @@ def test_add_of_a_new_user_reads_once_then_writes(app, hook, fluent_key):
             text("SELECT contact_id FROM contact_link WHERE user_id = :u"), {"u": data["user_id"]}
         )
         assert link.scalar_one() == "2"
+
+
+def test_the_log_row_is_redacted_before_the_webhook_transaction_begins(app, hook, fluent_key, monkeypatch):
+    """On SQLite the webhook's transaction holds the writer lock every other process waits
+    for: the log row's path and payload are redacted when the request is read, and only
+    assembled inside the transaction (they were redacted just before its INSERT)."""
+    from bridge.inbound import log
+
+    body = subscriber(tags=fluent_tags("vip"))
+    assert hook("add", fluent_key, body).status_code == 200
+    with statements(app) as seen:
+        for name in ("scrubbed_path", "redact_body"):
+            real = getattr(log, name)
+
+            def marked(*args, _real=real, _name=name, **kwargs):
+                seen.append(f"-- {_name}")
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(log, name, marked)
+        assert hook("update", fluent_key, body).status_code == 200
+    assert seen[:2] == ["-- scrubbed_path", "-- redact_body"] and seen[-1].startswith("INSERT INTO WEBHOOK_EVENT")
+    assert sum(1 for s in seen if s.startswith("-- ")) == 2, seen
+    with app.app_context():
+        path, payload = db.session.execute(text("SELECT path, payload FROM webhook_event ORDER BY id DESC")).first()
+    assert path == "/?wpf_action=update&access_key=[redacted]" and json.loads(payload) == body

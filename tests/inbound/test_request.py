@@ -7,14 +7,38 @@ from typing import Any
 
 import pytest
 from support import load_fixture
+from werkzeug.datastructures import EnvironHeaders
 
-from bridge.inbound.request import InvalidParameter, access_key_from, build_call, nest_php_keys, parse_flag
+from bridge.inbound.request import (
+    InvalidParameter,
+    access_key_from,
+    build_call,
+    headers_from_environ,
+    nest_php_keys,
+    parse_flag,
+)
 from crm_adapters.activecampaign import ActiveCampaignAdapter
 from crm_adapters.base import DEFAULT_FIELD_MAP
 from crm_adapters.fluentcrm import FluentCrmAdapter
 
 ADAPTERS = {"fluentcrm": FluentCrmAdapter, "activecampaign": ActiveCampaignAdapter}
 FIXTURE_FILES = ["fluentcrm/full_subscriber_raw.json", "fluentcrm/with_tags.json", "activecampaign/contact_update.json"]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "12", "HTTP_HOST": "h", "HTTP_X_ACCESS_KEY": "k"},
+        {"CONTENT_TYPE": "", "CONTENT_LENGTH": "", "HTTP_AUTHORIZATION": "Bearer k", "REQUEST_METHOD": "POST"},
+        # CGI's duplicates of the two content headers are not headers of their own
+        {"HTTP_CONTENT_TYPE": "text/plain", "HTTP_CONTENT_LENGTH": "3", "CONTENT_TYPE": "text/csv"},
+        {"HTTP_WEBHOOK_SIGNATURE": "v1,abc", "HTTP_X_HUBSPOT_SIGNATURE_V3": "s", "wsgi.input": object()},
+        {"SERVER_NAME": "h", "QUERY_STRING": "a=b"},
+    ],
+)
+def test_headers_from_environ_are_werkzeugs_headers_by_lower_cased_name(environ):
+    """Read from the environ at once (the hot path), the same headers ``request.headers`` lists."""
+    assert headers_from_environ(environ) == {name.lower(): value for name, value in EnvironHeaders(environ).items()}
 
 
 def test_php_bracket_keys_become_nested_dicts_and_lists():
