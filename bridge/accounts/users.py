@@ -16,15 +16,6 @@ from typing import Any
 from sqlalchemy import Select, bindparam, exists, func, select, true, update
 
 from bridge.accounts import passwords
-from bridge.accounts.passwords import (  # noqa: F401  (re-exported: bridge.inbound calls users.hash_password & co.)
-    GENERATED_PASSWORD_METHOD,
-    LONG_GENERATED_PASSWORD_METHOD,
-    UNSEEN_PASSWORD_LENGTH,
-    generate_password,
-    hash_generated_password,
-    hash_password,
-    set_password_hash_if_unset,
-)
 from bridge.accounts.signup_country import SERVER_ONLY_META, client_meta, with_signup_country
 from bridge.accounts.user_row import UserRow
 from bridge.accounts.user_tags import (  # noqa: F401  (re-exported: callers use users.replace_tags & co.)

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, literal, select, union_all
 from sqlalchemy.orm.util import identity_key
 
 from bridge import crypto
-from bridge.accounts import usernames, users
+from bridge.accounts import passwords, usernames, users
 from bridge.accounts import welcome_mail as mail
 from bridge.delivery import outbox
 from bridge.extensions import db
@@ -36,21 +36,21 @@ from crm_adapters.base import Contact
 def make_credentials(runtime: ConnectionRuntime, contact: Contact, *, hash_chosen: bool = False) -> Credentials:
     """The CRM's mapped ``user_pass`` when given (hashed now only with ``hash_chosen``, else
     left for after the commit), else a generated password, hashed cheaply (see
-    ``users.GENERATED_PASSWORD_METHOD``).
+    ``passwords.GENERATED_PASSWORD_METHOD``).
 
     A generated password is ``password_length`` characters when someone will see it (returned
     to the CRM or in the response); one nobody will ever see is at least
-    ``users.UNSEEN_PASSWORD_LENGTH`` characters, whose entropy needs only one salted round
-    (``users.LONG_GENERATED_PASSWORD_METHOD``): a batch import makes thousands."""
+    ``passwords.UNSEEN_PASSWORD_LENGTH`` characters, whose entropy needs only one salted round
+    (``passwords.LONG_GENERATED_PASSWORD_METHOD``): a batch import makes thousands."""
     given = text_value(contact.fields.get("user_pass"))
     if given:
-        return Credentials(users.hash_password(given)) if hash_chosen else Credentials(None, chosen=given)
+        return Credentials(passwords.hash_password(given)) if hash_chosen else Credentials(None, chosen=given)
     settings = runtime.settings
     length = int(settings.get("password_length") or 16)
     if not (text_value(settings.get("return_password_field")) or settings.get("return_password_in_response")):
-        length = max(length, users.UNSEEN_PASSWORD_LENGTH)
-    generated = users.generate_password(length)
-    return Credentials(users.hash_generated_password(generated), generated)
+        length = max(length, passwords.UNSEEN_PASSWORD_LENGTH)
+    generated = passwords.generate_password(length)
+    return Credentials(passwords.hash_generated_password(generated), generated)
 
 
 # -- phase 2: the database --------------------------------------------------------------------

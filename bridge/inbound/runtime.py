@@ -140,7 +140,7 @@ class ContactResult:
 @dataclass
 class Credentials:
     """A new user's password. ``generated`` is set when we made the password up: it is hashed
-    cheaply (``users.hash_generated_password``) when the user is created, inside the unit,
+    cheaply (``passwords.hash_generated_password``) when the user is created, inside the unit,
     after the race for the contact is settled. A password the CRM chose is hashed slowly: before
     the transaction (``password_hash``) for a queued webhook, else after the commit that created
     the user (``chosen``), so neither a request that finds the user nor the loser of a race for

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bridge.accounts import users
+from bridge.accounts import passwords, users
 from bridge.connections import service as connections
 from bridge.database import end_transaction
 from bridge.delivery import outbox
@@ -134,7 +134,7 @@ def apply_plans(
     # ``update``/``update_tags`` of linked users are raw statements only: no session needed.
     outcome = run_unit(unit, commit=commit, without_session=action != "add")
     for user_id, password in chosen:  # after the race: only the request that created the user hashes
-        users.set_password_hash_if_unset(user_id, users.hash_password(password))
+        passwords.set_password_hash_if_unset(user_id, passwords.hash_password(password))
     if chosen and commit:
         db.session.commit()
     return outcome, results

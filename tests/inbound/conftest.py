@@ -91,13 +91,12 @@ def fast_password_hashing(monkeypatch):
     their cost, so they use a cheap werkzeug method (check_password still verifies it)."""
     from werkzeug.security import generate_password_hash
 
-    from bridge.accounts import passwords, users
+    from bridge.accounts import passwords
 
     def cheap(password: str) -> str:
         return generate_password_hash(password, "pbkdf2:sha256:1")
 
     monkeypatch.setattr(passwords, "hash_password", cheap)
-    monkeypatch.setattr(users, "hash_password", cheap)  # what bridge.inbound calls
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from werkzeug.security import generate_password_hash
 
-from bridge.accounts import passwords, users
+from bridge.accounts import passwords
 from bridge.extensions import db
 from bridge.models import User
 from bridge.raw_statements import session_is_idle
@@ -30,14 +30,14 @@ def hashes(monkeypatch) -> list[tuple[str, str, bool]]:
         made.append(("chosen", password, db.session().in_transaction()))
         return generate_password_hash(password, "pbkdf2:sha256:1")
 
-    real_generated = users.hash_generated_password
+    real_generated = passwords.hash_generated_password
 
     def generated(password: str) -> str:
         made.append(("generated", password, db.session().in_transaction()))
         return real_generated(password)
 
-    monkeypatch.setattr(users, "hash_password", chosen)
-    monkeypatch.setattr(users, "hash_generated_password", generated)
+    monkeypatch.setattr(passwords, "hash_password", chosen)
+    monkeypatch.setattr(passwords, "hash_generated_password", generated)
     return made
 
 
@@ -99,13 +99,13 @@ def test_a_queued_add_hashes_a_chosen_password_before_its_unit_with_no_transacti
     for the hash. The job's match read opens one; it is ended before the hash, as before a
     CRM call."""
     idle_at_hash: list[bool] = []
-    cheap = users.hash_password  # the ``hashes`` fixture's stand-in
+    cheap = passwords.hash_password  # the ``hashes`` fixture's stand-in
 
     def hash_password(password: str) -> str:
         idle_at_hash.append(session_is_idle())
         return cheap(password)
 
-    monkeypatch.setattr(users, "hash_password", hash_password)
+    monkeypatch.setattr(passwords, "hash_password", hash_password)
     key = make_connection("fluent", "fluentcrm", field_map=PASS_MAP, **FLUENT_SETTINGS)
     # Without tags in the payload, the job reads them from the CRM first.
     payload = subscriber(crm_password="chosen-by-crm-1", tags=None if loaded_from_crm else [])
