@@ -19,7 +19,7 @@ from bridge import config as config_module
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = os.path.abspath(os.environ.get("BRIDGE_INSTANCE_PATH") or "instance")
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
-    from bridge.sessions import CookieSessionInterface
+    from bridge.admin.sessions import CookieSessionInterface
 
     app.session_interface = CookieSessionInterface()
     app.config.from_object(config_module.DefaultConfig)

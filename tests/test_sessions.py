@@ -1,4 +1,4 @@
-"""The console's cookie session (``bridge.sessions``): Flask's behaviour, without building a
+"""The console's cookie session (``bridge.admin.sessions``): Flask's behaviour, without building a
 signing serializer for every request. A small Flask app of its own sets and reads the session,
 so each rule is seen through real requests and cookies."""
 
@@ -10,7 +10,7 @@ import pytest
 from flask import Flask, session
 from flask import sessions as flask_sessions
 
-from bridge.sessions import CookieSessionInterface
+from bridge.admin.sessions import CookieSessionInterface
 
 
 @pytest.fixture
