@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 TAG = "bench"
 
 CHILD = r"""
-import json, os, sys, time
+import json, os, sys
 sys.path.insert(0, os.getcwd())
 from bridge import create_app
 from bridge.accounts.users import ensure_default_roles
@@ -48,13 +48,7 @@ from bridge.extensions import db
 from bridge.models import Batch
 
 sys.path.insert(0, os.environ["BENCH_DIR"])
-from child_probes import count_statements, profile_text, profiler
-from pg_backends import backend_cpu, backend_pids
-
-
-def backends():
-    return backend_pids(db.engine)
-
+from child_probes import count_statements, measured, profiler, with_probes
 
 app = create_app()
 profiles = []
@@ -83,20 +77,10 @@ with app.app_context():
     db.session.remove()
     worker = DeliveryWorker(app, concurrency=1)
     statements = count_statements(db.engine) if os.environ.get("BENCH_STATEMENTS") else {}
-    pids = backends()
-    server_before = backend_cpu(pids)
-    cpu, wall = time.process_time(), time.perf_counter()
-    worker.run(once=True)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    pids = set(pids) | set(backends())
-    server = backend_cpu(pids) - server_before
+    _done, cost = measured(lambda: worker.run(once=True), db.engine)
     batch = db.session.get(Batch, batch_id)
-    result = {"status": batch.status, "done": batch.done, "created": batch.created,
-              "cpu_s": cpu, "server_cpu_s": server, "wall_s": wall}
-    if statements:
-        result["statements"] = sorted(statements.items(), key=lambda kv: -kv[1])
-    if profiles:
-        result["profile"] = profile_text(profiles, int(os.environ["BENCH_PROFILE"]))
+    result = with_probes({"status": batch.status, "done": batch.done, "created": batch.created, **cost},
+                         statements, profiles)
     db.session.remove()
     db.engine.dispose()
 print(json.dumps(result))

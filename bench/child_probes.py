@@ -62,3 +62,29 @@ def profile_text(profiles: list[cProfile.Profile], lines: int) -> str:
     stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative"))
     stats.print_stats(lines)
     return out.getvalue()
+
+
+def measured(run: Callable[[], Any], engine: Any) -> tuple[Any, dict[str, float]]:
+    """``run()``'s result, and what it cost: this process's CPU (``cpu_s``), the database
+    server's backends' CPU (``server_cpu_s``: PostgreSQL on this machine, else 0, see
+    ``pg_backends.py``; a backend that opened during the run counts from its start) and the wall
+    time (``wall_s``)."""
+    from pg_backends import backend_cpu, backend_pids
+
+    pids = backend_pids(engine)
+    server = backend_cpu(pids)
+    cpu, wall = time.process_time(), time.perf_counter()
+    value = run()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    server = backend_cpu(set(pids) | set(backend_pids(engine))) - server
+    return value, {"cpu_s": cpu, "server_cpu_s": server, "wall_s": wall}
+
+
+def with_probes(result: dict[str, Any], statements: dict[str, int], profiles: list[cProfile.Profile]) -> dict[str, Any]:
+    """``result`` with the statements counted (most frequent first) and the profile's text
+    (``BENCH_PROFILE`` lines), when the child collected them."""
+    if statements:
+        result["statements"] = sorted(statements.items(), key=lambda kv: -kv[1])
+    if profiles:
+        result["profile"] = profile_text(profiles, int(os.environ["BENCH_PROFILE"]))
+    return result

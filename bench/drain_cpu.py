@@ -42,8 +42,7 @@ CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.environ["BENCH_DIR"])
-from child_probes import count_statements, profile_text, profiler
-from pg_backends import backend_cpu, backend_pids
+from child_probes import count_statements, measured, profiler, with_probes
 from bridge import create_app
 from bridge.accounts.registration import register_user
 from bridge.accounts.users import ensure_default_roles
@@ -94,18 +93,9 @@ with app.app_context():
     def committed(conn):
         transactions[0] += 1
 
-    pids = backend_pids(db.engine)
-    server_before = backend_cpu(pids)
-    cpu, wall = time.process_time(), time.perf_counter()
-    done = worker.run(once=True)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    server = backend_cpu(set(pids) | set(backend_pids(db.engine))) - server_before
-    result = {"done": done, "cpu_s": cpu, "server_cpu_s": server, "wall_s": wall, "transactions": transactions[0],
-              "dispatcher_cpu_s": dispatcher_cpu[0]}
-    if statements:
-        result["statements"] = sorted(statements.items(), key=lambda kv: -kv[1])
-    if profiles:
-        result["profile"] = profile_text(profiles, int(os.environ["BENCH_PROFILE"]))
+    done, cost = measured(lambda: worker.run(once=True), db.engine)
+    result = with_probes({"done": done, **cost, "transactions": transactions[0],
+                          "dispatcher_cpu_s": dispatcher_cpu[0]}, statements, profiles)
     db.session.remove()
     db.engine.dispose()
 print(json.dumps(result))
