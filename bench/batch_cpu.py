@@ -40,8 +40,6 @@ CHILD = r"""
 import json, os, sys
 sys.path.insert(0, os.getcwd())
 from bridge import create_app
-from bridge.accounts.users import ensure_default_roles
-from bridge.connections.service import create_connection
 from bridge.delivery import batches
 from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
@@ -49,6 +47,7 @@ from bridge.models import Batch
 
 sys.path.insert(0, os.environ["BENCH_DIR"])
 from child_probes import count_statements, measured, profiler, with_probes
+from site_setup import fresh_site
 
 app = create_app()
 profiles = []
@@ -58,12 +57,8 @@ if os.environ.get("BENCH_PROFILE"):
     DeliveryWorker._record_and_claim = profiled(DeliveryWorker._record_and_claim)
     from bridge.inbound import batch_import
     batch_import._Prefetch.run = profiled(batch_import._Prefetch.run)  # the listing ahead
-with app.app_context():
-    db.drop_all()
-    db.create_all()
-    ensure_default_roles()
-    create_connection("fluent", "fluentcrm", json.loads(os.environ["BENCH_CRM"]))
-    operation = os.environ["BENCH_OPERATION"]
+operation = os.environ["BENCH_OPERATION"]
+with fresh_site(json.loads(os.environ["BENCH_CRM"])):
     if operation == "push":
         from sqlalchemy import insert
         from bridge.models import User
@@ -71,10 +66,9 @@ with app.app_context():
         run = os.urandom(4).hex()  # the fake CRM outlives a run: new emails, so every push is a create
         rows = [{"email": f"user{n}-{run}@example.com", "username": f"user{n}-{run}", "meta": {}} for n in range(count)]
         db.session.execute(insert(User), rows)
-    db.session.commit()
     params = {"tag": "bench"} if operation == "import" else {}
     batch_id = batches.start_batch(operation, "fluent", params).id
-    db.session.remove()
+with app.app_context():
     worker = DeliveryWorker(app, concurrency=1)
     statements = count_statements(db.engine) if os.environ.get("BENCH_STATEMENTS") else {}
     _done, cost = measured(lambda: worker.run(once=True), db.engine)

@@ -43,10 +43,9 @@ import json, os, sys, time
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.environ["BENCH_DIR"])
 from child_probes import count_statements, measured, profiler, with_probes
+from site_setup import fresh_site
 from bridge import create_app
 from bridge.accounts.registration import register_user
-from bridge.accounts.users import ensure_default_roles
-from bridge.connections.service import create_connection
 from bridge.delivery.worker import DeliveryWorker
 from bridge.extensions import db
 from sqlalchemy import event
@@ -72,19 +71,14 @@ def timed_turn(self, *args, **kwargs):
 
 DeliveryWorker._record_and_claim = timed_turn
 count = int(os.environ["BENCH_COUNT"])
-with app.app_context():
-    db.drop_all()
-    db.create_all()
-    ensure_default_roles()
-    create_connection("fluent", "fluentcrm", json.loads(os.environ["BENCH_CRM"]))
+with fresh_site(json.loads(os.environ["BENCH_CRM"])):
     db.session.commit()
     run = os.urandom(4).hex()  # the fake CRM outlives a run: new emails, so every push is a create
     for n in range(count):
         register_user(email=f"user{n}-{run}@example.com")
         if n % 100 == 99:
             db.session.commit()
-    db.session.commit()
-    db.session.remove()
+with app.app_context():
     worker = DeliveryWorker(app, concurrency=int(os.environ["BENCH_CONCURRENCY"]))
     statements = count_statements(db.engine, 100) if os.environ.get("BENCH_STATEMENTS") else {}
     transactions = [0]
